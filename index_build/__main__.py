@@ -1,0 +1,3 @@
+from index_build.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""The offline build: sources -> documents -> sentences/passages -> embeddings
+-> FAISS + BM25 + metadata, published atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from index_build import documents as docs_mod
+from index_build import publish
+from index_build.dedup import deduplicate
+from index_build.embed import EmbedStats, VectorCache, embed_texts, mean_vectors
+from index_build.lexical import build_bm25
+from index_build.passages import make_passages
+from index_build.readers import Unreadable
+from index_build.report import BuildReport
+from qa import index_format as fmt
+from qa.config import BuildConfig
+from qa.encoder import Encoder, bf16_agreement, cpu_has_fast_bf16, load_encoder, resolve_model
+from qa.errors import BuildError, IndexLoadError
+
+_PROBE_SIZE = 64
+
+
+def _log_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _package_version() -> str:
+    import qa
+
+    return qa.__version__
+
+
+def _old_manifest(index_dir: Path) -> fmt.Manifest | None:
+    try:
+        return fmt.Manifest.read(index_dir)
+    except IndexLoadError:
+        return None
+
+
+def _model_key(model_id: str, precision: str, max_seq_length: int) -> str:
+    return f"{model_id}|{precision}|{max_seq_length}"
+
+
+def build(
+    sources: list[Path] | None = None,
+    index_dir: Path | None = None,
+    config: BuildConfig | None = None,
+    log: Callable[[str], None] = _log_stderr,
+) -> BuildReport:
+    """Build (or incrementally rebuild) the index at `index_dir` from `sources`.
+
+    Raises BuildError / ModelUnavailableError with a one-line message on bad
+    input; KeyboardInterrupt passes through.  In every failure the previous
+    index is left exactly as it was.
+    """
+    from qa.config import DEFAULT_INDEX, DEFAULT_SOURCES
+
+    cfg = config or BuildConfig()
+    sources = [Path(s) for s in (sources or [DEFAULT_SOURCES])]
+    index_dir = Path(index_dir or DEFAULT_INDEX)
+    t0 = time.perf_counter()
+    report = BuildReport(index=str(index_dir))
+
+    publish.check_target(index_dir)
+    files, skipped = docs_mod.discover(sources)
+    with publish.build_lock(index_dir):
+        report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
+
+        # 1. read and segment
+        documents: list[docs_mod.Document] = []
+        for path, reason in skipped:
+            _skip(report, cfg, path, reason, log)
+        for src in files:
+            try:
+                doc = docs_mod.load(src)
+            except Unreadable as e:
+                _skip(report, cfg, src.path, str(e), log)
+                continue
+            documents.append(doc)
+            if doc.encoding not in ("utf-8", "pdf"):
+                report.legacy_encodings.append({"path": doc.path, "encoding": doc.encoding})
+        report.files_read = len(documents)
+        if not documents:
+            where = ", ".join(str(s) for s in sources)
+            raise BuildError(
+                f"no readable articles in {where} ({len(report.files_skipped)} files skipped): "
+                "add .txt, .md, .html or .pdf articles, or point SOURCES at the folder that holds them"
+            )
+
+        # 2. unique sentences and passages
+        answer_sents = [
+            (d_idx, s_no, doc.sentence_text(s_no))
+            for d_idx, doc in enumerate(documents)
+            for s_no, s in enumerate(doc.sentences)
+            if s.is_answer
+        ]
+        report.documents = len(documents)
+        report.sentences = len(answer_sents)
+        report.non_answer_lines = sum(len(d.sentences) for d in documents) - len(answer_sents)
+        dd = deduplicate(answer_sents, cfg.near_dup_similarity, cfg.near_dup_min_words)
+        report.unique_sentences = len(dd.unique)
+        report.exact_duplicates_merged = dd.exact_merged
+        report.near_duplicates_merged = dd.near_merged
+        passages = make_passages(documents, cfg.passage_size, cfg.passage_stride)
+        report.passages = len(passages)
+
+        # 3. embeddings (only what the previous index does not already hold)
+        model_id, _ = resolve_model(cfg.model)
+        old = None if cfg.full else _old_manifest(index_dir)
+        old_key = _model_key(old.model, old.precision, old.max_seq_length) if old else None
+        unique_texts = [u.text for u in dd.unique]
+        encoder: Encoder | None = None
+        bf16_check: dict = {}
+        if old is not None and old.model == model_id and cfg.precision in ("auto", old.precision):
+            precision, max_len, dim = old.precision, old.max_seq_length, old.dimension
+            bf16_check = old.bf16_check
+        else:
+            log(f"loading model {cfg.model} ...")
+            encoder = load_encoder(cfg.model)
+            precision, bf16_check = _choose_precision(encoder, unique_texts, cfg)
+            max_len, dim = encoder.max_seq_length, encoder.dim
+        key = _model_key(model_id, precision, max_len)
+        s_cache = VectorCache.from_index(index_dir, "sentences", fmt.SENTENCE_VECTORS, key, old_key)
+        p_cache = VectorCache.from_index(index_dir, "passages", fmt.PASSAGE_VECTORS, key, old_key)
+
+        def need_encoder() -> Encoder:
+            nonlocal encoder
+            if encoder is None:
+                log(f"loading model {cfg.model} ...")
+                encoder = load_encoder(cfg.model)
+            encoder.precision = precision
+            return encoder
+
+        s_vecs, s_hashes, s_stats = embed_texts(need_encoder, dim, unique_texts, s_cache, cfg.batch_size,
+                                                cfg.progress, "sentences")
+        report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
+
+        p_texts = [p.text for p in passages]
+        if cfg.passage_embedding == "encode":
+            p_vecs, p_hashes, p_stats = embed_texts(need_encoder, dim, p_texts, p_cache, cfg.batch_size,
+                                                    cfg.progress, "passages")
+        else:
+            rows = [
+                [dd.assignment[(p.doc_idx, n)] for n in range(p.first_sent_no, p.last_sent_no + 1)
+                 if (p.doc_idx, n) in dd.assignment]
+                for p in passages
+            ]
+            p_vecs = mean_vectors(rows, s_vecs)
+            p_hashes = [_hash(t) for t in p_texts]
+            p_stats = EmbedStats()
+        report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
+        report.precision = precision
+        report.bf16_min_cosine = bf16_check.get("min_cosine")
+
+        # 4. write everything into a temp dir, then swap it in
+        tmp = publish.temp_dir(index_dir)
+        try:
+            _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
+            _write_vectors(tmp, s_vecs, p_vecs)
+            vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
+            report.seconds = time.perf_counter() - t0
+            manifest = _manifest(cfg, model_id, precision, max_len, dim,
+                                 bf16_check, documents, report, vocab)
+            (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+            publish.publish(tmp, index_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _hash(text: str) -> str:
+    from qa.textnorm import text_hash
+
+    return text_hash(text)
+
+
+def _skip(report: BuildReport, cfg: BuildConfig, path: Path, reason: str, log: Callable[[str], None]) -> None:
+    if cfg.strict:
+        raise BuildError(f"{path}: {reason} (--strict makes this an error; drop --strict to skip such files)")
+    report.files_skipped.append({"path": str(path), "reason": reason})
+    log(f"warning: skipping {path}: {reason}")
+
+
+def _choose_precision(encoder: Encoder, texts: list[str], cfg: BuildConfig) -> tuple[str, dict]:
+    """bf16 only where the CPU runs it natively *and* a probe on this corpus
+    shows it agrees with fp32; the evidence goes into the manifest."""
+    if cfg.precision == "fp32" or not cpu_has_fast_bf16():
+        return "fp32", {}
+    step = max(1, len(texts) // _PROBE_SIZE)
+    probe = texts[::step][:_PROBE_SIZE]
+    cos = bf16_agreement(encoder, probe, cfg.batch_size)
+    check = {"probe_sentences": len(probe), "min_cosine": round(cos, 6), "threshold": cfg.bf16_min_cosine}
+    if cfg.precision == "bf16" or cos >= cfg.bf16_min_cosine:
+        return "bf16", check
+    return "fp32", check
+
+
+def _write_metadata(tmp: Path, documents, dd, passages, s_hashes: list[str], p_hashes: list[str]) -> None:
+    con = fmt.connect(tmp, readonly=False)
+    try:
+        con.executescript(fmt.SCHEMA)
+        con.executemany(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
+            ((i, d.doc_id, d.title, d.path, d.text, d.sha256, d.encoding, len(d.sentences)) for i, d in enumerate(documents)),
+        )
+        con.executemany(
+            "INSERT INTO sentences VALUES (?,?,?,?,?)",
+            ((i, u.text, s_hashes[i], len(u.occurrences), u.variants) for i, u in enumerate(dd.unique)),
+        )
+        con.executemany(
+            "INSERT INTO doc_sentences VALUES (?,?,?,?,?)",
+            (
+                (d_idx, s_no, s.start, s.end, dd.assignment.get((d_idx, s_no)))
+                for d_idx, d in enumerate(documents)
+                for s_no, s in enumerate(d.sentences)
+            ),
+        )
+        con.executemany(
+            "INSERT INTO passages VALUES (?,?,?,?,?)",
+            ((i, p.doc_idx, p.first_sent_no, p.last_sent_no, p_hashes[i]) for i, p in enumerate(passages)),
+        )
+        con.commit()
+    finally:
+        con.close()
+
+
+def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray) -> None:
+    import faiss
+
+    for vecs, faiss_name, npy_name in (
+        (s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS),
+        (p_vecs, fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS),
+    ):
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        index = faiss.IndexFlatIP(vecs.shape[1])
+        if len(vecs):
+            index.add(vecs)
+        faiss.write_index(index, str(tmp / faiss_name))
+        np.save(tmp / npy_name, vecs, allow_pickle=False)
+
+
+def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim: int, bf16_check: dict,
+              documents, report: BuildReport, vocab: int) -> fmt.Manifest:
+    import sentencex  # noqa: F401
+
+    from importlib.metadata import version
+
+    return fmt.Manifest(
+        format_version=fmt.FORMAT_VERSION,
+        package_version=_package_version(),
+        model=model_id,
+        dimension=int(dim),
+        dtype="float32",
+        precision=precision,
+        normalized=True,
+        max_seq_length=int(max_len),
+        built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        build_seconds=round(report.seconds, 3),
+        segmenter={"name": "sentencex", "version": version("sentencex"), "language": "en",
+                   "quote_masking": True, "headline_caption_filter": True},
+        passages={"size": cfg.passage_size, "stride": cfg.passage_stride, "embedding": cfg.passage_embedding},
+        dedup={"normalisation": "NFKC, whitespace, quote/dash style, casefold",
+               "near_dup_similarity": cfg.near_dup_similarity, "near_dup_min_words": cfg.near_dup_min_words},
+        lexical={"library": "bm25s", "version": version("bm25s"), "k1": cfg.lexical.k1, "b": cfg.lexical.b,
+                 "stemmer": cfg.lexical.language, "stopwords": cfg.lexical.stopwords, "vocabulary": vocab},
+        counts={"documents": report.documents, "sentences": report.sentences, "unique_sentences": report.unique_sentences,
+                "passages": report.passages, "exact_duplicates_merged": report.exact_duplicates_merged,
+                "near_duplicates_merged": report.near_duplicates_merged, "skipped_files": len(report.files_skipped)},
+        files={d.doc_id: {"path": d.path, "sha256": d.sha256, "bytes": d.size, "encoding": d.encoding} for d in documents},
+        bf16_check=bf16_check,
+    )
+
+
+def report_json(report: BuildReport) -> str:
+    return json.dumps(report.to_dict(), indent=2)

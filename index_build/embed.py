@@ -1,0 +1,106 @@
+"""Embeddings with a cache: a rebuild only encodes text it has not encoded before.
+
+The cache is the previous index itself (its vectors and the text hashes next to
+them), valid only when it was made by the same model at the same precision and
+sequence length, so adding one article to a thousand encodes one article.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from qa.encoder import Encoder
+from qa.textnorm import text_hash
+
+
+@dataclass
+class EmbedStats:
+    encoded: int = 0
+    reused: int = 0
+
+
+class VectorCache:
+    """hash -> vector, read from an earlier index (memory-mapped)."""
+
+    def __init__(self, hashes: list[str] | None = None, vectors: np.ndarray | None = None) -> None:
+        self.rows = {h: i for i, h in enumerate(hashes or [])}
+        self.vectors = vectors
+
+    def get(self, h: str) -> np.ndarray | None:
+        i = self.rows.get(h)
+        return None if i is None or self.vectors is None else self.vectors[i]
+
+    @classmethod
+    def from_index(cls, index_dir: Path, table: str, vectors_file: str, model_key: str, old_key: str | None) -> "VectorCache":
+        """Vectors of an earlier index, if it was built with the same model key."""
+        import sqlite3
+
+        if old_key != model_key:
+            return cls()
+        db, vec = index_dir / "meta.sqlite", index_dir / vectors_file
+        if not db.is_file() or not vec.is_file():
+            return cls()
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            key = "sent_idx" if table == "sentences" else "passage_idx"
+            hashes = [h for (h,) in con.execute(f"SELECT hash FROM {table} ORDER BY {key}")]
+            con.close()
+            vectors = np.load(vec, mmap_mode="r", allow_pickle=False)
+        except Exception:  # noqa: BLE001 - a damaged old index just means no cache
+            return cls()
+        if vectors.ndim != 2 or len(vectors) != len(hashes):
+            return cls()
+        return cls(hashes, vectors)
+
+
+def embed_texts(
+    get_encoder: Callable[[], Encoder],
+    dim: int,
+    texts: list[str],
+    cache: VectorCache,
+    batch_size: int,
+    progress: bool,
+    label: str,
+) -> tuple[np.ndarray, list[str], EmbedStats]:
+    """Vectors for `texts` (row-aligned), their hashes, and what was encoded.
+
+    The model is only loaded (`get_encoder()`) when something is not cached, so
+    a rebuild that changes nothing never pays for importing torch.
+    """
+    hashes = [text_hash(t) for t in texts]
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    todo: list[int] = []
+    stats = EmbedStats()
+    for i, h in enumerate(hashes):
+        v = cache.get(h)
+        if v is None:
+            todo.append(i)
+        else:
+            out[i] = v
+            stats.reused += 1
+    if todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"embedding {label}", unit="sent", disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True, leave=False)
+        try:
+            out[todo] = get_encoder().encode([texts[i] for i in todo], batch_size=batch_size, on_batch=bar.update)
+        finally:
+            bar.close()
+        stats.encoded = len(todo)
+    return out, hashes, stats
+
+
+def mean_vectors(groups: list[list[int]], vectors: np.ndarray) -> np.ndarray:
+    """Normalised mean of the given rows, one output row per group."""
+    out = np.zeros((len(groups), vectors.shape[1]), dtype=np.float32)
+    for i, rows in enumerate(groups):
+        m = vectors[rows].mean(axis=0)
+        n = float(np.linalg.norm(m))
+        out[i] = m / n if n > 0 else m
+    return out

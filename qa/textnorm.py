@@ -1,0 +1,61 @@
+"""Text normalisation shared by the builder and the retriever.
+
+Dedup keys and BM25 terms must be computed the same way at build time and at
+query time, so both live here, below both packages in the data flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from functools import lru_cache
+
+_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'",
+                         "–": "-", "—": "-", "‐": "-", "…": "..."})
+_WS = re.compile(r"\s+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def dedup_key(text: str) -> str:
+    """The form in which two sentences count as identical: same words, ignoring
+    whitespace, quote style, dash style and case."""
+    t = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    return _WS.sub(" ", t).strip().casefold()
+
+
+def text_hash(text: str) -> str:
+    """Stable id of an exact text (the embedding cache key, with the model)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (letters and digits), used by near-dup matching."""
+    return _WORD.findall(dedup_key(text))
+
+
+@lru_cache(maxsize=4)
+def _stemmer(language: str):
+    if not language:
+        return None
+    import Stemmer  # PyStemmer: Snowball stemmers in C
+
+    return Stemmer.Stemmer(language)
+
+
+@lru_cache(maxsize=4)
+def _stopwords(enabled: bool) -> frozenset[str]:
+    if not enabled:
+        return frozenset()
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def lexical_terms(text: str, language: str = "english", stopwords: bool = True) -> list[str]:
+    """BM25 terms: lower-cased words (single digits kept: "5 days" must match),
+    English stop words dropped, Snowball-stemmed."""
+    stop = _stopwords(stopwords)
+    toks = [w for w in words(text) if w not in stop]
+    stem = _stemmer(language)
+    return stem.stemWords(toks) if stem is not None else toks
