@@ -89,6 +89,10 @@ def build(
             if doc.encoding not in ("utf-8", "pdf"):
                 report.legacy_encodings.append({"path": doc.path, "encoding": doc.encoding})
         report.files_read = len(documents)
+        if cfg.strict and report.files_skipped:
+            bad = "; ".join(f"{s['path']}: {s['reason']}" for s in report.files_skipped)
+            raise BuildError(f"{len(report.files_skipped)} unusable file(s) with --strict: {bad} "
+                             "(fix or remove them, or drop --strict to skip them)")
         if not documents:
             where = ", ".join(str(s) for s in sources)
             raise BuildError(
@@ -141,13 +145,13 @@ def build(
             return encoder
 
         s_vecs, s_hashes, s_stats = embed_texts(need_encoder, dim, unique_texts, s_cache, cfg.batch_size,
-                                                cfg.progress, "sentences")
+                                                cfg.progress, "sentences", log)
         report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
 
         p_texts = [p.text for p in passages]
         if cfg.passage_embedding == "encode":
             p_vecs, p_hashes, p_stats = embed_texts(need_encoder, dim, p_texts, p_cache, cfg.batch_size,
-                                                    cfg.progress, "passages")
+                                                    cfg.progress, "passages", log)
         else:
             rows = [
                 [dd.assignment[(p.doc_idx, n)] for n in range(p.first_sent_no, p.last_sent_no + 1)
@@ -186,10 +190,9 @@ def _hash(text: str) -> str:
 
 
 def _skip(report: BuildReport, cfg: BuildConfig, path: Path, reason: str, log: Callable[[str], None]) -> None:
-    if cfg.strict:
-        raise BuildError(f"{path}: {reason} (--strict makes this an error; drop --strict to skip such files)")
     report.files_skipped.append({"path": str(path), "reason": reason})
-    log(f"warning: skipping {path}: {reason}")
+    if not cfg.strict:
+        log(f"warning: skipping {path}: {reason}")
 
 
 def _choose_precision(encoder: Encoder, texts: list[str], cfg: BuildConfig) -> tuple[str, dict]:

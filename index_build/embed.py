@@ -66,6 +66,7 @@ def embed_texts(
     batch_size: int,
     progress: bool,
     label: str,
+    log: Callable[[str], None] = lambda msg: None,
 ) -> tuple[np.ndarray, list[str], EmbedStats]:
     """Vectors for `texts` (row-aligned), their hashes, and what was encoded.
 
@@ -86,10 +87,12 @@ def embed_texts(
     if todo:
         from tqdm.auto import tqdm
 
+        encoder = get_encoder()
+        log(f"embedding {len(todo)} {label} ({stats.reused} cached, {encoder.precision})")
         bar = tqdm(total=len(todo), desc=f"embedding {label}", unit="sent", disable=not progress,
                    file=sys.stderr, dynamic_ncols=True, leave=False)
         try:
-            out[todo] = get_encoder().encode([texts[i] for i in todo], batch_size=batch_size, on_batch=bar.update)
+            out[todo] = encoder.encode([texts[i] for i in todo], batch_size=batch_size, on_batch=bar.update)
         finally:
             bar.close()
         stats.encoded = len(todo)

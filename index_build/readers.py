@@ -6,6 +6,7 @@ cannot use raises `Unreadable` with a reason the build report shows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,7 @@ def decode(data: bytes) -> tuple[str, str]:
         pass
     try:
         text = data.decode("cp1252")
-        non_ascii = sum(1 for ch in text if ord(ch) > 127)
-        if non_ascii <= 0.1 * len(text) and not any(ord(ch) < 32 and ch not in "\t\n\r\f" for ch in text):
+        if _looks_western(text):
             return text, "cp1252"
     except UnicodeDecodeError:
         pass
@@ -64,6 +64,20 @@ def decode(data: bytes) -> tuple[str, str]:
     if best is None or best.chaos > 0.3:
         raise Unreadable("undecodable bytes (not UTF-8 or a recognisable legacy encoding): re-save the file as UTF-8")
     return str(best), best.encoding
+
+
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{3,}")
+
+
+def _looks_western(text: str) -> bool:
+    """Is this cp1252 decoding plausible?  Western text has its accents and
+    typographic quotes scattered among ASCII letters; Cyrillic, Greek or CJK
+    bytes read as cp1252 come out as long runs of non-ASCII symbols."""
+    if any(ord(ch) < 32 and ch not in "\t\n\r\f" for ch in text):
+        return False
+    non_ascii = sum(1 for ch in text if ord(ch) > 127)
+    in_runs = sum(len(m.group()) for m in _NON_ASCII_RUN.finditer(text))
+    return in_runs <= 0.1 * non_ascii
 
 
 def read_text(path: Path) -> Extracted:

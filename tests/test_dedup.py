@@ -1,0 +1,101 @@
+"""Documents and deduplication on the seeds and on the real BBC corpus."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from pathlib import Path
+
+from index_build.dedup import deduplicate, word_similarity
+from index_build.documents import discover, load
+from qa.textnorm import words
+from tests.conftest import SEEDS, bench_path
+
+# The 10 sentences the seeds carry twice (readout + Netanyahu's statement in
+# 000 and 001, the CNN paragraph in 001 and 002).
+SHARED = {
+    "The President reaffirmed his commitment to working tirelessly": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "also discussed the situation in Gaza, and the urgency": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "The President also raised the situation in Rafah": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "Israel earlier this week sent a high-ranking delegation": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "A US official later said that that the talks were productive": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "This week we freed two of our hostages": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "So far we have freed 112 of our hostages": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "This is also the key to the release of the rest of our hostages": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "I insist that Hamas drop their delusional demands": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
+    "The officials cautioned that while a framework is in place, gaps remain.": {"001_b75319ecbb0ee614", "002_35521e549324248f"},
+}
+
+
+def _load_all(sources: list[Path]):
+    files, _ = discover(sources)
+    docs = []
+    for f in files:
+        try:
+            docs.append(load(f))
+        except Exception:  # noqa: BLE001 - unreadable files are tested elsewhere
+            continue
+    sents = [(i, n, d.sentence_text(n)) for i, d in enumerate(docs) for n, s in enumerate(d.sentences) if s.is_answer]
+    return docs, sents
+
+
+def test_seed_shared_sentences_come_out_once_with_both_sources() -> None:
+    docs, sents = _load_all([SEEDS])
+    dd = deduplicate(sents)
+    assert dd.exact_merged == 10
+    for needle, want_docs in SHARED.items():
+        hits = [u for u in dd.unique if needle in u.text]
+        assert len(hits) == 1, needle
+        assert {docs[o.doc_idx].doc_id for o in hits[0].occurrences} == want_docs
+    assert sum(1 for u in dd.unique if len(u.occurrences) > 1) == 10
+
+
+def test_seed_titles_and_captions() -> None:
+    docs, _ = _load_all([SEEDS])
+    by_id = {d.doc_id: d for d in docs}
+    assert by_id["001_b75319ecbb0ee614"].title == "Biden and Netanyahu"
+    assert by_id["002_35521e549324248f"].title == "Netanyahu and Biden"
+    assert by_id["000_d94e3a040fbeca26"].title == "000_d94e3a040fbeca26"  # no headline line
+    for d in docs:
+        answers = [d.sentence_text(i) for i, s in enumerate(d.sentences) if s.is_answer]
+        assert not any("Avi Ohayon/GPO" in a for a in answers)
+        assert d.title not in answers
+
+
+def test_near_duplicates_are_grouped_but_different_facts_are_not() -> None:
+    a = "The minister said the talks would resume in Cairo next week after a short break."
+    b = "The minister added the talks would resume in Cairo next week after a short break."
+    c = "The central bank raised interest rates by a quarter point on Thursday afternoon."
+    sents = [(0, 0, a), (1, 0, b), (2, 0, c)]
+    dd = deduplicate(sents, threshold=0.8)
+    assert len(dd.unique) == 2 and dd.near_merged == 1
+    merged = next(u for u in dd.unique if len(u.occurrences) == 2)
+    assert merged.text in (a, b) and merged.variants == 2
+    assert word_similarity(words(a), words(b)) >= 0.9
+    assert word_similarity(words(a), words(c)) < 0.5
+
+
+def test_bbc_ids_are_unique_and_duplicate_articles_merge() -> None:
+    bbc = bench_path("bbc")
+    files, _ = discover([bbc])
+    ids = [f.doc_id for f in files if f.path.suffix == ".txt" and f.path.name != "README.TXT"]
+    assert len(ids) == 2225 and len(set(ids)) == 2225
+    assert {"business/001", "politics/001", "sport/001", "tech/001", "entertainment/001"} <= set(ids)
+
+    docs, sents = _load_all([bbc])
+    dd = deduplicate(sents)
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, d in enumerate(docs):
+        by_hash[d.sha256].append(i)
+    groups = [g for g in by_hash.values() if len(g) > 1]
+    assert len(groups) == 98
+    pol = {d.doc_id: i for i, d in enumerate(docs)}
+    assert hashlib.sha256((bbc / "politics/108.txt").read_bytes()).hexdigest() == docs[pol["politics/291"]].sha256
+    # every answer sentence of a duplicated article lists every copy as a source
+    for group in groups:
+        members = set(group)
+        for n, s in enumerate(docs[group[0]].sentences):
+            if not s.is_answer:
+                continue
+            u = dd.unique[dd.assignment[(group[0], n)]]
+            assert members <= {o.doc_idx for o in u.occurrences}
