@@ -6,3 +6,57 @@ Heavy modules (torch, faiss, gradio) are imported only when used, so
 """
 
 __version__ = "0.1.0"
+
+from pathlib import Path as _Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qa.answers import Answer, Context, Result, Source
+    from qa.engine import Engine
+
+__all__ = ["load", "ask", "Engine", "Result", "Answer", "Source", "Context", "QAError", "IndexLoadError"]
+
+from qa.errors import IndexLoadError, QAError  # noqa: E402  (light)
+
+_default: "Engine | None" = None
+
+
+def load(index_dir: str | _Path = "index", model: str | None = None) -> "Engine":
+    """Open an index for asking questions.
+
+    Checks manifest.json, every index file and the model, and raises
+    IndexLoadError naming what is wrong and the command that fixes it.
+    """
+    from qa.engine import Engine
+
+    return Engine.load(index_dir, model=model)
+
+
+def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path | None = None) -> "Result":
+    """Ask the default index (``$SOURCE_QA_INDEX`` or ./index), building it
+    from the bundled seeds/ on first use if it does not exist yet."""
+    import os
+
+    global _default
+    path = _Path(index_dir or os.environ.get("SOURCE_QA_INDEX", "index"))
+    if _default is None or _default.data.path != path:
+        if not (path / "manifest.json").exists():
+            from index_build import build  # the app layer may build; the engine never does
+
+            from qa.config import DEFAULT_SOURCES
+
+            build([DEFAULT_SOURCES], path)
+        _default = load(path)
+    return _default.ask(question, history=history, k=k)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Engine":
+        from qa.engine import Engine
+
+        return Engine
+    if name in ("Result", "Answer", "Source", "Context"):
+        from qa import answers
+
+        return getattr(answers, name)
+    raise AttributeError(f"module 'qa' has no attribute {name!r}")

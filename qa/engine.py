@@ -1,0 +1,232 @@
+"""The retriever: question (+ conversation) -> best-ranked source sentences.
+
+Data only flows down here: it reads an index directory and never writes one.
+An Engine is safe to share between threads: the index is read-only (FAISS
+search, memory-mapped vectors), each thread gets its own SQLite connection,
+and the small query-embedding cache is guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from qa import query as qmod
+from qa.answers import Answer, Context, Result, Source
+from qa.encoder import Encoder, load_encoder, resolve_model
+from qa.errors import IndexLoadError
+from qa.followup import Resolved, content_words, resolve
+from qa.fusion import FusionModel, features, load_model, question_type
+from qa.index_format import connect
+from qa.index_store import IndexData, open_index
+from qa.textnorm import lexical_terms
+
+DENSE_CANDIDATES = 100
+LEXICAL_CANDIDATES = 100
+PASSAGE_CANDIDATES = 30
+MMR_POOL = 30
+_EMBED_CACHE = 256
+
+
+class Engine:
+    """A loaded index plus the model that embeds questions."""
+
+    def __init__(self, data: IndexData, encoder: Encoder, fusion: FusionModel | None = None) -> None:
+        self.data = data
+        self.encoder = encoder
+        self.fusion = fusion or load_model()
+        self.manifest = data.manifest
+        self._local = threading.local()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._lex = data.manifest.lexical
+        self._k1 = float(self._lex.get("k1", 1.2))
+        self._vocab: dict[str, int] = data.bm25.vocab_dict
+        indptr = np.asarray(data.bm25.scores["indptr"])
+        n = max(int(data.bm25.scores["num_docs"]), 1)
+        df = np.diff(indptr).astype(np.float64)
+        self._idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        self._sent_passages = self._passage_map()
+
+    # -- loading -----------------------------------------------------------
+    @classmethod
+    def load(cls, index_dir: str | Path = "index", model: str | None = None) -> "Engine":
+        data = open_index(index_dir)
+        if model is not None and resolve_model(model)[0] != data.manifest.model:
+            raise IndexLoadError(
+                f"{index_dir} was built with model {data.manifest.model!r}, not {model!r}: "
+                f"rebuild it with: python -m index_build --full --model {model}"
+            )
+        encoder = load_encoder(data.manifest.model, precision=data.manifest.precision)
+        if encoder.dim != data.manifest.dimension:
+            raise IndexLoadError(
+                f"model {data.manifest.model!r} makes {encoder.dim}-d vectors but {index_dir} holds "
+                f"{data.manifest.dimension}-d ones: rebuild it with: python -m index_build --full"
+            )
+        return cls(data, encoder)
+
+    def _db(self):
+        con = getattr(self._local, "db", None)
+        if con is None:
+            con = self._local.db = connect(self.data.path)
+        return con
+
+    def _passage_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """CSR maps sentence -> passages holding one of its occurrences, and
+        passage -> its sentences (both plain numpy, built once at load)."""
+        rows = self.data.db.execute(
+            "SELECT ds.sent_idx, p.passage_idx FROM passages p JOIN doc_sentences ds "
+            "ON ds.doc_idx = p.doc_idx AND ds.sent_no BETWEEN p.first_sent_no AND p.last_sent_no "
+            "WHERE ds.sent_idx IS NOT NULL"
+        ).fetchall()
+        pairs = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+        def csr(keys: np.ndarray, vals: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+            order = np.argsort(keys, kind="stable")
+            indptr = np.zeros(n + 1, dtype=np.int64)
+            np.add.at(indptr, keys + 1, 1)
+            return np.cumsum(indptr), vals[order]
+
+        s_ptr, s_pas = csr(pairs[:, 0], pairs[:, 1], self.data.n_sentences)
+        p_ptr, p_sen = csr(pairs[:, 1], pairs[:, 0], int(self.data.passage_index.ntotal))
+        return s_ptr, s_pas, p_ptr, p_sen
+
+    # -- embedding -----------------------------------------------------------
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        out: list[np.ndarray | None] = []
+        missing = []
+        with self._cache_lock:
+            for t in texts:
+                v = self._cache.get(t)
+                if v is not None:
+                    self._cache.move_to_end(t)
+                else:
+                    missing.append(t)
+                out.append(v)
+        if missing:
+            vecs = self.encoder.encode(missing)
+            with self._cache_lock:
+                for t, v in zip(missing, vecs):
+                    self._cache[t] = v
+                    if len(self._cache) > _EMBED_CACHE:
+                        self._cache.popitem(last=False)
+            fresh = dict(zip(missing, vecs))
+            out = [v if v is not None else fresh[t] for v, t in zip(out, texts)]
+        return np.stack(out)
+
+    def query_vector(self, resolved: Resolved) -> np.ndarray:
+        vecs = self._embed(resolved.dense_texts)
+        v = (np.asarray(resolved.dense_weights, dtype=np.float32)[:, None] * vecs).sum(axis=0)
+        return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
+
+    # -- retrieval -----------------------------------------------------------
+    def _bm25(self, text: str) -> tuple[np.ndarray, float]:
+        terms = lexical_terms(text, self._lex.get("stemmer", "english"), self._lex.get("stopwords", True))
+        ids = [self._vocab[t] for t in terms if t in self._vocab]
+        n = self.data.n_sentences
+        if not ids:
+            return np.zeros(n, dtype=np.float32), 0.0
+        scores = self.data.bm25.get_scores_from_ids(ids)
+        best_possible = float(sum(self._idf[i] for i in ids) * (self._k1 + 1)) if terms else 0.0
+        # terms the corpus never saw still count against the share
+        unknown = len(terms) - len(ids)
+        if unknown:
+            best_possible += unknown * float(self._idf.max()) * (self._k1 + 1)
+        return np.asarray(scores, dtype=np.float32), best_possible
+
+    def _known_share(self, text: str) -> float:
+        terms = lexical_terms(text, self._lex.get("stemmer", "english"), self._lex.get("stopwords", True))
+        return sum(t in self._vocab for t in terms) / len(terms) if terms else 1.0
+
+    def score_candidates(self, resolved: Resolved, qtype: str | None = None):
+        """(candidate sentence ids, probabilities, feature matrix), best first."""
+        n = self.data.n_sentences
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0), np.float32), []
+        qv = self.query_vector(resolved)[None, :]
+        d_scores, d_ids = self.data.sentence_index.search(qv, min(DENSE_CANDIDATES, n))
+        p_scores, p_ids = self.data.passage_index.search(qv, min(PASSAGE_CANDIDATES, max(self.data.passage_index.ntotal, 1)))
+        bm, bm_best = self._bm25(resolved.lexical)
+        nb = min(LEXICAL_CANDIDATES, n)
+        b_ids = np.argpartition(-bm, nb - 1)[:nb] if nb < n else np.arange(n)
+        b_ids = b_ids[bm[b_ids] > 0]
+        indptr, pas, p_ptr, p_sen = self._sent_passages
+        # sentences inside the best passages are candidates too
+        via_pas = [p_sen[p_ptr[p] : p_ptr[p + 1]] for p in p_ids[0] if p >= 0]
+        cand = np.unique(np.concatenate([d_ids[0][d_ids[0] >= 0], b_ids, *via_pas]).astype(np.int64))
+        vecs = np.asarray(self.data.sentence_vectors[cand])
+        dense = vecs @ qv[0]
+        passage = np.zeros(len(cand))
+        pv = self.data.passage_vectors
+        for i, s in enumerate(cand):
+            ps = pas[indptr[s] : indptr[s + 1]]
+            if len(ps):
+                passage[i] = float(np.max(np.asarray(pv[ps]) @ qv[0]))
+        texts = self._texts(cand)
+        X = features(dense, bm[cand], bm_best, passage, texts, qtype or question_type(resolved.question))
+        prob = self.fusion.score(X)
+        order = np.argsort(-prob, kind="stable")
+        return cand[order], prob[order], X[order], vecs[order], [texts[i] for i in order]
+
+    def _texts(self, ids: np.ndarray) -> list[str]:
+        if len(ids) == 0:
+            return []
+        rows = dict(self._db().execute(
+            f"SELECT sent_idx, text FROM sentences WHERE sent_idx IN ({','.join('?' * len(ids))})",
+            [int(i) for i in ids]).fetchall())
+        return [rows[int(i)] for i in ids]
+
+    # -- answers -----------------------------------------------------------
+    def ask(self, question: str, history=None, k: int = 5) -> Result:
+        """Best-ranked source sentences for `question`, reading it in the light
+        of `history` (earlier user questions, or Gradio messages)."""
+        q = qmod.clean_question(question)
+        k = qmod.check_k(k)
+        turns = qmod.user_turns(history)
+        resolved = resolve(q, turns)
+        if resolved.followup and content_words(q) and self._known_share(q) == 0.0 and len(content_words(q)) >= 2:
+            # words the articles never use are not a follow-up, they are noise
+            resolved = resolve(q, [])
+        ids, prob, _, vecs, texts = self.score_candidates(resolved)
+        chosen = self._diversify(prob, vecs, k)
+        threshold = self.fusion.threshold
+        found = bool(len(prob) and prob[0] >= threshold)
+        answers = [self._answer(int(ids[i]), texts[i], float(prob[i]), prob[i] < threshold) for i in chosen]
+        return Result(question=q, query=resolved.query, found=found, answers=answers,
+                      followup=resolved.followup, threshold=threshold)
+
+    def _diversify(self, prob: np.ndarray, vecs: np.ndarray, k: int) -> list[int]:
+        """Maximal marginal relevance over the best candidates, so the top k are
+        not k wordings of one fact (lambda 1.0 = plain ranking)."""
+        lam = self.fusion.mmr_lambda
+        pool = list(range(min(len(prob), MMR_POOL)))
+        if lam >= 1.0 or len(pool) <= 1:
+            return pool[:k]
+        chosen: list[int] = [pool.pop(0)]
+        while pool and len(chosen) < k:
+            sims = vecs[pool] @ vecs[chosen].T
+            mmr = lam * prob[pool] - (1 - lam) * sims.max(axis=1)
+            chosen.append(pool.pop(int(np.argmax(mmr))))
+        return chosen
+
+    def _answer(self, sent_idx: int, text: str, score: float, weak: bool) -> Answer:
+        db = self._db()
+        rows = db.execute(
+            "SELECT d.doc_id, d.title, d.path, ds.sent_no, ds.start, ds.end, "
+            "substr(d.text, ds.start + 1, ds.end - ds.start), ds.doc_idx "
+            "FROM doc_sentences ds JOIN documents d USING(doc_idx) WHERE ds.sent_idx = ? "
+            "ORDER BY ds.doc_idx, ds.sent_no", (sent_idx,)).fetchall()
+        sources = [Source(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        context = Context(rows[0][0], [], []) if rows else Context("", [], [])
+        if rows:
+            doc_idx, sent_no = rows[0][7], rows[0][3]
+            around = db.execute(
+                "SELECT ds.sent_no, substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds "
+                "JOIN documents d USING(doc_idx) WHERE ds.doc_idx = ? AND ds.sent_no BETWEEN ? AND ? "
+                "AND ds.sent_idx IS NOT NULL ORDER BY ds.sent_no", (doc_idx, sent_no - 1, sent_no + 1)).fetchall()
+            context = Context(rows[0][0], [t for n, t in around if n < sent_no], [t for n, t in around if n > sent_no])
+        return Answer(text=text, score=round(score, 4), sources=sources, context=context,
+                      sentence_id=sent_idx, weak=bool(weak))

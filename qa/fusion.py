@@ -1,0 +1,106 @@
+"""Fusing dense and lexical evidence into one calibrated score per sentence.
+
+Each candidate sentence gets a small feature vector (dense cosine, BM25 as a
+share of the query's best possible BM25, the best cosine of a passage around
+it, ranks, whether it holds the kind of thing the question asks for); a
+logistic model fitted on the dev half of SQuAD (`python -m qa.eval --fit`)
+turns it into the probability that the sentence answers the question.  That
+probability is the answer's score, and the abstention threshold is set on it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS_FILE = Path(__file__).with_name("fusion_weights.json")
+
+FEATURES = (
+    "dense", "bm25_share", "passage", "dense_gap", "bm25_rel", "rrf_dense", "rrf_bm25",
+    "type_match", "type_miss", "log_len",
+)
+
+_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+                     r"fifty|hundred|thousand|million|billion|dozen|half|third|quarter)\b", re.I)
+_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(january|february|march|april|may|june|july|august|september|"
+                   r"october|november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+                   r"yesterday|today|tomorrow|century|decade|week|month|year|morning|evening|night|"
+                   r"spring|summer|autumn|winter)\b", re.I)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+
+
+def question_type(question: str) -> str:
+    """What kind of answer the question wants: number, date, name, or any."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much|long|old|far|big|large|often)\b|\bwhat (percentage|percent|number|amount)\b", q):
+        return "number"
+    if re.search(r"\bwhen\b|\bwhat (year|day|date|time|month|century)\b|\bwhich (year|day|month)\b", q):
+        return "date"
+    if re.search(r"\bwho(m|se)?\b|\bwhere\b|\bwhich (country|city|company|team|person|party)\b", q):
+        return "name"
+    return "any"
+
+
+def has_type(sentence: str, qtype: str) -> bool:
+    if qtype == "number":
+        return bool(_NUMBER.search(sentence))
+    if qtype == "date":
+        return bool(_DATE.search(sentence))
+    if qtype == "name":
+        return bool(_NAME.search(sentence))
+    return True
+
+
+@dataclass(frozen=True)
+class FusionModel:
+    weights: np.ndarray
+    bias: float
+    threshold: float  # answers below this probability are "closest matches"
+    mmr_lambda: float  # 1.0 = plain ranking
+    info: dict
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        z = X @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | None = None) -> FusionModel:
+    data = json.loads(Path(path or WEIGHTS_FILE).read_text(encoding="utf-8"))
+    w = np.array([data["weights"][f] for f in FEATURES], dtype=np.float64)
+    return FusionModel(w, float(data["bias"]), float(data["threshold"]), float(data.get("mmr_lambda", 1.0)),
+                       data.get("info", {}))
+
+
+def features(
+    dense: np.ndarray, bm25: np.ndarray, bm25_max_possible: float, passage: np.ndarray,
+    texts: list[str], qtype: str,
+) -> np.ndarray:
+    """Feature matrix (n_candidates x len(FEATURES)); rows align with the inputs."""
+    n = len(dense)
+    X = np.zeros((n, len(FEATURES)), dtype=np.float64)
+    if n == 0:
+        return X
+    d_rank = np.empty(n)
+    d_rank[np.argsort(-dense, kind="stable")] = np.arange(n)
+    b_rank = np.empty(n)
+    b_rank[np.argsort(-bm25, kind="stable")] = np.arange(n)
+    bmax = float(bm25.max())
+    X[:, 0] = dense
+    X[:, 1] = bm25 / bm25_max_possible if bm25_max_possible > 0 else 0.0
+    X[:, 2] = passage
+    X[:, 3] = dense - float(dense.max())
+    X[:, 4] = bm25 / bmax if bmax > 0 else 0.0
+    X[:, 5] = 10.0 / (10.0 + d_rank)
+    X[:, 6] = np.where(bm25 > 0, 10.0 / (10.0 + b_rank), 0.0)
+    if qtype != "any":
+        match = np.array([has_type(t, qtype) for t in texts], dtype=np.float64)
+        X[:, 7] = match
+        X[:, 8] = 1.0 - match
+    X[:, 9] = np.log1p([len(t.split()) for t in texts])
+    return X

@@ -1,0 +1,69 @@
+"""Check and clean what users type, before anything expensive runs."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+MAX_QUESTION_CHARS = 2000
+MAX_K = 50
+MAX_HISTORY_TURNS = 20
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def clean_question(question: Any) -> str:
+    """The question with control characters removed and whitespace folded.
+
+    ValueError (one line, with the fix) for anything that is not a question.
+    """
+    if not isinstance(question, str):
+        raise ValueError(f"question must be a string, not {type(question).__name__}")
+    q = unicodedata.normalize("NFC", _CONTROL.sub(" ", question))
+    q = " ".join(q.split())
+    if not q:
+        raise ValueError("question is empty: type a question about the articles")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise ValueError(f"question is {len(q)} characters long: ask in at most {MAX_QUESTION_CHARS}")
+    if not any(ch.isalnum() for ch in q):
+        raise ValueError("question has no words: type a question about the articles")
+    return q
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ValueError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1 (got {k})")
+    return min(k, MAX_K)
+
+
+def user_turns(history: Any) -> list[str]:
+    """Earlier user questions, oldest first, from either a list of strings or
+    Gradio's messages format ([{"role": "user"|"assistant", "content": ...}]).
+
+    Assistant turns are ignored (they are quotes we produced); junk entries
+    (None, numbers, empty strings, unknown roles) are skipped, not fatal.
+    """
+    if history is None:
+        return []
+    if isinstance(history, (str, bytes)) or not hasattr(history, "__iter__"):
+        raise ValueError("history must be a list of earlier questions or of {'role', 'content'} messages")
+    turns: list[str] = []
+    for item in history:
+        text: Any = None
+        if isinstance(item, str):
+            text = item
+        elif isinstance(item, dict) and item.get("role") == "user":
+            text = item.get("content")
+            if isinstance(text, list):  # multimodal content parts
+                text = " ".join(p.get("text", "") for p in text if isinstance(p, dict))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
+            text = item[0]  # Gradio's old [user, bot] pairs
+        if isinstance(text, str):
+            try:
+                turns.append(clean_question(text))
+            except ValueError:
+                continue
+    return turns[-MAX_HISTORY_TURNS:]
