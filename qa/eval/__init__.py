@@ -1,0 +1,1 @@
+"""Evaluation harness: `python -m qa.eval` (SQuAD/ReQA, CANARD, seeds, real news)."""
