@@ -111,11 +111,21 @@ class Engine:
             with self._cache_lock:
                 for t, v in zip(missing, vecs):
                     self._cache[t] = v
-                    if len(self._cache) > _EMBED_CACHE:
+                    if len(self._cache) > getattr(self, "_cache_limit", _EMBED_CACHE):
                         self._cache.popitem(last=False)
             fresh = dict(zip(missing, vecs))
             out = [v if v is not None else fresh[t] for v, t in zip(out, texts)]
         return np.stack(out)
+
+    def prime(self, texts: list[str], batch_size: int = 64) -> None:
+        """Embed many questions in one batched pass and keep them cached
+        (evaluation and benchmarks: the answers are the same, only faster)."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        vecs = self.encoder.encode(todo, batch_size=batch_size) if todo else []
+        with self._cache_lock:
+            self._cache_limit = max(getattr(self, "_cache_limit", _EMBED_CACHE), len(self._cache) + len(todo))
+            for t, v in zip(todo, vecs):
+                self._cache[t] = v
 
     def query_vector(self, resolved: Resolved) -> np.ndarray:
         vecs = self._embed(resolved.dense_texts)
@@ -141,15 +151,23 @@ class Engine:
         terms = lexical_terms(text, self._lex.get("stemmer", "english"), self._lex.get("stopwords", True))
         return sum(t in self._vocab for t in terms) / len(terms) if terms else 1.0
 
-    def score_candidates(self, resolved: Resolved, qtype: str | None = None):
-        """(candidate sentence ids, probabilities, feature matrix), best first."""
+    def score_candidates(self, resolved: Resolved, qtype: str | None = None, allowed: np.ndarray | None = None):
+        """(candidate ids, probabilities, features, vectors, texts), best first.
+
+        `allowed` (bool per sentence) hides part of the corpus: the evaluation
+        uses it to ask questions whose answer has been taken away.
+        """
         n = self.data.n_sentences
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0), np.float32), []
         qv = self.query_vector(resolved)[None, :]
-        d_scores, d_ids = self.data.sentence_index.search(qv, min(DENSE_CANDIDATES, n))
-        p_scores, p_ids = self.data.passage_index.search(qv, min(PASSAGE_CANDIDATES, max(self.data.passage_index.ntotal, 1)))
+        widen = 1 if allowed is None else 4
+        d_scores, d_ids = self.data.sentence_index.search(qv, min(DENSE_CANDIDATES * widen, n))
+        p_scores, p_ids = self.data.passage_index.search(
+            qv, min(PASSAGE_CANDIDATES * widen, max(self.data.passage_index.ntotal, 1)))
         bm, bm_best = self._bm25(resolved.lexical)
+        if allowed is not None:
+            bm = np.where(allowed, bm, 0.0).astype(np.float32)
         nb = min(LEXICAL_CANDIDATES, n)
         b_ids = np.argpartition(-bm, nb - 1)[:nb] if nb < n else np.arange(n)
         b_ids = b_ids[bm[b_ids] > 0]
@@ -157,6 +175,8 @@ class Engine:
         # sentences inside the best passages are candidates too
         via_pas = [p_sen[p_ptr[p] : p_ptr[p + 1]] for p in p_ids[0] if p >= 0]
         cand = np.unique(np.concatenate([d_ids[0][d_ids[0] >= 0], b_ids, *via_pas]).astype(np.int64))
+        if allowed is not None:
+            cand = cand[allowed[cand]]
         vecs = np.asarray(self.data.sentence_vectors[cand])
         dense = vecs @ qv[0]
         passage = np.zeros(len(cand))

@@ -1,0 +1,265 @@
+"""SQuAD v1.1 dev under the ReQA protocol, and the product metric.
+
+Every paragraph becomes an article file (title line, blank line, paragraph)
+built with the real builder; questions are asked through the real engine.
+
+* Sentence level: the rank of the first unique sentence overlapping a gold
+  ReQA answer sentence of the question's paragraph; MRR, R@1/5/10 and the share
+  of top-1 sentences containing a gold answer string, for BM25 alone, dense
+  alone, reciprocal rank fusion, a z-score sum, and the full system.
+* Product metric: `engine.ask`; a hit at rank i is the first answer whose text
+  contains a gold answer string and whose sources include the gold paragraph.
+* Abstention: each question is asked a second time with its whole article
+  hidden from the index (so the sources cannot answer it); a refused question
+  there and an answered one in the full index are both correct.
+
+Articles are split in file order: the first 24 are the dev half (all tuning
+happens there: `--fit`), the other 24 are only reported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qa.eval.common import bench_dir, build_index, cache_dir, format_table, mrr, recall_at, write_article
+
+DEV_ARTICLES = 24
+
+
+@dataclass
+class Question:
+    qid: str
+    text: str
+    doc_idx: int  # gold paragraph's row in the index
+    article: str
+    answers: list[str]
+    gold_sents: set[int] = field(default_factory=set)  # unique sentence ids overlapping gold ReQA sentences
+    half: str = "dev"
+
+
+def _load(limit: int | None = None):
+    root = bench_dir() / "squad_v1.1"
+    paras = [json.loads(line) for line in (root / "squad_dev_v1.1_paragraphs.jsonl").read_text(encoding="utf-8").splitlines()]
+    questions = [json.loads(line) for line in (root / "squad_dev_v1.1_questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    titles = list(dict.fromkeys(p["title"] for p in paras))
+    dev = set(titles[:DEV_ARTICLES])
+    return paras, questions, dev
+
+
+def build(quiet: bool = True) -> Path:
+    paras, _, _ = _load()
+    root = cache_dir("squad")
+    for i, p in enumerate(paras):
+        write_article(root / "articles", f"{i:04d}.txt", p["title"].replace("_", " "), p["context"])
+    return build_index([root / "articles"], root / "index", quiet=quiet)
+
+
+def questions_for(engine) -> list[Question]:
+    paras, questions, dev = _load()
+    db = engine.data.db
+    doc_of = {doc_id: idx for idx, doc_id in db.execute("SELECT doc_idx, doc_id FROM documents")}
+    para_row = {p["para_id"]: i for i, p in enumerate(paras)}
+    spans: dict[int, list[tuple[int, int, int]]] = {}
+    for d, a, b, s in db.execute("SELECT doc_idx, start, end, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL"):
+        spans.setdefault(d, []).append((a, b, s))
+    out = []
+    for q in questions:
+        i = para_row[q["para_id"]]
+        p = paras[i]
+        d = doc_of[f"{i:04d}"]
+        offset = len(p["title"].replace("_", " ")) + 2
+        gold = set()
+        for g in q["gold_sentence_idx"]:
+            ga, gb = p["sentence_spans"][g]
+            ga, gb = ga + offset, gb + offset
+            gold |= {s for a, b, s in spans.get(d, []) if a < gb and ga < b}
+        out.append(Question(q["id"], q["question"], d, p["title"], [a for a, _ in q["answers"]], gold,
+                            "dev" if p["title"] in dev else "test"))
+    return out
+
+
+def _rank(order: np.ndarray, gold: set[int]) -> int | None:
+    for r, s in enumerate(order[:100], 1):
+        if int(s) in gold:
+            return r
+    return None
+
+
+def _article_masks(engine, qs: list[Question]) -> dict[str, np.ndarray]:
+    """Per article: which sentences remain when that article is hidden."""
+    db = engine.data.db
+    title_of = {d: t for d, t in ((q.doc_idx, q.article) for q in qs)}
+    n = engine.data.n_sentences
+    masks: dict[str, np.ndarray] = {}
+    owners: dict[str, set[int]] = {}
+    for d, s in db.execute("SELECT doc_idx, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL"):
+        t = title_of.get(d)
+        if t is not None:
+            owners.setdefault(t, set()).add(s)
+    for t, sents in owners.items():
+        m = np.ones(n, dtype=bool)
+        m[list(sents)] = False
+        masks[t] = m
+    return masks
+
+
+def collect(engine, qs: list[Question]) -> list[dict]:
+    """Candidates and features of every question, with and without its article.
+
+    Candidate sets do not depend on the fusion weights, so one pass serves
+    fitting and every scoring variant.
+    """
+    from qa.followup import resolve
+
+    engine.prime([q.text for q in qs])
+    src_docs: dict[int, set[int]] = {}
+    for d, s in engine.data.db.execute("SELECT doc_idx, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL"):
+        src_docs.setdefault(s, set()).add(d)
+    masks = _article_masks(engine, qs)
+    rows = []
+    for q in qs:
+        r = resolve(q.text, [])
+        ids, _, X, _, texts = engine.score_candidates(r)
+        hit = np.array([any(a in t for a in q.answers) and q.doc_idx in src_docs.get(int(s), ())
+                        for s, t in zip(ids, texts)], dtype=bool)
+        _, _, hX, _, _ = engine.score_candidates(r, allowed=masks[q.article])
+        rows.append({"q": q, "ids": ids, "X": X, "hit": hit, "texts": texts, "hX": hX})
+    return rows
+
+
+def _alt_orders(X: np.ndarray) -> dict[str, np.ndarray]:
+    """Orders of the candidates under the simple fusions (from the features)."""
+    from qa.fusion import FEATURES
+
+    f = {name: X[:, i] for i, name in enumerate(FEATURES)}
+    d_rank = 10.0 / np.maximum(f["rrf_dense"], 1e-9) - 10.0
+    b_rank = np.where(f["rrf_bm25"] > 0, 10.0 / np.maximum(f["rrf_bm25"], 1e-9) - 10.0, 1e9)
+
+    def z(v: np.ndarray) -> np.ndarray:
+        return (v - v.mean()) / (v.std() or 1.0)
+
+    return {
+        "bm25": np.argsort(b_rank, kind="stable"),
+        "dense": np.argsort(d_rank, kind="stable"),
+        "rrf": np.argsort(-(1 / (60 + d_rank) + 1 / (60 + b_rank)), kind="stable"),
+        "zsum": np.argsort(-(z(f["dense"]) + z(f["bm25_share"]) + 0.5 * z(f["passage"])), kind="stable"),
+    }
+
+
+def metrics(rows: list[dict], model) -> dict:
+    """Every table number for both halves, under fusion `model`."""
+    out: dict[str, dict] = {}
+    for half in ("dev", "test"):
+        part = [r for r in rows if r["q"].half == half]
+        names = ("bm25", "dense", "rrf", "zsum", "full")
+        ranks: dict[str, list] = {k: [] for k in names}
+        top1: dict[str, list] = {k: [] for k in names}
+        prod, answered, refused = [], 0, 0
+        for r in part:
+            q = r["q"]
+            prob = model.score(r["X"])
+            orders = _alt_orders(r["X"])
+            orders["full"] = np.argsort(-prob, kind="stable")
+            for name, order in orders.items():
+                ranks[name].append(_rank(r["ids"][order], q.gold_sents))
+                top1[name].append(bool(len(order)) and any(a in r["texts"][order[0]] for a in q.answers))
+            hits = np.flatnonzero(r["hit"][orders["full"]][:10])
+            prod.append(int(hits[0]) + 1 if len(hits) else None)
+            answered += bool(len(prob)) and prob.max() >= model.threshold
+            hp = model.score(r["hX"])
+            refused += not (len(hp) and hp.max() >= model.threshold)
+        n = len(part) or 1
+        out[half] = {
+            "questions": len(part),
+            "sentence": {k: {"MRR": mrr(v), "R@1": recall_at(v, 1), "R@5": recall_at(v, 5), "R@10": recall_at(v, 10),
+                             "top1_has_answer": sum(top1[k]) / n} for k, v in ranks.items()},
+            "product": {"R@1": recall_at(prod, 1), "MRR@10": mrr(prod, 10), "R@10": recall_at(prod, 10)},
+            "abstention": {"answered_when_answerable": answered / n, "refused_when_hidden": refused / n},
+        }
+    return out
+
+
+def fit(rows: list[dict], out_path: Path | None = None) -> dict:
+    """Fit the fusion on the dev half and set the answer threshold there."""
+    from sklearn.linear_model import LogisticRegression
+
+    from qa.fusion import FEATURES, WEIGHTS_FILE, FusionModel
+
+    dev = [r for r in rows if r["q"].half == "dev"]
+    X = np.concatenate([r["X"] for r in dev])
+    y = np.concatenate([r["hit"] for r in dev]).astype(int)
+    best = None
+    for C in (0.03, 0.3, 3.0):
+        lr = LogisticRegression(C=C, max_iter=5000)
+        lr.fit(X, y)
+        model = FusionModel(lr.coef_[0], float(lr.intercept_[0]), 0.5, 1.0, {})
+        score = metrics(dev, model)["dev"]["product"]["MRR@10"]
+        if best is None or score > best[0]:
+            best = (score, C, model)
+    score, C, model = best
+    # threshold: most questions handled right when each is asked once with its
+    # article (should answer) and once with it hidden (should refuse)
+    top = np.array([model.score(r["X"]).max() if len(r["X"]) else 0.0 for r in dev])
+    hid = np.array([model.score(r["hX"]).max() if len(r["hX"]) else 0.0 for r in dev])
+    grid = np.round(np.linspace(0.02, 0.98, 97), 3)
+    acc = np.array([((top >= t).sum() + (hid < t).sum()) / (2 * len(dev)) for t in grid])
+    t_best = float(grid[int(np.argmax(acc))])
+    weights = {
+        "weights": {f: round(float(v), 5) for f, v in zip(FEATURES, model.weights)},
+        "bias": round(model.bias, 5),
+        "threshold": t_best,
+        "mmr_lambda": 1.0,
+        "info": {"fitted": True, "data": f"SQuAD v1.1 dev, first {DEV_ARTICLES} articles in file order",
+                 "C": C, "dev_product_mrr10": round(score, 4), "dev_abstention_accuracy": round(float(acc.max()), 4),
+                 "rows": int(len(y)), "positives": int(y.sum())},
+    }
+    (out_path or WEIGHTS_FILE).write_text(json.dumps(weights, indent=2) + "\n", encoding="utf-8")
+    return weights
+
+
+def table(result: dict) -> str:
+    parts = []
+    for half in ("dev", "test"):
+        r = result[half]
+        rows = [[name, m["MRR"], m["R@1"], m["R@5"], m["R@10"], m["top1_has_answer"]] for name, m in r["sentence"].items()]
+        parts.append(f"SQuAD {half} half ({r['questions']} questions), sentence level (ReQA gold):")
+        parts.append(format_table(["system", "MRR", "R@1", "R@5", "R@10", "top1 has answer"], rows))
+        p, a = r["product"], r["abstention"]
+        parts.append(f"product metric (engine.ask): R@1 {p['R@1']:.3f}  MRR@10 {p['MRR@10']:.3f}  R@10 {p['R@10']:.3f}")
+        parts.append(f"abstention: answered when answerable {a['answered_when_answerable']:.3f}, "
+                     f"refused with the article hidden {a['refused_when_hidden']:.3f}\n")
+    if "seconds" in result:
+        parts.append(f"seconds: {result['seconds']}")
+    return "\n".join(parts)
+
+
+def run(fit_weights: bool = False, limit: int | None = None, quiet: bool = True) -> dict:
+    """Build (cached), rank, optionally fit, and return all numbers."""
+    import qa
+    from qa.fusion import load_model
+
+    t0 = time.perf_counter()
+    index = build(quiet=quiet)
+    engine = qa.load(index)
+    qs = questions_for(engine)
+    if limit:
+        step = max(1, len(qs) // limit)
+        qs = qs[::step][:limit]
+    t1 = time.perf_counter()
+    rows = collect(engine, qs)
+    t2 = time.perf_counter()
+    fitted = None
+    if fit_weights:
+        fitted = fit(rows)
+        load_model.cache_clear()
+    result = metrics(rows, load_model())
+    result["seconds"] = {"build_and_load": round(t1 - t0, 1), "ranking": round(t2 - t1, 1),
+                         "per_question_ms": round(1000 * (t2 - t1) / max(len(qs), 1) / 2, 2)}
+    if fitted:
+        result["fitted"] = fitted
+    return result
