@@ -27,6 +27,13 @@ the timed build; this script times a model load in the same (already warm)
 process and also reports the builder's time with that load subtracted.
 ``--phases`` additionally times the builder's phases by wrapping the functions
 ``index_build.build`` calls (in this process only; no file is changed).
+``--builder-precision fp32`` forces the builder's fp32 path, to check the 0.9x
+target on a CPU where "auto" would pick bf16.
+
+The three are run in interleaved rounds (``--repeat``, default 3) and the best
+time of each is reported, plus the ratio within every round and each run's
+CPU/wall: on a shared 2-core machine another process shows up as CPU/wall well
+below the thread count, and the script then warns that the numbers are unfit.
 
 Corpora:
 
@@ -40,8 +47,10 @@ Corpora:
 
 Run from the repository root::
 
-    HF_HUB_OFFLINE=1 python benchmarks/build.py            # ~2,000 sentences each
-    HF_HUB_OFFLINE=1 python benchmarks/build.py --limit 0  # all 2,067 SQuAD paragraphs
+    HF_HUB_OFFLINE=1 python benchmarks/build.py             # ~2,000 / ~1,700 sentences, ~3 min
+    HF_HUB_OFFLINE=1 python benchmarks/build.py --phases    # plus where the builder's time goes
+    HF_HUB_OFFLINE=1 python benchmarks/build.py --limit 0   # all 2,067 SQuAD paragraphs
+    HF_HUB_OFFLINE=1 python benchmarks/build.py --builder-precision fp32 --json
 """
 
 from __future__ import annotations
@@ -194,13 +203,19 @@ class Result:
     bf16_min_cosine: float | None
     near_duplicates_merged: int
     exact_duplicates_merged: int
+    min_cpu_per_wall: float  # of all timed runs; well below the thread count = CPU taken by others
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # raw seconds and CPU/wall of every round
     phases: dict[str, float] = field(default_factory=dict)
 
     def rate(self, seconds: float) -> float:
         return self.unique_sentences / seconds if seconds > 0 else 0.0
 
+    def round_ratios(self) -> list[float]:
+        """bare fp32 / builder time within each round (similar load on both)."""
+        return [r["bare_fp32_s"] / r["builder_s"] for r in self.rounds]
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
         d.update(
             builder_sent_per_s=round(self.rate(self.builder_seconds), 1),
             builder_sent_per_s_excl_load=round(self.rate(self.builder_seconds_excl_load), 1),
@@ -210,14 +225,16 @@ class Result:
             ratio_builder_excl_load_vs_bare_fp32=round(self.bare_fp32_seconds / self.builder_seconds_excl_load, 3),
             ratio_builder_vs_bare_bf16=round(self.bare_bf16_seconds / self.builder_seconds, 3),
             ratio_bare_bf16_vs_bare_fp32=round(self.bare_fp32_seconds / self.bare_bf16_seconds, 3),
+            ratio_builder_vs_bare_fp32_per_round=[round(x, 3) for x in self.round_ratios()],
         )
         return d
 
 
-def _timed(fn: Callable[[], Any]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process, result) of `fn()`."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w, time.process_time() - c, out
 
 
 def _read_unique(index_dir: Path) -> list[str]:
@@ -229,8 +246,10 @@ def _read_unique(index_dir: Path) -> list[str]:
 
 
 def measure(name: str, src: Path, files: int, encoder: Any, load_s: float, repeat: int, phases: bool,
-            verbose: bool) -> Result:
-    """Build `src` (best of `repeat`), then encode its unique sentences bare (best of `repeat`)."""
+            verbose: bool, precision: str = "auto") -> Result:
+    """`repeat` rounds of (build `src`, bare fp32 encode, bare bf16 encode of
+    its unique sentences); the best time of each is kept.  Interleaving the
+    three keeps load from other processes from favouring one of them."""
     from index_build import build
     from qa.config import BuildConfig
 
@@ -238,25 +257,34 @@ def measure(name: str, src: Path, files: int, encoder: Any, load_s: float, repea
     best = None
     best_phases: dict[str, float] = {}
     texts: list[str] = []
+    fp32 = bf16 = float("inf")
+    cpu_use: list[float] = []  # CPU seconds / wall seconds of every timed run
+    rounds: list[dict[str, Any]] = []
     for r in range(repeat):
         with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
             index_dir = Path(tmp) / "index"
             timer = PhaseTimer()
             with timer.active() if phases else contextlib.nullcontext():
-                report = build([src], index_dir, BuildConfig(full=True, progress=False), log=log)
+                wall, cpu, report = _timed(
+                    lambda: build([src], index_dir, BuildConfig(full=True, progress=False, precision=precision), log=log))
+            cpu_use.append(cpu / wall)
             if best is None or report.seconds < best.seconds:
                 best, best_phases = report, dict(timer.seconds)
             if r == 0:
                 texts = _read_unique(index_dir)
-        print(f"  {name}: build {r + 1}/{repeat}: {report.seconds:.2f} s, {report.unique_sentences} unique, "
-              f"{report.precision}", file=sys.stderr, flush=True)
-    assert best is not None and len(texts) == best.unique_sentences
-
-    fp32 = min(_timed(lambda: encoder.model.encode(texts, batch_size=32, normalize_embeddings=True))
-               for _ in range(repeat))
-    print(f"  {name}: bare fp32 {fp32:.2f} s", file=sys.stderr, flush=True)
-    bf16 = min(_timed(lambda: encoder.encode(texts, batch_size=32, precision="bf16")) for _ in range(repeat))
-    print(f"  {name}: bare bf16 {bf16:.2f} s", file=sys.stderr, flush=True)
+                if len(texts) != report.unique_sentences:
+                    raise RuntimeError(f"meta.sqlite holds {len(texts)} sentences, report says {report.unique_sentences}")
+        f_wall, cpu, _ = _timed(lambda: encoder.model.encode(texts, batch_size=32, normalize_embeddings=True))
+        cpu_use.append(cpu / f_wall)
+        b_wall, cpu, _ = _timed(lambda: encoder.encode(texts, batch_size=32, precision="bf16"))
+        cpu_use.append(cpu / b_wall)
+        fp32, bf16 = min(fp32, f_wall), min(bf16, b_wall)
+        rounds.append({"builder_s": round(report.seconds, 3), "bare_fp32_s": round(f_wall, 3),
+                       "bare_bf16_s": round(b_wall, 3), "cpu_per_wall": [round(u, 2) for u in cpu_use[-3:]]})
+        print(f"  {name}: round {r + 1}/{repeat}: build {report.seconds:.2f} s ({report.unique_sentences} unique, "
+              f"{report.precision}), bare fp32 {f_wall:.2f} s, bare bf16 {b_wall:.2f} s; "
+              f"cpu/wall {' '.join(f'{u:.2f}' for u in cpu_use[-3:])}", file=sys.stderr, flush=True)
+    assert best is not None
 
     if best_phases:
         best_phases["other (unwrapped)"] = max(0.0, best.seconds - sum(best_phases.values()))
@@ -272,6 +300,8 @@ def measure(name: str, src: Path, files: int, encoder: Any, load_s: float, repea
         bf16_min_cosine=best.bf16_min_cosine,
         near_duplicates_merged=best.near_duplicates_merged,
         exact_duplicates_merged=best.exact_duplicates_merged,
+        min_cpu_per_wall=round(min(cpu_use), 2),
+        rounds=rounds,
         phases={k: round(v, 3) for k, v in best_phases.items()},
     )
 
@@ -301,6 +331,15 @@ def table(results: list[Result], env: dict[str, Any]) -> str:
                  f"first load incl. torch import {env['first_load_s']:.2f} s (not in any column)")
     lines.append(f"torch {env['torch']} threads={env['torch_threads']}  cpu native bf16={env['cpu_fast_bf16']}  "
                  f"repeat={env['repeat']} (best of)  target: builder/bare-fp32 >= {TARGET_RATIO}x, bf16 path > 1.0x")
+    lines.append("lowest CPU/wall of any timed run (near the thread count = had the CPU to itself): "
+                 + ", ".join(f"{r.corpus} {r.min_cpu_per_wall:.2f}" for r in results)
+                 + f"; load average at start {env['loadavg_start']}, at end {env['loadavg_end']}")
+    lines.append("builder/bare-fp32 within each round: " + "; ".join(
+        f"{r.corpus} " + " ".join(f"{x:.2f}x" for x in r.round_ratios()) for r in results))
+    busy = [r.corpus for r in results if r.min_cpu_per_wall < 0.8 * env["torch_threads"]]
+    if busy:
+        lines.append(f"WARNING: other processes took CPU during timed runs of {', '.join(busy)}; "
+                     "the ratios compare runs under different load: rerun on an idle machine")
     for r in results:
         if r.phases:
             lines.append("")
@@ -316,9 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-copies", type=int, default=36,
                    help="copies of the seed articles (~56 unique sentences per copy; default 36, ~2,000)")
     p.add_argument("--limit", type=int, default=400,
-                   help="SQuAD dev paragraphs to use (default 400, ~2,000 sentences; 0 = all 2,067)")
+                   help="SQuAD dev paragraphs to use (default 400, ~1,700 unique sentences; 0 = all 2,067)")
     p.add_argument("--corpus", choices=("all", "seeds", "squad"), default="all")
-    p.add_argument("--repeat", type=int, default=1, help="runs per measurement; the best is reported")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="rounds of (build, bare fp32, bare bf16); the best of each is reported (default 3)")
+    p.add_argument("--builder-precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="BuildConfig.precision for the builder (default auto: bf16 where the CPU has it); "
+                        "fp32 checks the 0.9x target of the fp32 path on a bf16-capable CPU")
     p.add_argument("--phases", action="store_true", help="also time the builder's phases")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--verbose", action="store_true", help="show the builder's log lines")
@@ -328,11 +371,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from qa.encoder import cpu_has_fast_bf16, load_encoder
 
+    loadavg_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print("loading model ...", file=sys.stderr, flush=True)
-    first_load_s = _timed(load_encoder)  # includes importing sentence-transformers
-    t = time.perf_counter()
-    encoder = load_encoder()  # what a build in this process pays
-    load_s = time.perf_counter() - t
+    first_load_s = _timed(load_encoder)[0]  # includes importing torch + sentence-transformers
+    load_s, _, encoder = _timed(load_encoder)  # what a build in this process pays
     warm = ["A short warm-up sentence.", "Another, somewhat longer sentence to warm up the model with."] * 32
     encoder.model.encode(warm, batch_size=32, normalize_embeddings=True)
     encoder.encode(warm, precision="bf16")
@@ -346,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_load_s": round(first_load_s, 3),
         "model_load_s": round(load_s, 3),
         "repeat": args.repeat,
+        "builder_precision": args.builder_precision,
     }
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
@@ -353,13 +396,15 @@ def main(argv: list[str] | None = None) -> int:
             src = Path(tmp) / "seeds"
             n = write_seed_copies(src, args.seed_copies)
             results.append(measure(f"seeds x{args.seed_copies}", src, n, encoder, load_s, args.repeat,
-                                   args.phases, args.verbose))
+                                   args.phases, args.verbose, args.builder_precision))
         if args.corpus in ("all", "squad"):
             src = Path(tmp) / "squad"
             n = write_squad(src, args.limit)
             results.append(measure(f"squad-dev {n} paras", src, n, encoder, load_s, args.repeat,
-                                   args.phases, args.verbose))
+                                   args.phases, args.verbose, args.builder_precision))
 
+    env["loadavg_start"] = loadavg_start
+    env["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.json:
         print(json.dumps({"env": env, "results": [r.to_dict() for r in results]}, indent=2))
     else:

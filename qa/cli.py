@@ -1,0 +1,61 @@
+"""`qa` / `python -m qa`: ask questions from the command line.
+
+    qa ask "How long did the call last?" --history "What did Biden and Netanyahu discuss on Thursday?"
+
+Exit codes: 0 answered (or plainly not in the sources), 1 bad input or a
+missing/damaged index (one line naming the fix), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa", description="Ask questions of your articles; get back quoted source sentences.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="answer one question with quotes and citations")
+    ask.add_argument("question")
+    ask.add_argument("--index", type=Path, default=Path("index"), metavar="DIR", help="index directory (default: index/)")
+    ask.add_argument("-k", type=int, default=5, help="how many sentences (default: 5)")
+    ask.add_argument("--history", action="append", default=[], metavar="Q",
+                     help="an earlier question of the conversation (repeat, oldest first)")
+    ask.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def render(res) -> str:  # noqa: ANN001 - qa.answers.Result
+    lines = []
+    if res.followup:
+        lines.append(f"(searched for: {res.query})")
+    if not res.found:
+        lines.append("The sources do not answer this question.")
+        if res.answers:
+            lines.append("Closest matches (weak):")
+    for i, a in enumerate(res.answers, 1):
+        lines.append(textwrap.fill(f"{i}. “{a.text}”", width=100, subsequent_indent="   "))
+        first = a.sources[0]
+        more = f" (+ {len(a.sources) - 1} more)" if len(a.sources) > 1 else ""
+        lines.append(f"   — {first.title} [{first.doc_id}]{more}   confidence {a.score:.2f}")
+        for s in a.sources[1:4]:
+            lines.append(f"     also in {s.title} [{s.doc_id}]")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    import qa
+    from qa.errors import QAError
+
+    try:
+        engine = qa.load(args.index)
+        res = engine.ask(args.question, history=args.history, k=args.k)
+    except (QAError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(res.to_dict(), indent=2, ensure_ascii=False) if args.json else render(res))
+    return 0
