@@ -1,6 +1,7 @@
 """`qa` / `python -m qa`: ask questions from the command line.
 
     qa ask "How long did the call last?" --history "What did Biden and Netanyahu discuss on Thursday?"
+    qa chat [--index DIR] [--sources DIR] [--host 127.0.0.1] [--port 7860] [--auth USER:PASS]
 
 Exit codes: 0 answered (or plainly not in the sources), 1 bad input or a
 missing/damaged index (one line naming the fix), 2 usage.
@@ -25,6 +26,18 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--history", action="append", default=[], metavar="Q",
                      help="an earlier question of the conversation (repeat, oldest first)")
     ask.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    from qa.config import DEFAULT_INDEX, DEFAULT_SOURCES
+
+    chat = sub.add_parser("chat", help="serve the web chat (builds the index from the sources on first start)")
+    chat.add_argument("--index", type=Path, default=DEFAULT_INDEX, metavar="DIR", help="index directory (default: index/)")
+    chat.add_argument("--sources", type=Path, default=DEFAULT_SOURCES, metavar="DIR",
+                      help="folder of articles: builds the index on first start, receives uploads (default: seeds/)")
+    chat.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    chat.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    chat.add_argument("--auth", metavar="USER:PASS", default=None,
+                      help="require this login (or set $SOURCE_QA_AUTH); needed when --host is not local")
+    chat.add_argument("--no-upload", action="store_true", help="hide the 'Add articles' control")
     return p
 
 
@@ -48,6 +61,11 @@ def render(res) -> str:  # noqa: ANN001 - qa.answers.Result
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "chat":
+        from qa.chat import serve
+
+        return serve(args.index, args.sources, host=args.host, port=args.port, auth=args.auth,
+                     allow_upload=not args.no_upload)
     import qa
     from qa.errors import QAError
 
