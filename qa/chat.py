@@ -15,8 +15,10 @@ import html
 import os
 import queue
 import re
+import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +241,8 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
                         placeholder="Ask a question about the articles, then press Enter",
                         max_length=2000, submit_btn="Ask",
                     )
-                    clear_btn = gr.Button("Clear chat", elem_id="sqa-clear", scale=1, min_width=110, variant="secondary")
+                    clear_btn = gr.Button("Clear chat", elem_id="sqa-clear", scale=1, min_width=120, size="md",
+                                          variant="secondary")
                 with gr.Row(elem_id="sqa-examples"):
                     ex_buttons = [gr.Button(q, size="sm", variant="secondary", elem_classes=["sqa-example"])
                                   for q in examples]
@@ -304,6 +307,15 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def exposure_warning(host: str, credentials: tuple[str, str] | None, allow_upload: bool = True) -> str | None:
+    """The warning for serving beyond this machine without a password."""
+    if credentials is not None or host in LOCAL_HOSTS or host.startswith("127."):
+        return None
+    return (f"warning: serving on {host} without a password: anyone who can reach this machine can read the "
+            f"articles{' and add files to the sources' if allow_upload else ''}. "
+            f"Pass --auth USER:PASS (or set ${AUTH_ENV}=USER:PASS).")
+
+
 def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int = 7860,
           auth: str | None = None, allow_upload: bool = True, build_missing: bool = True) -> int:
     """The `qa chat` command: build the index on first start, then serve."""
@@ -312,10 +324,9 @@ def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if host not in LOCAL_HOSTS and credentials is None:
-        print(f"warning: serving on {host} without a password: anyone who can reach this machine can read the "
-              f"articles{' and add files' if allow_upload else ''}. Pass --auth USER:PASS (or set ${AUTH_ENV}).",
-              file=sys.stderr)
+    warning = exposure_warning(host, credentials, allow_upload)
+    if warning:
+        print(warning, file=sys.stderr)
     if build_missing and not (index_dir / "manifest.json").exists():
         from index_build import build
         from qa.config import BuildConfig
@@ -340,15 +351,25 @@ def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int
         print(f"warning: {e.message}\n  fix: {e.fix}\n  the chat starts anyway and shows this in its replies",
               file=sys.stderr)
     demo = create_app(backend)
-    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    print(f"source-qa chat on http://{shown}:{port}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
-        launch(demo, host, port, credentials, block=True, quiet=True)
+        launch(demo, host, port, credentials, block=False, quiet=True)
     except OSError as e:
         print(f"error: cannot serve on {host}:{port} ({e}): pass another --port or --host", file=sys.stderr)
+        backend.close()
         return 1
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    print(f"source-qa chat on http://{shown}:{port}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while demo.is_running:
+            time.sleep(0.2)
     except KeyboardInterrupt:
-        pass
+        print("stopping the chat", file=sys.stderr)
     finally:
+        demo.close()
         backend.close()
     return 0
