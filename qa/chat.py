@@ -164,6 +164,17 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
             return R.render_error(e.message, e.fix)
         return R.render_sources(rows, m.built_at, m.build_seconds, m.counts.get("sentences"), str(backend.index_dir))
 
+    def sources_panel() -> tuple[str, int]:
+        gen = backend.generation
+        return sources_html(), gen
+
+    def sources_if_changed(shown: int | None) -> tuple[Any, Any]:
+        """After each answer: redraw the panel only if the index was swapped
+        (an upload, a rebuild on disk, a first successful load)."""
+        if shown == backend.generation:
+            return gr.skip(), gr.skip()
+        return sources_panel()
+
     def open_article(cites: list, evt: gr.EventData) -> tuple[str, Any]:
         data = getattr(evt, "_data", None) or {}
         doc_id = str(data.get("doc") or "")
@@ -184,7 +195,7 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
             files = [files]
         pairs = [(Path(str(f)).name, str(f)) for f in files]
         if not pairs:
-            yield gr.skip(), gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         msgs: queue.Queue = queue.Queue()
         result: dict = {}
@@ -193,12 +204,13 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
             result["out"] = backend.add_articles(pairs, progress=msgs.put)
             msgs.put(None)
 
-        yield R.render_upload_status(f"Checking {len(pairs)} file(s) …"), gr.skip(), gr.skip()
+        yield R.render_upload_status(f"Checking {len(pairs)} file(s) …"), gr.skip(), gr.skip(), gr.skip()
         threading.Thread(target=work, daemon=True, name="qa-add-articles").start()
         while (m := msgs.get()) is not None:
-            yield R.render_upload_status(m), gr.skip(), gr.skip()
+            yield R.render_upload_status(m), gr.skip(), gr.skip(), gr.skip()
         out = result["out"]
-        yield R.render_upload_outcome(out, str(backend.sources_dir)), sources_html(), None
+        panel, gen = sources_panel()
+        yield R.render_upload_outcome(out, str(backend.sources_dir)), panel, None, gen
 
     def ask_api(question: str, history: list[str] | None = None, k: int = 5) -> dict:
         """Ask the articles a question.  `history`: earlier questions of the
@@ -223,7 +235,8 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
         return d
 
     # -- layout ----------------------------------------------------------------
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    # delete_cache: uploads Gradio keeps in its temp dir go after an hour (they were copied into the sources)
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         cites = gr.State([])
         gr.HTML("<div class='sqa-header'><h2 style='margin:0'>source-qa</h2>"
                 "<p style='margin:0.1em 0 0 0;opacity:0.8'>Answers are sentences quoted verbatim from your articles, "
@@ -232,7 +245,7 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
             with gr.Column(scale=3, min_width=420):
                 chatbot = gr.Chatbot(
                     elem_id="sqa-chat", label="Quoted answers", height="62vh", render_markdown=False,
-                    sanitize_html=True, latex_delimiters=[], feedback_options=None, buttons=["copy", "copy_all"],
+                    sanitize_html=True, latex_delimiters=[], feedback_options=None, buttons=[],
                     placeholder=_PLACEHOLDER, group_consecutive_messages=False, allow_tags=False, autoscroll=True,
                 )
                 with gr.Row(equal_height=True):
@@ -266,19 +279,22 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
 
         # -- events ----------------------------------------------------------------
         chat_io = dict(inputs=[question, chatbot, k, cites], outputs=[chatbot, question, cites])
+        panel_gen = gr.State(None)  # the index generation the sources panel shows
+        refresh_io = dict(fn=sources_if_changed, inputs=[panel_gen], outputs=[sources, panel_gen],
+                          api_visibility="private", queue=False, show_progress="hidden")
         question.submit(answer, **chat_io, api_visibility="undocumented", show_progress="minimal",
-                        concurrency_limit=backend.workers, concurrency_id="ask")
+                        concurrency_limit=backend.workers, concurrency_id="ask").then(**refresh_io)
         for b, q in zip(ex_buttons, examples):
             b.click(lambda m, kk, c, q=q: answer(q, m, kk, c), inputs=[chatbot, k, cites],
                     outputs=[chatbot, question, cites], api_visibility="private", show_progress="minimal",
-                    concurrency_limit=backend.workers, concurrency_id="ask")
+                    concurrency_limit=backend.workers, concurrency_id="ask").then(**refresh_io)
         clear_btn.click(clear, outputs=[chatbot, cites, article, question], api_visibility="private", queue=False)
         chatbot.clear(lambda: ([], R.render_article_placeholder()), outputs=[cites, article],
                       api_visibility="private", queue=False)
         sources.click(open_article, inputs=[cites], outputs=[article, tabs], api_visibility="private")
-        demo.load(sources_html, outputs=[sources], api_visibility="private")
+        demo.load(sources_panel, outputs=[sources, panel_gen], api_visibility="private")
         if backend.allow_upload:
-            upload.upload(add_articles, inputs=[upload], outputs=[upload_status, sources, upload],
+            upload.upload(add_articles, inputs=[upload], outputs=[upload_status, sources, upload, panel_gen],
                           api_visibility="private", concurrency_limit=1, concurrency_id="add")
         gr.api(ask_api, api_name="ask", concurrency_limit=backend.workers, concurrency_id="ask")
     demo.backend = backend  # for launch() and tests

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import sys
 import tempfile
 import threading
@@ -140,6 +139,7 @@ class ChatBackend:
         self._reload_lock = threading.Lock()
         self._build_lock = threading.Lock()
         self.building = False
+        self.generation = 0  # +1 on every engine swap: pages refresh their sources panel when it moves
 
     # -- commands that fix things ------------------------------------------------
     def build_command(self, full: bool = False) -> str:
@@ -218,6 +218,7 @@ class ChatBackend:
                          "still answering from the one loaded before")
                 return slot
             self._slot, self._slot_sig, self._failed_sig, self._error = new, sig, None, None
+            self.generation += 1
             self._set_query_threads()
             if slot is not None:
                 slot.close()

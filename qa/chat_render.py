@@ -339,7 +339,7 @@ mark.sqa-focus { background: #fb923c; }
 .sqa-table th, .sqa-table td { text-align: left; padding: 0.25em 0.4em; border: none;
   border-bottom: 1px solid rgba(127,127,127,0.2); vertical-align: top; }
 .sqa-table .sqa-num { text-align: right; }
-.sqa-table tr > * { border-left: none !important; border-right: none !important; }
+.sqa-table tr, .sqa-table tr > * { border-left: none !important; border-right: none !important; }
 .sqa-article-title { margin: 0 0 0.2em 0; }
 .sqa-article-file { font-size: 0.85em; opacity: 0.75; margin: 0 0 0.5em 0; }
 .sqa-article-text { white-space: pre-wrap; max-height: 65vh; overflow: auto; line-height: 1.5; }

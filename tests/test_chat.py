@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -241,6 +240,20 @@ def test_hostile_article_renders_as_text(page):
     assert page.page.evaluate("typeof window.__sqaBound") == "boolean"  # our own script ran; nothing else did
 
 
+def test_engine_error_is_a_chat_message_and_the_server_keeps_serving(page, site, monkeypatch):
+    def broken(*a, **kw):
+        raise RuntimeError("simulated engine failure")
+
+    monkeypatch.setattr(site["backend"], "ask", broken)
+    reply, shot = page.ask(CALL_Q, "engine-error")
+    text = reply.inner_text()
+    assert "sqa-error" in (reply.get_attribute("class") or "") and "simulated engine failure" in text, shot
+    assert reply.locator(".sqa-fix-cmd").inner_text().startswith("python -m index_build"), f"screenshot: {shot}"
+    monkeypatch.undo()
+    reply, shot = page.ask(CALL_Q, "after-error")
+    assert "lasted about 45 minutes" in answers(reply)[0], f"server did not recover; screenshot: {shot}"
+
+
 def test_sources_panel_k_and_clear(page, site):
     rows, manifest = site["backend"].documents()
     panel = page.page.locator("#sqa-sources")
@@ -336,6 +349,9 @@ def test_missing_index_shows_fix_and_recovers(browser, site, tmp_path):
         shutil.copytree(site["root"] / "index", index)
         reply, shot = p.ask(CALL_Q, "fixed-index")
         assert "sqa-found" in (reply.get_attribute("class") or ""), f"not recovered; screenshot: {shot}"
+        panel = p.page.locator("#sqa-sources .sqa-sources .sqa-index-info")
+        sync_api.expect(panel, f"sources panel still shows the error; screenshot: {p.shot('panel-timeout')}"
+                        ).to_contain_text("articles")
         assert p.dialogs == [] and p.errors == [], (p.dialogs, p.errors)
     finally:
         p.close()
