@@ -71,21 +71,13 @@ class UploadOutcome:
 
 
 class _Slot:
-    """One loaded engine plus worker threads that each hold an open connection
-    to *its* index files."""
+    """One loaded engine plus the worker threads that run its questions (the
+    engine reads only the files it loaded, so a swap never mixes indexes)."""
 
     def __init__(self, engine: Any, workers: int) -> None:
         self.engine = engine
         self.loaded_at = time.time()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qa-engine")
-        barrier = threading.Barrier(workers)
-
-        def warm() -> None:
-            engine._db()  # the per-thread connection, opened now, on these files
-            barrier.wait(timeout=30)
-
-        for f in [self.pool.submit(warm) for _ in range(workers)]:
-            f.result()
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.pool.submit(fn, self.engine, *args).result()
@@ -262,7 +254,7 @@ class ChatBackend:
     def documents(self) -> tuple[list[DocRow], Any]:
         """Every indexed article, and the manifest of the index."""
         def q(e: Any) -> tuple[list[DocRow], Any]:
-            rows = e._db().execute("SELECT doc_id, title, path, n_sentences FROM documents ORDER BY doc_idx").fetchall()
+            rows = e.sql("SELECT doc_id, title, path, n_sentences FROM documents ORDER BY doc_idx")
             return [DocRow(*r) for r in rows], e.manifest
 
         return self._run(q)
@@ -270,7 +262,8 @@ class ChatBackend:
     def article(self, doc_id: str) -> tuple[str, str, str] | None:
         """(title, path, full extracted text) of one article, or None."""
         def q(e: Any) -> Any:
-            return e._db().execute("SELECT title, path, text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            rows = e.sql("SELECT title, path, text FROM documents WHERE doc_id = ?", (doc_id,))
+            return rows[0] if rows else None
 
         row = self._run(q)
         return tuple(row) if row else None

