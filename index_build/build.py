@@ -71,7 +71,7 @@ def build(
     report = BuildReport(index=str(index_dir))
 
     publish.check_target(index_dir)
-    files, skipped = docs_mod.discover(sources)
+    files, skipped = docs_mod.discover(sources, cfg.max_file_bytes)
     with publish.build_lock(index_dir):
         report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
 
@@ -81,9 +81,14 @@ def build(
             _skip(report, cfg, path, reason, log)
         for src in files:
             try:
-                doc = docs_mod.load(src)
+                doc = docs_mod.load(src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars)
             except Unreadable as e:
                 _skip(report, cfg, src.path, str(e), log)
+                continue
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as e:  # noqa: BLE001 - e.g. a panic in the segmenter: skip the file, not the build
+                _skip(report, cfg, src.path, f"cannot be split into sentences ({type(e).__name__}: {str(e)[:200]})", log)
                 continue
             documents.append(doc)
             if doc.encoding not in ("utf-8", "pdf"):
@@ -271,7 +276,8 @@ def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim
         built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(report.seconds, 3),
         segmenter={"name": "sentencex", "version": version("sentencex"), "language": "en",
-                   "quote_masking": True, "headline_caption_filter": True},
+                   "quote_masking": True, "headline_caption_filter": True,
+                   "max_sentence_chars": cfg.max_sentence_chars},
         passages={"size": cfg.passage_size, "stride": cfg.passage_stride, "embedding": cfg.passage_embedding},
         dedup={"normalisation": "NFKC, whitespace, quote/dash style, casefold",
                "near_dup_similarity": cfg.near_dup_similarity, "near_dup_min_words": cfg.near_dup_min_words},

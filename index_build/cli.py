@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--passage-stride", type=int, default=d.passage_stride, help="sentences between passage starts (default: %(default)s)")
     p.add_argument("--passage-embedding", choices=("mean", "encode"), default=d.passage_embedding,
                    help="passage vectors: mean of sentence vectors, or encode the passage text (default: %(default)s)")
+    p.add_argument("--max-file-mb", type=float, default=d.max_file_bytes / 2**20, metavar="MB",
+                   help="skip (with a warning) files larger than this (default: %(default)g)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -48,10 +50,13 @@ def main(argv: list[str] | None = None) -> int:
                         ("--passage-stride", args.passage_stride)):
         if value < 1:
             parser().error(f"{name} must be at least 1")
+    if not args.max_file_mb > 0:
+        parser().error("--max-file-mb must be more than 0")
     cfg = BuildConfig(
         model=args.model, precision=args.precision, batch_size=args.batch_size,
         passage_size=args.passage_size, passage_stride=args.passage_stride,
         passage_embedding=args.passage_embedding, strict=args.strict, full=args.full,
+        max_file_bytes=int(args.max_file_mb * 2**20),
         progress=not args.no_progress and not args.json,
     )
     signal.signal(signal.SIGTERM, _terminate)  # kill: clean up like Ctrl-C

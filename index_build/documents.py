@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from qa.config import SUPPORTED_SUFFIXES
 from qa.errors import BuildError
 
 _TERMINAL = tuple('.!?…"”\'’)')
+_MAX_TITLE = 300
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,10 @@ class Document:
         return self.text[s.start : s.end]
 
 
-def discover(sources: list[Path]) -> tuple[list[SourceFile], list[tuple[Path, str]]]:
+def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[SourceFile], list[tuple[Path, str]]]:
     """All candidate files under `sources`, with their doc ids, plus the files
-    passed over at once (unsupported types) with the reason.
+    passed over at once with the reason: unsupported types, broken or looping
+    symlinks, pipes and devices, files over `max_bytes`.
 
     Hidden files and folders are ignored; symlinked folders are not followed
     (no loops).  Raises BuildError for a source path that does not exist.
@@ -86,6 +89,17 @@ def discover(sources: list[Path]) -> tuple[list[SourceFile], list[tuple[Path, st
             if path.suffix.lower() not in SUPPORTED_SUFFIXES:
                 skipped.append((path, f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html or .pdf"))
                 continue
+            try:
+                st = real.stat()
+            except OSError as e:
+                skipped.append((path, f"cannot read ({e.strerror})"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append((path, "not a regular file (a pipe, device or socket)"))
+                continue
+            if max_bytes is not None and st.st_size > max_bytes:
+                skipped.append((path, readers.too_big(st.st_size, max_bytes)))
+                continue
             if doc_id in taken:  # same relative name from two source folders
                 doc_id = f"{src.name}/{doc_id}"
                 n = 2
@@ -103,14 +117,15 @@ def _headline_like(line: str) -> bool:
     return not line.endswith(_TERMINAL) and len(line.split()) <= 20
 
 
-def load(source: SourceFile, language: str = "en") -> Document:
-    """Read and segment one file (raises readers.Unreadable)."""
-    data = source.path.read_bytes()
-    got = readers.read(source.path)
+def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
+         max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS) -> Document:
+    """Read (once, at most `max_bytes`) and segment one file (raises readers.Unreadable)."""
+    data = readers.read_bytes(source.path, max_bytes)
+    got = readers.read(source.path, data)
     text = got.text
     sentences: list[Sentence] = []
     title = got.title
-    for para, spans in segment.split(text, language):
+    for para, spans in segment.split(text, language, max_sentence_chars):
         para_text = text[para.start : para.end]
         single_line = len(spans) <= 1 and "\n" not in para_text
         for s in spans:
@@ -118,6 +133,8 @@ def load(source: SourceFile, language: str = "en") -> Document:
             sentences.append(Sentence(s.start, s.end, answer))
     if not title and sentences and not sentences[0].is_answer:
         title = text[sentences[0].start : sentences[0].end]
+    if title and len(title) > _MAX_TITLE:  # a hostile <title> of a megabyte would swamp every citation
+        title = " ".join(title[: _MAX_TITLE * 2].split())[: _MAX_TITLE - 1].rstrip() + "…"
     if not any(s.is_answer for s in sentences):
         raise readers.Unreadable("no sentences found (only headlines or captions)")
     return Document(

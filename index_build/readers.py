@@ -6,7 +6,11 @@ cannot use raises `Unreadable` with a reason the build report shows.
 
 from __future__ import annotations
 
+import codecs
+import io
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +56,9 @@ def decode(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    mixed = _decode_mixed(data)
+    if mixed is not None:
+        return mixed, "utf-8+cp1252"
     try:
         text = data.decode("cp1252")
         if _looks_western(text):
@@ -67,6 +74,39 @@ def decode(data: bytes) -> tuple[str, str]:
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{3,}")
+# A well-formed multi-byte UTF-8 sequence, and a run of non-ASCII bytes.
+_UTF8_SEQ = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_HIGH_RUN = re.compile(rb"[\x80-\xff]+")
+
+
+def _cp1252_fallback(err: UnicodeDecodeError) -> tuple[str, int]:
+    bad = err.object[err.start : err.end]
+    return bad.decode("cp1252", errors="replace"), err.end
+
+
+codecs.register_error("sourceqa-cp1252", _cp1252_fallback)
+
+
+def _decode_mixed(data: bytes) -> str | None:
+    """A file that is part UTF-8, part Windows-1252 (articles pasted together
+    from two systems): UTF-8 where the bytes are UTF-8, cp1252 elsewhere.
+
+    Only when a good share of its non-ASCII runs are well-formed UTF-8: a
+    plain cp1252 file has at most a stray accidental one ("Ã©"), and is
+    better decoded whole."""
+    runs = _HIGH_RUN.findall(data)
+    utf8 = sum(1 for r in runs if _UTF8_SEQ.fullmatch(r) or (len(r) > 1 and _is_utf8(r)))
+    if utf8 < 2 or utf8 < 0.2 * len(runs):
+        return None
+    return data.decode("utf-8", errors="sourceqa-cp1252")
+
+
+def _is_utf8(run: bytes) -> bool:
+    try:
+        run.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _looks_western(text: str) -> bool:
@@ -80,17 +120,17 @@ def _looks_western(text: str) -> bool:
     return in_runs <= 0.1 * non_ascii
 
 
-def read_text(path: Path) -> Extracted:
-    text, enc = decode(path.read_bytes())
+def read_text(path: Path, data: bytes | None = None) -> Extracted:
+    text, enc = decode(read_bytes(path) if data is None else data)
     return Extracted(text.replace("\r\n", "\n").replace("\r", "\n"), enc)
 
 
-def read_markdown(path: Path) -> Extracted:
+def read_markdown(path: Path, data: bytes | None = None) -> Extracted:
     """Markdown -> text, block by block: headings, paragraphs and list items
     become paragraphs; emphasis, links and code marks are dropped."""
     from markdown_it import MarkdownIt
 
-    text, enc = decode(path.read_bytes())
+    text, enc = decode(read_bytes(path) if data is None else data)
     blocks: list[str] = []
     for tok in MarkdownIt("commonmark").parse(text.replace("\r\n", "\n")):
         if tok.type != "inline" or not tok.children:
@@ -107,22 +147,92 @@ def read_markdown(path: Path) -> Extracted:
     return Extracted("\n\n".join(blocks), enc)
 
 
-def read_html(path: Path) -> Extracted:
+def read_html(path: Path, data: bytes | None = None) -> Extracted:
     """Visible article text only: trafilatura drops scripts, styles, navigation,
-    headers, footers and other page furniture."""
+    headers, footers and other page furniture.
+
+    HTML nested deeper than libxml2 parses (256 levels) would come out empty or
+    cut short, so such a page is read by a flat, streaming pass instead
+    (`_flat_html_text`): every visible text, no page-furniture guessing."""
     import trafilatura
 
-    raw, enc = decode(path.read_bytes())
-    text = trafilatura.extract(raw, favor_recall=True, include_comments=False, include_tables=True, deduplicate=False)
-    meta = trafilatura.extract_metadata(raw)
-    title = meta.title.strip() if meta is not None and meta.title else None
+    raw, enc = decode(read_bytes(path) if data is None else data)
+    if _too_deep(raw):
+        text, title = _flat_html_text(raw)
+    else:
+        text = trafilatura.extract(raw, favor_recall=True, include_comments=False, include_tables=True,
+                                   deduplicate=False)
+        meta = trafilatura.extract_metadata(raw)
+        title = meta.title.strip() if meta is not None and meta.title else None
     text = (text or "").replace("\r\n", "\n")
     # trafilatura puts one paragraph per line; blank lines make the paragraphs explicit.
     text = "\n\n".join(line.strip() for line in text.split("\n") if line.strip())
     return Extracted(text, enc, title)
 
 
-def read_pdf(path: Path) -> Extracted:
+def _too_deep(raw: str) -> bool:
+    """Does libxml2 give up on this page's nesting depth?"""
+    import lxml.html
+
+    parser = lxml.html.HTMLParser(recover=True)
+    try:
+        lxml.html.document_fromstring(raw.encode("utf-8"), parser=parser)
+    except Exception:  # noqa: BLE001 - empty or hopeless markup: let trafilatura decide
+        return False
+    return any(e.type_name == "ERR_RESOURCE_LIMIT" for e in parser.error_log)
+
+
+_SKIP_TAGS = frozenset("script style noscript template svg math head nav footer aside iframe object".split())
+_BLOCK_TAGS = frozenset(
+    """p div br li ul ol tr td th table section article main header h1 h2 h3 h4 h5 h6 blockquote pre
+    dd dt dl figure figcaption hr form fieldset address""".split())
+
+
+def _flat_html_text(raw: str) -> tuple[str, str | None]:
+    """(visible text, <title>) by a streaming parse with no tree, so no depth
+    limit and linear time: scripts, styles and navigation left out, a line
+    break at every block element."""
+    from html.parser import HTMLParser
+
+    class Flat(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.title: list[str] = []
+            self.skip: dict[str, int] = {}
+            self.in_title = False
+
+        def handle_starttag(self, tag, attrs):  # noqa: ANN001
+            if tag == "title":
+                self.in_title = True
+            elif tag in _SKIP_TAGS:
+                self.skip[tag] = self.skip.get(tag, 0) + 1
+            if tag in _BLOCK_TAGS:
+                self.parts.append("\n")
+
+        def handle_endtag(self, tag):  # noqa: ANN001
+            if tag == "title":
+                self.in_title = False
+            elif self.skip.get(tag):
+                self.skip[tag] -= 1
+            if tag in _BLOCK_TAGS:
+                self.parts.append("\n")
+
+        def handle_data(self, data):  # noqa: ANN001
+            if self.in_title:
+                self.title.append(data)
+            elif not any(self.skip.values()):
+                self.parts.append(data)
+
+    p = Flat()
+    p.feed(raw)
+    p.close()
+    lines = (" ".join(line.split()) for line in "".join(p.parts).split("\n"))
+    title = " ".join("".join(p.title).split()) or None
+    return "\n".join(line for line in lines if line), title
+
+
+def read_pdf(path: Path, data: bytes | None = None) -> Extracted:
     """The PDF's text layer, page by page (pypdf: pure Python, no system deps)."""
     import logging
 
@@ -131,7 +241,7 @@ def read_pdf(path: Path) -> Extracted:
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(io.BytesIO(read_bytes(path) if data is None else data))
         if reader.is_encrypted:
             try:
                 reader.decrypt("")
@@ -159,21 +269,63 @@ READERS = {
 }
 
 
-def read(path: Path) -> Extracted:
-    """Read any supported file; `Unreadable` says why a file cannot be used."""
+def read_bytes(path: Path, max_bytes: int | None = None) -> bytes:
+    """The file's bytes, read once and at most `max_bytes` of them.
+
+    Only regular files: a named pipe would block the build forever and a
+    device (a symlink to /dev/zero, say) would never end; both are refused
+    without reading.  `Unreadable` says why a file is not read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise Unreadable(f"cannot read ({e.strerror})") from e
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Unreadable("not a regular file (a pipe, device or socket)")
+        if st.st_size == 0:
+            raise Unreadable("empty file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise Unreadable(too_big(st.st_size, max_bytes))
+        try:
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        except OSError as e:
+            raise Unreadable(f"cannot read ({e.strerror})") from e
+    if max_bytes is not None and len(data) > max_bytes:  # grew while we looked
+        raise Unreadable(too_big(len(data), max_bytes))
+    if not data:
+        raise Unreadable("empty file")
+    return data
+
+
+def too_big(size: int, limit: int) -> str:
+    return (f"{size / 2**20:.1f} MB is over the {limit / 2**20:g} MB limit per file "
+            "(split it into articles, or raise the limit with --max-file-mb)")
+
+
+def read(path: Path, data: bytes | None = None, max_bytes: int | None = None) -> Extracted:
+    """Read any supported file (or its already-read bytes); `Unreadable` says
+    why a file cannot be used.
+
+    Whatever a reader library raises on a hostile file (a recursion or memory
+    error deep inside an HTML or PDF parser, say) is an `Unreadable` too: one
+    bad file is skipped with a warning, it never stops a build."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise Unreadable(f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html or .pdf")
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise Unreadable(f"cannot read ({e.strerror})") from e
-    if size == 0:
+    if data is None:
+        data = read_bytes(path, max_bytes)
+    elif not data:
         raise Unreadable("empty file")
     try:
-        got = reader(path)
+        got = reader(path, data)
+    except Unreadable:
+        raise
     except OSError as e:
         raise Unreadable(f"cannot read ({e.strerror})") from e
+    except Exception as e:  # noqa: BLE001 - see above
+        raise Unreadable(f"the {path.suffix.lower().lstrip('.')} reader failed on it "
+                         f"({type(e).__name__}: {str(e)[:200]})") from e
     if not got.text.strip():
         raise Unreadable("no text in the file")
     return got

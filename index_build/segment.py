@@ -21,11 +21,19 @@ from dataclasses import dataclass
 
 import sentencex
 
+from qa.config import MAX_SENTENCE_CHARS
+
 # Double quotes and brackets: masking them lets the segmenter see the sentence
 # ends inside a quotation.  Single quotes are left alone: ’ is also the apostrophe.
 _MASK = str.maketrans({c: " " for c in '"“”„«»()[]'})
 _TERMINAL = tuple('.!?…:;"“”\'’)]')
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+# A "sentence" longer than this is a run-on line (a table, a list, a log, a
+# 1 MB line with no full stop), not something to quote: it is cut at spaces
+# into pieces of at most this many characters.  The encoder reads only the
+# first 256 tokens (~1,000 characters) of a text anyway; news sentences stay
+# far below it (the longest of 44k BBC sentences has 1,063 characters).
+# The limit is qa.config.MAX_SENTENCE_CHARS (BuildConfig.max_sentence_chars).
 
 
 @dataclass(frozen=True)
@@ -63,16 +71,25 @@ def _split_block(text: str, start: int, end: int, out: list[Span]) -> None:
         if nl < 0:
             break
         p = nl + 1
+    stripped = [text[a:b].strip() for a, b in lines]
+    # the next non-empty line after each line, in one backward pass (a forward
+    # scan per line was quadratic: minutes for a log file of 100k lines)
+    following = [""] * len(lines)
+    nxt = ""
+    for i in range(len(lines) - 1, -1, -1):
+        following[i] = nxt
+        if stripped[i]:
+            nxt = stripped[i]
     para_start: int | None = None
     para_end = start
     for i, (a, b) in enumerate(lines):
-        line = text[a:b].strip()
+        line = stripped[i]
         if not line:
             continue
         if para_start is None:
             para_start = a + (len(text[a:b]) - len(text[a:b].lstrip()))
         para_end = a + len(text[a:b].rstrip())
-        nxt = next((text[c:d].strip() for c, d in lines[i + 1 :] if text[c:d].strip()), "")
+        nxt = following[i]
         if not nxt or _hard_break(line, nxt):
             out.append(Span(para_start, para_end))
             para_start = None
@@ -91,7 +108,8 @@ def _hard_break(line: str, next_line: str) -> bool:
     return len(line) < 60
 
 
-def sentences(text: str, para: Span, language: str = "en") -> list[Span]:
+def sentences(text: str, para: Span, language: str = "en",
+              max_chars: int | None = MAX_SENTENCE_CHARS) -> list[Span]:
     """Sentence spans inside one paragraph.
 
     Boundaries are found on the quote-masked text; the characters between two
@@ -119,7 +137,34 @@ def sentences(text: str, para: Span, language: str = "en") -> list[Span]:
         ends[i] = z + (ws[0] if ws else len(gap))
         starts[i + 1] = z + (ws[-1] + 1 if ws else len(gap))
     spans = [Span(para.start + s, para.start + e) for s, e in zip(starts, ends)]
-    return _merge_orphans(chunk, para.start, spans)
+    spans = _merge_orphans(chunk, para.start, spans)
+    if max_chars and any(s.end - s.start > max_chars for s in spans):
+        spans = [piece for s in spans for piece in cut_long(text, s, max_chars)]
+    return spans
+
+
+def cut_long(text: str, span: Span, max_chars: int) -> list[Span]:
+    """`span` in pieces of at most `max_chars`, cut at the last space before
+    the limit (or at the limit, in a run with no space), spaces trimmed."""
+    out: list[Span] = []
+    a, end = span.start, span.end
+    while a < end:
+        while a < end and text[a].isspace():
+            a += 1
+        if a >= end:
+            break
+        if end - a <= max_chars:
+            out.append(Span(a, end))
+            break
+        cut = a + max_chars
+        space = max(text.rfind(" ", a, cut + 1), text.rfind("\n", a, cut + 1))
+        z = space if space > a + max_chars // 2 else cut
+        stop = z
+        while stop > a and text[stop - 1].isspace():
+            stop -= 1
+        out.append(Span(a, stop))
+        a = z
+    return out
 
 
 def _merge_orphans(chunk: str, offset: int, spans: list[Span]) -> list[Span]:
@@ -135,6 +180,6 @@ def _merge_orphans(chunk: str, offset: int, spans: list[Span]) -> list[Span]:
     return merged
 
 
-def split(text: str, language: str = "en") -> list[tuple[Span, list[Span]]]:
+def split(text: str, language: str = "en", max_chars: int | None = MAX_SENTENCE_CHARS) -> list[tuple[Span, list[Span]]]:
     """All paragraphs of a document with their sentences."""
-    return [(p, sentences(text, p, language)) for p in paragraphs(text)]
+    return [(p, sentences(text, p, language, max_chars)) for p in paragraphs(text)]

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from qa.chat_render import DocRow
-from qa.config import SUPPORTED_SUFFIXES
+from qa.config import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from qa.errors import IndexLoadError, QAError
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # per file
+MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # per file (20 MB): what the builder reads
 MAX_UPLOAD_FILES = 50  # per upload
 _NAME_MAX = 80
 
@@ -305,7 +305,7 @@ class ChatBackend:
         except OSError as e:
             raise UploadRejected(f"upload not found ({e.strerror})") from e
         if size > self.max_upload_bytes:
-            raise UploadRejected(f"{size / 1e6:.1f} MB is over the {self.max_upload_bytes / 1e6:.0f} MB limit per file")
+            raise UploadRejected(f"{size / 2**20:.1f} MB is over the {self.max_upload_bytes / 2**20:g} MB limit per file")
         if size == 0:
             raise UploadRejected("empty file")
         data = src.read_bytes()
@@ -355,10 +355,11 @@ class ChatBackend:
         except Unavailable:
             return BuildConfig(progress=False)
         kw: dict[str, Any] = {"model": m.model, "progress": False}
-        p, d = m.passages or {}, m.dedup or {}
+        p, d, g = m.passages or {}, m.dedup or {}, m.segmenter or {}
         for key, src, name in (("passage_size", p, "size"), ("passage_stride", p, "stride"),
                                ("passage_embedding", p, "embedding"), ("near_dup_similarity", d, "near_dup_similarity"),
-                               ("near_dup_min_words", d, "near_dup_min_words")):
+                               ("near_dup_min_words", d, "near_dup_min_words"),
+                               ("max_sentence_chars", g, "max_sentence_chars")):
             if name in src:
                 kw[key] = src[name]
         return BuildConfig(**kw)

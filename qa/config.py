@@ -16,6 +16,12 @@ DEFAULT_SOURCES = REPO_ROOT / "seeds"
 DEFAULT_INDEX = Path("index")
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+# Largest source file the builder reads (and the chat accepts as an upload).
+# A news article is a few KB; a bigger file is a dump of many articles, which
+# should be split (one file per article gives each its own title and citation).
+MAX_FILE_BYTES = 20 * 2**20
+# Longest sentence kept whole; longer run-on "sentences" are cut at spaces.
+MAX_SENTENCE_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class BuildConfig:
     # on the BBC corpus: 0.9 + that rule = 128 merges, none wrong.
     near_dup_similarity: float = 0.9
     near_dup_min_words: int = 6
+    # Files over this size are skipped with a warning (`--max-file-mb`).
+    max_file_bytes: int = MAX_FILE_BYTES
+    # Run-on "sentences" longer than this are cut at spaces into pieces.
+    max_sentence_chars: int = MAX_SENTENCE_CHARS
     strict: bool = False
     full: bool = False
     progress: bool = True
