@@ -28,6 +28,9 @@ _ESCAPES = {
     "\r": " ", "\x00": "",
 }
 _TABLE = str.maketrans(_ESCAPES)
+# Lone surrogates (a JSON client can send "\ud800") cannot be encoded as UTF-8:
+# a reply holding one would fail to reach the browser at all.
+_TABLE.update({cp: "\ufffd" for cp in range(0xD800, 0xE000)})
 
 HIGH_CONFIDENCE = 0.66  # calibrated probability at or above which we say "high"
 
@@ -257,7 +260,7 @@ def render_article_placeholder(message: str = "Click an article in Sources, or a
 def render_upload_help(max_bytes: int, sources_dir: str) -> str:
     return (
         '<p class="sqa-upload-help">Add <strong>.txt, .md, .html or .pdf</strong> articles (up to '
-        f"{max_bytes / 1e6:.0f} MB each). They are saved to <span class=\"sqa-file\">{esc_line(sources_dir)}</span> "
+        f"{max_bytes / 2**20:g} MB each). They are saved to <span class=\"sqa-file\">{esc_line(sources_dir)}</span> "
         "and the index is updated incrementally; the chat keeps answering meanwhile.</p>"
     )
 
@@ -344,4 +347,9 @@ mark.sqa-focus { background: #fb923c; }
 .sqa-article-file { font-size: 0.85em; opacity: 0.75; margin: 0 0 0.5em 0; }
 .sqa-article-text { white-space: pre-wrap; max-height: 65vh; overflow: auto; line-height: 1.5; }
 #sqa-examples button { font-size: 0.85em; }
+/* source text may be right-to-left or hold bidi overrides (U+202E): each quote
+   takes its direction from its own text, and no title or file name can reorder
+   the words around it */
+.sqa-quote, .sqa-context-text, .sqa-article-text { unicode-bidi: plaintext; }
+.sqa-doc, .sqa-file, mark.sqa-hit, mark.sqa-cited, .sqa-searched q, .sqa-article-title { unicode-bidi: isolate; }
 """

@@ -10,7 +10,9 @@ MAX_QUESTION_CHARS = 2000
 MAX_K = 50
 MAX_HISTORY_TURNS = 20
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# Control and format characters, and lone surrogates (a JSON client can send
+# "\ud800"; the tokenizer cannot encode it and would fail with a TypeError).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 
 
 def clean_question(question: Any) -> str:
