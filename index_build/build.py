@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -179,6 +180,7 @@ def build(
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(cfg, model_id, precision, max_len, dim,
                                  bf16_check, documents, report, vocab)
+            _write_identity(tmp, manifest)
             (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
             publish.publish(tmp, index_dir)
         except BaseException:
@@ -243,6 +245,17 @@ def _write_metadata(tmp: Path, documents, dd, passages, s_hashes: list[str], p_h
         con.close()
 
 
+def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
+    """The manifest's identity, copied into meta.sqlite: the loader refuses a
+    manifest that was edited or belongs to another build."""
+    con = fmt.connect(tmp, readonly=False)
+    try:
+        con.executemany("INSERT INTO index_info VALUES (?,?)", sorted(manifest.identity().items()))
+        con.commit()
+    finally:
+        con.close()
+
+
 def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray) -> None:
     import faiss
 
@@ -288,6 +301,7 @@ def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim
                 "near_duplicates_merged": report.near_duplicates_merged, "skipped_files": len(report.files_skipped)},
         files={d.doc_id: {"path": d.path, "sha256": d.sha256, "bytes": d.size, "encoding": d.encoding} for d in documents},
         bf16_check=bf16_check,
+        build_id=uuid.uuid4().hex,
     )
 
 

@@ -32,11 +32,12 @@ from typing import Any, Callable
 
 from qa.chat_render import DocRow
 from qa.config import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
-from qa.errors import IndexLoadError, QAError
+from qa.errors import IndexLoadError, ModelUnavailableError, QAError
 
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # per file (20 MB): what the builder reads
 MAX_UPLOAD_FILES = 50  # per upload
 _NAME_MAX = 80
+_RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))])
 
 
 class Unavailable(Exception):
@@ -108,6 +109,9 @@ def safe_name(name: str) -> str:
         raise UploadRejected(f"unsupported file type {ext or '(none)'!r}: upload .txt, .md, .html or .pdf files")
     stem = re.sub(r"[^\w.\-]+", "_", stem).strip("._-")
     stem = re.sub(r"\.{2,}", ".", stem)[:_NAME_MAX].strip("._-")
+    head, dot, rest = stem.partition(".")
+    if head.upper() in _RESERVED:  # con.txt, nul.md: devices on Windows (a synced or shared folder)
+        stem = f"{head}_{dot}{rest}"
     return f"{stem or 'article'}{ext}"
 
 
@@ -142,6 +146,9 @@ class ChatBackend:
         if isinstance(e, IndexLoadError):
             missing = not (self.index_dir / "manifest.json").exists()
             return Unavailable(str(e), self.build_command(full=not missing))
+        if isinstance(e, ModelUnavailableError):  # the index names a model this machine lacks
+            return Unavailable(f"the index at {self.index_dir} needs a model this machine does not have: {e}",
+                               self.build_command(full=True))
         return Unavailable(str(e), None)
 
     # -- the engine in use -------------------------------------------------------

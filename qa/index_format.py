@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,14 @@ CREATE TABLE passages (               -- passage_idx = FAISS row
     hash TEXT NOT NULL
 );
 CREATE INDEX passages_by_doc ON passages(doc_idx, first_sent_no);
+CREATE TABLE index_info (              -- the manifest's identity, kept where editing
+    key TEXT PRIMARY KEY,              -- manifest.json cannot reach: a manifest that
+    value TEXT NOT NULL                -- disagrees with it was edited or is another index's
+);
 """
+# Manifest fields copied into meta.sqlite's index_info at build time and
+# compared on every load.
+IDENTITY_FIELDS = ("build_id", "format_version", "model", "dimension", "precision", "normalized", "max_seq_length")
 
 
 @dataclass
@@ -94,6 +101,11 @@ class Manifest:
     counts: dict[str, int]
     files: dict[str, dict[str, Any]]  # doc_id -> path, sha256, bytes, encoding
     bf16_check: dict[str, Any] = field(default_factory=dict)
+    build_id: str = ""  # random per build; also in meta.sqlite (index_info), so parts of two builds never mix
+
+    def identity(self) -> dict[str, str]:
+        """What meta.sqlite's index_info holds (as text)."""
+        return {k: json.dumps(getattr(self, k)) for k in IDENTITY_FIELDS}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False, sort_keys=False)
@@ -119,10 +131,36 @@ class Manifest:
                 f"{path} has format version {version!r}, this source-qa reads {FORMAT_VERSION} "
                 f"({why} {REBUILD_HINT})"
             )
-        try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-        except TypeError as e:
-            raise IndexLoadError(f"{path} lacks fields ({e}): {REBUILD_HINT}") from e
+        missing = [k for k, f in cls.__dataclass_fields__.items()
+                   if k not in data and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise IndexLoadError(f"{path} lacks the field(s) {', '.join(missing)}: {REBUILD_HINT}")
+        m = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        problems = m.type_problems()
+        if problems:
+            raise IndexLoadError(f"{path} is not a valid manifest ({'; '.join(problems)}): {REBUILD_HINT}")
+        return m
+
+    def type_problems(self) -> list[str]:
+        """Fields of the wrong type or out of range (an edited manifest)."""
+        want = {"package_version": str, "model": str, "dtype": str, "precision": str, "built_at": str,
+                "segmenter": dict, "passages": dict, "dedup": dict, "lexical": dict, "counts": dict,
+                "files": dict, "bf16_check": dict, "build_id": str}
+        out = [f"{k} must be a {t.__name__}" for k, t in want.items() if not isinstance(getattr(self, k), t)]
+        for k in ("dimension", "max_seq_length"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                out.append(f"{k} must be a positive whole number, not {v!r}")
+        if not isinstance(self.normalized, bool):
+            out.append("normalized must be true or false")
+        if self.dtype != "float32":
+            out.append(f"dtype {self.dtype!r} is not float32")
+        counts = self.counts if isinstance(self.counts, dict) else {}
+        for k in ("documents", "sentences", "unique_sentences", "passages"):
+            v = counts.get(k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                out.append(f"counts.{k} must be a whole number, not {v!r}")
+        return out
 
 
 def connect(index_dir: Path, readonly: bool = True) -> sqlite3.Connection:

@@ -41,44 +41,127 @@ def _count(db: sqlite3.Connection, table: str) -> int:
     return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
+def _one(db: sqlite3.Connection, sql: str) -> tuple:
+    return tuple(db.execute(sql).fetchone())
+
+
+def _check_identity(root: Path, db: sqlite3.Connection, manifest: fmt.Manifest, hint: str) -> None:
+    """manifest.json must be the one written with this meta.sqlite (indexes
+    built before index_info existed have no copy to compare with)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='index_info'").fetchone():
+        return
+    stored = dict(db.execute("SELECT key, value FROM index_info").fetchall())
+    for key, value in manifest.identity().items():
+        if key in stored and stored[key] != value:
+            raise IndexLoadError(
+                f"{root / fmt.MANIFEST} says {key} {value}, but {root / fmt.META_DB} was built with {stored[key]} "
+                f"(the manifest was edited, or comes from another index): {hint}")
+
+
+def _check_metadata(root: Path, db: sqlite3.Connection, manifest: fmt.Manifest, hint: str) -> tuple[int, int]:
+    """Row counts and references of meta.sqlite against the manifest:
+    (unique sentences, passages).  A row too many or too few would shift
+    every id after it -- a wrong answer, not an error -- so it is an error here."""
+    where = root / fmt.META_DB
+    n_docs, n_sent, n_pass = _count(db, "documents"), _count(db, "sentences"), _count(db, "passages")
+    c = manifest.counts
+    want = (c.get("documents"), c.get("unique_sentences"), c.get("passages"))
+    if (n_docs, n_sent, n_pass) != want:
+        raise IndexLoadError(
+            f"{where} holds {n_docs} documents / {n_sent} sentences / {n_pass} passages but the manifest says "
+            f"{want[0]} / {want[1]} / {want[2]}: {hint}")
+    occ, answers, max_doc, max_sent = _one(
+        db, "SELECT COUNT(*), COUNT(sent_idx), MAX(doc_idx), MAX(sent_idx) FROM doc_sentences")
+    declared = _one(db, "SELECT COALESCE(SUM(n_sentences), 0) FROM documents")[0]
+    if answers != c.get("sentences") or occ != declared:
+        raise IndexLoadError(
+            f"{where} holds {occ} sentence occurrences ({answers} answers) but its documents declare {declared} "
+            f"and the manifest {c.get('sentences')} answers: {hint}")
+    # ids are row numbers: they must run 0..n-1 and every reference must land
+    for table, key, n in (("documents", "doc_idx", n_docs), ("sentences", "sent_idx", n_sent),
+                          ("passages", "passage_idx", n_pass)):
+        lo, hi = _one(db, f"SELECT MIN({key}), MAX({key}) FROM {table}")
+        if n and (lo, hi) != (0, n - 1):
+            raise IndexLoadError(f"{where}: {table}.{key} runs {lo}..{hi}, expected 0..{n - 1}: {hint}")
+    max_pdoc = _one(db, "SELECT MAX(doc_idx) FROM passages")[0]
+    for what, v, n in (("doc_sentences.doc_idx", max_doc, n_docs), ("doc_sentences.sent_idx", max_sent, n_sent),
+                       ("passages.doc_idx", max_pdoc, n_docs)):
+        if v is not None and v >= n:
+            raise IndexLoadError(f"{where}: {what} refers to row {v}, but there are only {n}: {hint}")
+    return n_sent, n_pass
+
+
+def _refuse_objects(path: Path, hint: str) -> None:
+    """A .npy whose dtype holds Python objects can only be read by unpickling:
+    say so plainly (it is never loaded) instead of numpy's error."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                _, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                _, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:  # np.load(allow_pickle=False) still refuses objects
+                return
+    except (ValueError, OSError, EOFError) as e:
+        raise IndexLoadError(f"{path} is damaged (not a numpy array file: {e}): {hint}") from e
+    if dtype.hasobject:
+        raise IndexLoadError(
+            f"{path} holds pickled Python objects, which source-qa never loads (unpickling can run code): {hint}")
+
+
 def open_index(index_dir: Path | str) -> IndexData:
     """Load and cross-check an index; IndexLoadError names the bad file and the fix."""
-    import faiss
-
     root = Path(index_dir)
     manifest = fmt.Manifest.read(root)
     hint = fmt.REBUILD_HINT
+    db = fmt.connect(root)
     try:
-        db = fmt.connect(root)
-        n_sent, n_pass = _count(db, "sentences"), _count(db, "passages")
-    except sqlite3.DatabaseError as e:
-        raise IndexLoadError(f"{root / fmt.META_DB} is damaged ({e}): {hint}") from e
-    want_s, want_p = manifest.counts.get("unique_sentences"), manifest.counts.get("passages")
-    if (n_sent, n_pass) != (want_s, want_p):
-        raise IndexLoadError(
-            f"{root / fmt.META_DB} holds {n_sent} sentences / {n_pass} passages but the manifest says "
-            f"{want_s} / {want_p}: {hint}"
-        )
+        try:
+            _check_identity(root, db, manifest, hint)
+            n_sent, n_pass = _check_metadata(root, db, manifest, hint)
+        except sqlite3.DatabaseError as e:
+            raise IndexLoadError(f"{root / fmt.META_DB} is damaged ({e}): {hint}") from e
+        return _open_rest(root, manifest, db, n_sent, n_pass, hint)
+    except BaseException:
+        db.close()
+        raise
+
+
+def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sent: int, n_pass: int,
+               hint: str) -> IndexData:
+    import faiss
 
     def load_faiss(name: str, rows: int) -> Any:
         path = root / name
         if not path.is_file():
             raise IndexLoadError(f"{path} is missing: {hint}")
+        # a flat index is a small header plus the vectors: a file too small to
+        # hold them is truncated, and FAISS is not even asked to read it
+        need = 4 * rows * manifest.dimension
+        size = path.stat().st_size
+        if size < need:
+            raise IndexLoadError(f"{path} is truncated ({size} bytes, the vectors alone need {need}): {hint}")
         try:
             index = faiss.read_index(str(path))
-        except RuntimeError as e:
+        except (RuntimeError, MemoryError) as e:
             raise IndexLoadError(f"{path} is damaged (FAISS could not read it): {hint}") from e
         if index.d != manifest.dimension or index.ntotal != rows:
             raise IndexLoadError(
                 f"{path} has {index.ntotal} vectors of dimension {index.d}, the manifest says "
                 f"{rows} of dimension {manifest.dimension}: {hint}"
             )
+        # another index type or metric (L2 distances read as similarities) would rank silently wrong
+        if not isinstance(index, faiss.IndexFlat) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise IndexLoadError(f"{path} holds a FAISS {type(index).__name__} (metric {index.metric_type}), "
+                                 f"not the flat inner-product index source-qa writes: {hint}")
         return index
 
     def load_vectors(name: str, rows: int) -> np.ndarray:
         path = root / name
         if not path.is_file():
             raise IndexLoadError(f"{path} is missing: {hint}")
+        _refuse_objects(path, hint)
         try:
             vecs = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as e:
@@ -87,20 +170,37 @@ def open_index(index_dir: Path | str) -> IndexData:
             raise IndexLoadError(f"{path} has shape {vecs.shape} {vecs.dtype}, expected ({rows}, {manifest.dimension}) float32: {hint}")
         return vecs
 
+    def same_vectors(index: Any, vecs: np.ndarray, faiss_name: str, npy_name: str) -> None:
+        """The FAISS file and the .npy hold the same vectors (sampled rows):
+        two files from different builds would give dense scores for one
+        sentence and MMR/passage scores for another."""
+        n = len(vecs)
+        for i in sorted({0, n // 2, n - 1} if n else set()):
+            row = np.asarray(vecs[i], dtype=np.float32)
+            if not np.all(np.isfinite(row)):
+                raise IndexLoadError(f"{root / npy_name} holds a non-finite vector (row {i}): {hint}")
+            if not np.allclose(index.reconstruct(int(i)), row, atol=1e-6):
+                raise IndexLoadError(f"{root / faiss_name} and {root / npy_name} hold different vectors "
+                                     f"(row {i}): they come from different builds: {hint}")
+
     s_index = load_faiss(fmt.SENTENCE_FAISS, n_sent)
     p_index = load_faiss(fmt.PASSAGE_FAISS, n_pass)
     s_vecs = load_vectors(fmt.SENTENCE_VECTORS, n_sent)
     p_vecs = load_vectors(fmt.PASSAGE_VECTORS, n_pass)
+    same_vectors(s_index, s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
+    same_vectors(p_index, p_vecs, fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS)
 
     import bm25s
 
     bm_dir = root / fmt.BM25_DIR
     if not bm_dir.is_dir():
         raise IndexLoadError(f"{bm_dir} is missing: {hint}")
+    for npy in sorted(bm_dir.glob("*.npy")):
+        _refuse_objects(npy, hint)
     try:
         bm25 = bm25s.BM25.load(str(bm_dir), mmap=True, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - bm25s raises whatever numpy/json raise
-        raise IndexLoadError(f"{bm_dir} is damaged ({type(e).__name__}): {hint}") from e
+        raise IndexLoadError(f"{bm_dir} is damaged ({type(e).__name__}: {str(e)[:200]}): {hint}") from e
     if int(bm25.scores["num_docs"]) != n_sent:
         raise IndexLoadError(f"{bm_dir} covers {bm25.scores['num_docs']} sentences, expected {n_sent}: {hint}")
     return IndexData(root, manifest, db, s_index, p_index, s_vecs, p_vecs, bm25)
