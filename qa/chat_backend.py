@@ -297,12 +297,25 @@ class ChatBackend:
                     "--sources set to the folder the index was built from")
         return None
 
+    def _known_files(self) -> dict[str, str]:
+        """sha256 -> file name of every article the index holds."""
+        try:
+            files = self.refresh().engine.manifest.files
+        except Unavailable:
+            return {}
+        return {m["sha256"]: Path(m.get("path", "")).name for m in files.values() if m.get("sha256")}
+
     def _stem_taken(self, stem: str) -> list[Path]:
         return [p for p in self.sources_dir.iterdir() if p.is_file() and p.stem == stem]
 
-    def save_upload(self, name: str, tmp_path: str | Path) -> str:
+    def save_upload(self, name: str, tmp_path: str | Path, known: dict[str, str] | None = None) -> str:
         """Copy one uploaded file into the sources folder under a safe, new
-        name; returns that name.  UploadRejected says why not."""
+        name; returns that name.  UploadRejected says why not.
+
+        `known`: sha256 -> file name of articles already there (the index's
+        manifest): the same article under another name is not added twice."""
+        import hashlib
+
         from index_build.readers import Unreadable, read
 
         fname = safe_name(name)
@@ -316,6 +329,9 @@ class ChatBackend:
         if size == 0:
             raise UploadRejected("empty file")
         data = src.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if known is not None and digest in known:
+            raise UploadRejected(f"already in the sources as {known[digest]}")
         # Read it the way the builder will, before it goes anywhere near the sources.
         with tempfile.TemporaryDirectory(prefix="qa-upload-") as td:
             probe = Path(td) / fname
@@ -350,6 +366,8 @@ class ChatBackend:
             raise UploadRejected(f"{dest.name} appeared meanwhile: upload again") from e
         finally:
             Path(tmp).unlink(missing_ok=True)
+        if known is not None:
+            known[digest] = dest.name
         return dest.name
 
     def _build_config(self) -> Any:
@@ -392,9 +410,10 @@ class ChatBackend:
             if problem:
                 out.error = problem
                 return out
+            known = self._known_files()
             for name, path in files:
                 try:
-                    out.saved.append(self.save_upload(name, path))
+                    out.saved.append(self.save_upload(name, path, known))
                 except UploadRejected as e:
                     out.rejected.append((Path(str(name)).name, str(e)))
             if not out.saved:
