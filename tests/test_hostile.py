@@ -118,9 +118,13 @@ def make_hostile_sources(src: Path) -> dict[str, str]:
 
 
 def run_build_measured(src: Path, index: Path, *extra: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess, int]:
-    """`python -m index_build` in a subprocess; (result, its own peak RSS in MB)."""
-    code = ("import resource, sys\nfrom index_build.cli import main\nrc = main(sys.argv[1:])\n"
-            "print(f'peak_rss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+    """`python -m index_build` in a subprocess; (result, its own peak RSS in MB).
+
+    The peak is VmHWM of the build's own address space: getrusage's ru_maxrss
+    would also count the pytest process it was forked from."""
+    code = ("import re, sys\nfrom index_build.cli import main\nrc = main(sys.argv[1:])\n"
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print(f'peak_rss_kb={hwm}', file=sys.stderr)\n"
             "sys.exit(rc)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     r = subprocess.run([sys.executable, "-c", code, str(src), "--index", str(index), "--json", *extra],
