@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shutil
+import sqlite3
 import sys
 import time
 import uuid
@@ -172,22 +173,36 @@ def build(
         report.bf16_min_cosine = bf16_check.get("min_cosine")
 
         # 4. write everything into a temp dir, then swap it in
-        tmp = publish.temp_dir(index_dir)
         try:
-            _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
-            _write_vectors(tmp, s_vecs, p_vecs)
-            vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
-            report.seconds = time.perf_counter() - t0
-            manifest = _manifest(cfg, model_id, precision, max_len, dim,
-                                 bf16_check, documents, report, vocab)
-            _write_identity(tmp, manifest)
-            (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+            tmp = publish.temp_dir(index_dir)
+        except OSError as e:
+            raise _write_error(index_dir, e) from e
+        try:
+            try:
+                _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
+                _write_vectors(tmp, s_vecs, p_vecs)
+                vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
+                report.seconds = time.perf_counter() - t0
+                manifest = _manifest(cfg, model_id, precision, max_len, dim,
+                                     bf16_check, documents, report, vocab)
+                _write_identity(tmp, manifest)
+                (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+                publish.fsync_tree(tmp)
+            except (OSError, sqlite3.Error, RuntimeError) as e:  # disk full, quota, I/O error (FAISS: RuntimeError)
+                raise _write_error(index_dir, e) from e
             publish.publish(tmp, index_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _write_error(index_dir: Path, e: BaseException) -> BuildError:
+    text = str(e).strip()
+    why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
+    return BuildError(f"cannot write the new index beside {index_dir} ({why}); nothing was changed, the previous "
+                      "index is as it was: free some disk space (or fix the folder's permissions) and build again")
 
 
 def _hash(text: str) -> str:

@@ -797,3 +797,27 @@ def test_hostile_uploads_through_the_browser(upload_site, browser, tmp_path: Pat
     finally:
         page.close()
         demo.close()
+
+
+@pytest.mark.parametrize("where", ["_write_metadata", "_write_vectors", "build_bm25"])
+def test_disk_full_while_writing_is_one_clear_error(tmp_path: Path, seed_index: Path, monkeypatch, where) -> None:
+    import errno
+    import importlib
+
+    B = importlib.import_module("index_build.build")
+    from qa.errors import BuildError
+
+    idx = tmp_path / "index"
+    shutil.copytree(seed_index, idx)
+    before = snapshot(idx)
+    real = getattr(B, where)
+
+    def full(*a, **k):
+        real(*a, **k)  # part of it is on disk already
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(B, where, full)
+    with pytest.raises(BuildError, match=r"No space left on device.*previous index is as it was.*free some disk"):
+        build([SEEDS], idx, BuildConfig(progress=False, full=False), **QUIET)
+    assert snapshot(idx) == before
+    assert not list(tmp_path.glob(".index.building-*"))
