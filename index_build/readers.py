@@ -205,6 +205,8 @@ def _flat_html_text(raw: str) -> tuple[str, str | None]:
         def handle_starttag(self, tag, attrs):  # noqa: ANN001
             if tag == "title":
                 self.in_title = True
+            elif tag == "body":  # an unclosed <head> ends here
+                self.skip.pop("head", None)
             elif tag in _SKIP_TAGS:
                 self.skip[tag] = self.skip.get(tag, 0) + 1
             if tag in _BLOCK_TAGS:
