@@ -18,17 +18,18 @@ import numpy as np
 from qa import query as qmod
 from qa.answers import Answer, Context, Result, Source
 from qa.encoder import Encoder, load_encoder, resolve_model
-from qa.errors import IndexLoadError
+from qa.errors import IndexLoadError, ModelUnavailableError
 from qa.followup import Resolved, content_words, resolve
+from qa.diversify import mmr
 from qa.doc_map import build_doc_map
 from qa.fusion import FACTS, Evidence, FusionModel, features, load_model, question_type, sentence_facts
-from qa.lexical import Lexical
+from qa.lexical import Lexical, phrase_share
+from qa.textnorm import words
 from qa.index_store import IndexData, open_index
 
 DENSE_CANDIDATES = 100
 LEXICAL_CANDIDATES = 100
 PASSAGE_CANDIDATES = 30
-MMR_POOL = 30
 _EMBED_CACHE = 256
 
 
@@ -47,6 +48,8 @@ class Engine:
         self.lexical = Lexical(data.bm25, lex.get("stemmer", "english"), lex.get("stopwords", True),
                                float(lex.get("k1", 1.2)))
         self._facts = np.full((data.n_sentences, len(FACTS)), -1, dtype=np.int32)  # memo, filled lazily
+        self.lexical.index_titles([t for (t,) in data.db.execute("SELECT title FROM documents ORDER BY doc_idx")])
+        self._spaced: dict[int, str] = {}  # memo: " words of the sentence " for phrase matching
         self.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors)
 
     # -- loading -----------------------------------------------------------
@@ -64,7 +67,14 @@ class Engine:
                 f"{index_dir} was built with model {data.manifest.model!r}, not {model!r}: "
                 f"rebuild it with: python -m index_build --full --model {model}"
             )
-        encoder = load_encoder(data.manifest.model, precision=data.manifest.precision)
+        try:
+            encoder = load_encoder(data.manifest.model, precision=data.manifest.precision)
+        except ModelUnavailableError as e:
+            raise IndexLoadError(
+                f"{Path(index_dir) / 'manifest.json'} says the index was built with model {data.manifest.model!r}, "
+                f"which is not available here ({e}): install that model, or rebuild with "
+                f"python -m index_build --full"
+            ) from e
         if encoder.dim != data.manifest.dimension:
             raise IndexLoadError(
                 f"model {data.manifest.model!r} makes {encoder.dim}-d vectors but {index_dir} holds "
@@ -160,10 +170,13 @@ class Engine:
         pos, docs = self.docs.docs_of(cand)
         if len(docs):
             np.maximum.at(doc_dense, pos, self.docs.doc_vectors[docs] @ qv[0])
-        cov_sent, cov_ctx, cov_doc = self.lexical.coverage(qterms, cand, self.docs)
+        cov = self.lexical.coverage(qterms, cand, self.docs)
         texts = self._texts(cand)
-        X = features(Evidence(dense, bm[cand], bm_best, passage, cov_sent, cov_ctx, cov_doc, doc_dense,
-                              self._sentence_facts(cand, texts), qtype or question_type(resolved.question)))
+        phrase = phrase_share(resolved.lexical, self._spaced_words(cand, texts))
+        X = features(Evidence(dense, bm[cand], bm_best, passage, cov["sent"], cov["ctx"], cov["doc"], doc_dense,
+                              cov["title"], cov["doc_sat"], phrase, self.docs.sent_docs[self.docs.sent_doc_ptr[cand]],
+                              self._sentence_facts(cand, texts),
+                              qtype or question_type(resolved.question)))
         prob = self.fusion.score(X)
         order = np.argsort(-prob, kind="stable")
         return cand[order], prob[order], X[order], vecs[order], [texts[i] for i in order]
@@ -176,6 +189,15 @@ class Engine:
             self._facts[ids[todo]] = fresh  # benign race: every thread writes the same values
             f[todo] = fresh
         return f
+
+    def _spaced_words(self, ids: np.ndarray, texts: list[str]) -> list[str]:
+        out = []
+        for i, t in zip(ids.tolist(), texts):
+            sp = self._spaced.get(i)
+            if sp is None:
+                sp = self._spaced[i] = f" {' '.join(words(t))} "
+            out.append(sp)
+        return out
 
     def _texts(self, ids: np.ndarray) -> list[str]:
         if len(ids) == 0:
@@ -197,26 +219,12 @@ class Engine:
             # words the articles never use are not a follow-up, they are noise
             resolved = resolve(q, [])
         ids, prob, _, vecs, texts = self.score_candidates(resolved)
-        chosen = self._diversify(prob, vecs, k)
+        chosen = mmr(prob, vecs, k, self.fusion.mmr_lambda)
         threshold = self.fusion.threshold
         found = bool(len(prob) and prob[0] >= threshold)
         answers = [self._answer(int(ids[i]), texts[i], float(prob[i]), prob[i] < threshold) for i in chosen]
         return Result(question=q, query=resolved.query, found=found, answers=answers,
                       followup=resolved.followup, threshold=threshold)
-
-    def _diversify(self, prob: np.ndarray, vecs: np.ndarray, k: int) -> list[int]:
-        """Maximal marginal relevance over the best candidates, so the top k are
-        not k wordings of one fact (lambda 1.0 = plain ranking)."""
-        lam = self.fusion.mmr_lambda
-        pool = list(range(min(len(prob), MMR_POOL)))
-        if lam >= 1.0 or len(pool) <= 1:
-            return pool[:k]
-        chosen: list[int] = [pool.pop(0)]
-        while pool and len(chosen) < k:
-            sims = vecs[pool] @ vecs[chosen].T
-            mmr = lam * prob[pool] - (1 - lam) * sims.max(axis=1)
-            chosen.append(pool.pop(int(np.argmax(mmr))))
-        return chosen
 
     def _answer(self, sent_idx: int, text: str, score: float, weak: bool) -> Answer:
         rows = self.sql(

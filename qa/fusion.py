@@ -23,6 +23,9 @@ WEIGHTS_FILE = Path(__file__).with_name("fusion_weights.json")
 FEATURES = (
     "dense", "bm25_share", "passage", "dense_gap", "bm25_rel", "rrf_dense", "rrf_bm25",
     "type_match", "type_miss", "log_len", "cov_sent", "cov_ctx", "cov_doc", "doc_dense", "doc_dense_gap",
+    "passage_gap", "cov_sent_gap", "cov_ctx_gap", "cov_doc_gap", "bm25_share_gap",
+    "cov_title", "doc_sat", "phrase",
+    "dense_in_doc_gap", "cov_sent_in_doc_gap", "bm25_share_in_doc_gap", "passage_in_doc_gap", "log_doc_candidates",
 )
 
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
@@ -66,23 +69,43 @@ def has_type(sentence: str, qtype: str) -> bool:
 
 @dataclass(frozen=True)
 class FusionModel:
-    weights: np.ndarray
+    """Logistic model over standardised features and their pairwise products.
+
+    Products let the evidence interact (a rare-word match counts for more when
+    the article is on topic; a number only matters for "how many" questions)
+    while the score stays a calibrated probability and the model a few
+    hundred numbers in JSON.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    linear: np.ndarray  # (f,)
+    quadratic: np.ndarray  # (f, f), upper triangle used
     bias: float
     threshold: float  # answers below this probability are "closest matches"
     mmr_lambda: float  # 1.0 = plain ranking
     info: dict
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        z = X @ self.weights + self.bias
+        if len(X) == 0:
+            return np.zeros(0)
+        Z = (X - self.mean) / self.scale
+        z = Z @ self.linear + np.einsum("ni,ij,nj->n", Z, self.quadratic, Z) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
 @lru_cache(maxsize=4)
 def load_model(path: str | None = None) -> FusionModel:
     data = json.loads(Path(path or WEIGHTS_FILE).read_text(encoding="utf-8"))
-    w = np.array([data["weights"].get(f, 0.0) for f in FEATURES], dtype=np.float64)
-    return FusionModel(w, float(data["bias"]), float(data["threshold"]), float(data.get("mmr_lambda", 1.0)),
-                       data.get("info", {}))
+    f = len(FEATURES)
+    if list(data.get("features", [])) != list(FEATURES):
+        raise ValueError(f"{path or WEIGHTS_FILE} was fitted for other features: refit with python -m qa.eval squad --fit")
+    quad = np.zeros((f, f))
+    iu = np.triu_indices(f)
+    quad[iu] = np.asarray(data["quadratic"], dtype=np.float64)
+    return FusionModel(np.asarray(data["mean"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64),
+                       np.asarray(data["linear"], dtype=np.float64), quad, float(data["bias"]),
+                       float(data["threshold"]), float(data.get("mmr_lambda", 1.0)), data.get("info", {}))
 
 
 @dataclass
@@ -97,6 +120,10 @@ class Evidence:
     cov_ctx: np.ndarray  # ... in it or its neighbours
     cov_doc: np.ndarray  # ... anywhere in its article
     doc_dense: np.ndarray  # cosine of question and the article's centroid
+    cov_title: np.ndarray  # share of query terms in the article's title
+    doc_sat: np.ndarray  # query terms weighted by how many of the article's sentences use them
+    phrase: np.ndarray  # share of the question's word pairs found side by side in the sentence
+    doc: np.ndarray  # the article of each candidate's first occurrence
     facts: np.ndarray  # (n, len(FACTS)) from sentence_facts
     qtype: str
 
@@ -130,4 +157,17 @@ def features(ev: Evidence) -> np.ndarray:
     X[:, 12] = ev.cov_doc
     X[:, 13] = ev.doc_dense
     X[:, 14] = ev.doc_dense - float(ev.doc_dense.max())
+    # within-question gaps: how far behind the question's best candidate
+    for col, src in ((15, 2), (16, 10), (17, 11), (18, 12), (19, 1)):
+        X[:, col] = X[:, src] - X[:, src].max()
+    X[:, 20] = ev.cov_title
+    X[:, 21] = ev.doc_sat
+    X[:, 22] = ev.phrase
+    # against the other candidates of the same article: is this its best sentence?
+    _, inv, counts = np.unique(ev.doc, return_inverse=True, return_counts=True)
+    for col, src in ((23, 0), (24, 10), (25, 1), (26, 2)):
+        best = np.full(len(counts), -np.inf)
+        np.maximum.at(best, inv, X[:, src])
+        X[:, col] = X[:, src] - best[inv]
+    X[:, 27] = np.log1p(counts[inv])
     return X

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.doc_map import DocMap
-from qa.textnorm import lexical_terms
+from qa.textnorm import _stopwords, lexical_terms, words
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,18 @@ class Lexical:
         df = np.diff(self.indptr).astype(np.float64)
         self.idf = np.log1p((max(self.n, 1) - df + 0.5) / (df + 0.5))
         self.max_idf = float(self.idf.max()) if len(self.idf) else 1.0
+        self.title_docs: dict[int, np.ndarray] = {}
+
+    def index_titles(self, titles: list[str]) -> None:
+        """Remember which articles' titles use each term: a headline naming
+        the question's subject vouches for the whole article."""
+        by_term: dict[int, list[int]] = {}
+        for d, title in enumerate(titles):
+            for t in set(lexical_terms(title or "", self.language, self.stopwords)):
+                i = self.vocab.get(t)
+                if i is not None:
+                    by_term.setdefault(i, []).append(d)
+        self.title_docs = {i: np.asarray(ds, dtype=np.int64) for i, ds in by_term.items()}
 
     def terms(self, text: str) -> QueryTerms:
         terms = lexical_terms(text, self.language, self.stopwords)
@@ -63,30 +75,42 @@ class Lexical:
         best = float(sum(self.idf[i] for i in ids) + q.unknown * self.max_idf) * (self.k1 + 1)
         return s, best
 
-    def coverage(self, q: QueryTerms, cand: np.ndarray, docs: DocMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def coverage(self, q: QueryTerms, cand: np.ndarray, docs: DocMap) -> dict[str, np.ndarray]:
         """Weighted share of the query's terms found in each candidate sentence,
-        in it or its two neighbours, and anywhere in its article(s)."""
-        sent = np.zeros(len(cand))
-        ctx = np.zeros(len(cand))
-        doc = np.zeros(len(cand))
+        in it or its two neighbours, anywhere in its article (title included),
+        in the article's title, and a saturating count over the article's
+        sentences (a term the article keeps using is what it is about)."""
+        out = {k: np.zeros(len(cand)) for k in ("sent", "ctx", "doc", "title", "doc_sat")}
         if len(cand) == 0 or len(q.ids) == 0:
-            return sent, ctx, doc
+            return out
         prev, nxt = docs.prev_sent[cand], docs.next_sent[cand]
+        prev, nxt = np.where(prev >= 0, prev, self.n), np.where(nxt >= 0, nxt, self.n)
         pos, cdocs = docs.docs_of(cand)
         has = np.zeros(self.n + 1, dtype=bool)  # slot n stands for "no neighbour"
-        doc_has = np.zeros(docs.n_docs, dtype=bool)
         for t, w in zip(q.ids, q.weights):
             post = np.asarray(self.indices[self.indptr[t] : self.indptr[t + 1]])
             has[post] = True
             in_sent = has[cand]
-            sent += w * in_sent
-            ctx += w * (in_sent | has[np.where(prev >= 0, prev, self.n)] | has[np.where(nxt >= 0, nxt, self.n)])
-            if len(post):
-                _, pdocs = docs.docs_of(post)
-                doc_has[pdocs] = True
-                hit = np.zeros(len(cand), dtype=bool)
-                hit[pos[doc_has[cdocs]]] = True
-                doc += w * hit
-                doc_has[pdocs] = False
+            out["sent"] += w * in_sent
+            out["ctx"] += w * (in_sent | has[prev] | has[nxt])
             has[post] = False
-        return sent, ctx, doc
+            _, pdocs = docs.docs_of(post)
+            count = np.bincount(pdocs, minlength=docs.n_docs)
+            titled = np.zeros(docs.n_docs, dtype=bool)
+            titled[self.title_docs.get(int(t), np.zeros(0, np.int64))] = True
+            for key, per_doc in (("doc", (count > 0) | titled), ("title", titled), ("doc_sat", count / (count + 1.0))):
+                best = np.zeros(len(cand))
+                np.maximum.at(best, pos, per_doc[cdocs])
+                out[key] += w * best
+        return out
+
+
+def phrase_share(question: str, sentences: list[str]) -> np.ndarray:
+    """Share of the question's adjacent word pairs (not both stop words) that
+    stand side by side in each sentence: "45 minutes", "Super Bowl"."""
+    stop = _stopwords(True)
+    qw = words(question)
+    pairs = [f" {a} {b} " for a, b in zip(qw, qw[1:]) if not (a in stop and b in stop)]
+    if not pairs:
+        return np.zeros(len(sentences))
+    return np.array([sum(p in s for p in pairs) / len(pairs) for s in sentences])

@@ -245,11 +245,6 @@ def test_loading_never_unpickles(tmp_path: Path, seed_index: Path, monkeypatch) 
     assert calls == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "qa/engine.py: Engine.load lets ModelUnavailableError through for an index built with a model this "
-    "machine lacks; its message names neither manifest.json nor the --full rebuild, and its fix ('--model') "
-    "is an option `qa ask`/`qa chat` do not have.  Fix: wrap it in IndexLoadError naming manifest.json and "
-    "'install that model, or rebuild with python -m index_build --full'"))
 def test_index_built_with_a_model_this_machine_lacks(tmp_path: Path, seed_index: Path) -> None:
     import qa
 

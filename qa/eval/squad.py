@@ -184,24 +184,59 @@ def metrics(rows: list[dict], model) -> dict:
     return out
 
 
+def diversity(engine, rows: list[dict], model, lambdas=(1.0, 0.9, 0.8, 0.7)) -> dict:
+    """MMR against plain ranking on the test half: does a more diverse top 5
+    cost the product metric?  Redundancy = mean pairwise cosine of the top 5."""
+    from qa.diversify import mmr, redundancy
+
+    out = {}
+    part = [r for r in rows if r["q"].half == "test"]
+    for lam in lambdas:
+        ranks, red = [], []
+        for r in part:
+            prob = model.score(r["X"])
+            order = np.argsort(-prob, kind="stable")[:30]
+            vecs = np.asarray(engine.data.sentence_vectors[r["ids"][order]])
+            chosen = mmr(prob[order], vecs, 10, lam)
+            hits = np.flatnonzero(r["hit"][order][chosen])
+            ranks.append(int(hits[0]) + 1 if len(hits) else None)
+            red.append(redundancy(vecs[chosen[:5]]))
+        out[str(lam)] = {"MRR@10": mrr(ranks, 10), "R@5": recall_at(ranks, 5), "redundancy@5": float(np.mean(red))}
+    return out
+
+
 def fit(rows: list[dict], out_path: Path | None = None) -> dict:
-    """Fit the fusion on the dev half and set the answer threshold there."""
+    """Fit the fusion on the dev half and set the answer threshold there.
+
+    Logistic regression over standardised features and their pairwise
+    products (measured on the dev half: linear 0.724 R@1 / 0.807 MRR@10,
+    quadratic 0.742 / 0.820; a gradient-boosted tree model did worse).
+    """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
     from qa.fusion import FEATURES, WEIGHTS_FILE, FusionModel
 
     dev = [r for r in rows if r["q"].half == "dev"]
-    X = np.concatenate([r["X"] for r in dev])
-    y = np.concatenate([r["hit"] for r in dev]).astype(int)
+    # every candidate of a question asked with its article hidden is a negative
+    # too: without them a sentence that merely ranks first among poor matches
+    # would look like an answer, and off-topic questions would get one
+    X = np.concatenate([r["X"] for r in dev] + [r["hX"] for r in dev])
+    y = np.concatenate([r["hit"] for r in dev] + [np.zeros(len(r["hX"]), bool) for r in dev]).astype(int)
+    scaler = StandardScaler().fit(X)
+    Z = PolynomialFeatures(2, include_bias=False).fit_transform(scaler.transform(X))
+    f = len(FEATURES)
     best = None
-    for C in (0.03, 0.3, 3.0):
-        lr = LogisticRegression(C=C, max_iter=5000)
-        lr.fit(X, y)
-        model = FusionModel(lr.coef_[0], float(lr.intercept_[0]), 0.5, 1.0, {})
+    for C in (0.1,):  # C=1.0 had not converged after 20 min here; 0.1 fits in a few
+        lr = LogisticRegression(C=C, max_iter=3000)
+        lr.fit(Z, y)
+        quad = np.zeros((f, f))
+        quad[np.triu_indices(f)] = lr.coef_[0][f:]
+        model = FusionModel(scaler.mean_, scaler.scale_, lr.coef_[0][:f], quad, float(lr.intercept_[0]), 0.5, 1.0, {})
         score = metrics(dev, model)["dev"]["product"]["MRR@10"]
         if best is None or score > best[0]:
-            best = (score, C, model)
-    score, C, model = best
+            best = (score, C, model, lr)
+    score, C, model, lr = best
     # threshold: most questions handled right when each is asked once with its
     # article (should answer) and once with it hidden (should refuse)
     top = np.array([model.score(r["X"]).max() if len(r["X"]) else 0.0 for r in dev])
@@ -209,16 +244,20 @@ def fit(rows: list[dict], out_path: Path | None = None) -> dict:
     grid = np.round(np.linspace(0.02, 0.98, 97), 3)
     acc = np.array([((top >= t).sum() + (hid < t).sum()) / (2 * len(dev)) for t in grid])
     t_best = float(grid[int(np.argmax(acc))])
+    r6 = lambda v: [round(float(x), 6) for x in v]  # noqa: E731
     weights = {
-        "weights": {f: round(float(v), 5) for f, v in zip(FEATURES, model.weights)},
-        "bias": round(model.bias, 5),
+        "features": list(FEATURES),
+        "mean": r6(scaler.mean_), "scale": r6(scaler.scale_),
+        "linear": r6(lr.coef_[0][:f]), "quadratic": r6(lr.coef_[0][f:]),
+        "bias": round(float(lr.intercept_[0]), 6),
         "threshold": t_best,
         "mmr_lambda": 1.0,
         "info": {"fitted": True, "data": f"SQuAD v1.1 dev, first {DEV_ARTICLES} articles in file order",
+                 "model": "logistic regression on standardised features and their pairwise products",
                  "C": C, "dev_product_mrr10": round(score, 4), "dev_abstention_accuracy": round(float(acc.max()), 4),
                  "rows": int(len(y)), "positives": int(y.sum())},
     }
-    (out_path or WEIGHTS_FILE).write_text(json.dumps(weights, indent=2) + "\n", encoding="utf-8")
+    (out_path or WEIGHTS_FILE).write_text(json.dumps(weights, indent=1) + "\n", encoding="utf-8")
     return weights
 
 
@@ -233,6 +272,10 @@ def table(result: dict) -> str:
         parts.append(f"product metric (engine.ask): R@1 {p['R@1']:.3f}  MRR@10 {p['MRR@10']:.3f}  R@10 {p['R@10']:.3f}")
         parts.append(f"abstention: answered when answerable {a['answered_when_answerable']:.3f}, "
                      f"refused with the article hidden {a['refused_when_hidden']:.3f}\n")
+    if "mmr" in result:
+        rows = [[lam, m["MRR@10"], m["R@5"], m["redundancy@5"]] for lam, m in result["mmr"].items()]
+        parts.append("MMR vs plain ranking (lambda 1.0), test half, product metric:")
+        parts.append(format_table(["lambda", "MRR@10", "R@5", "mean cosine among top 5"], rows) + "\n")
     if "seconds" in result:
         parts.append(f"seconds: {result['seconds']}")
     return "\n".join(parts)
@@ -258,6 +301,7 @@ def run(fit_weights: bool = False, limit: int | None = None, quiet: bool = True)
         fitted = fit(rows)
         load_model.cache_clear()
     result = metrics(rows, load_model())
+    result["mmr"] = diversity(engine, rows, load_model())
     result["seconds"] = {"build_and_load": round(t1 - t0, 1), "ranking": round(t2 - t1, 1),
                          "per_question_ms": round(1000 * (t2 - t1) / max(len(qs), 1) / 2, 2)}
     if fitted:

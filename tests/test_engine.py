@@ -1,0 +1,204 @@
+"""The retriever and its Python/CLI API, on a real seed index with the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SEEDS, run_cli
+
+
+@pytest.fixture(scope="module")
+def engine(seed_index: Path):
+    import qa
+
+    return qa.load(seed_index)
+
+
+def test_answer_is_a_verbatim_cited_sentence(engine) -> None:
+    res = engine.ask("How long did the call between Biden and Netanyahu last on Sunday?", k=3)
+    assert res.found and res.answers
+    top = res.answers[0]
+    assert "45 minutes" in top.text
+    assert 0.0 <= top.score <= 1.0 and not top.weak
+    for a in res.answers:
+        for s in a.sources:
+            text = (SEEDS / Path(s.path).name).read_text(encoding="utf-8")
+            assert s.text == a.text or s.text.replace("\u2019", "'") == a.text.replace("\u2019", "'")
+            assert s.text in text  # verbatim: the quoted words stand in the file
+            assert s.title and s.doc_id and s.end > s.start
+    # the sentences around it, from its first source, in order
+    assert top.context.doc_id == top.sources[0].doc_id
+    assert top.context.before or top.context.after
+    # scores are ranked, each sentence at most once
+    assert [a.score for a in res.answers] == sorted((a.score for a in res.answers), reverse=True)
+    assert len({a.sentence_id for a in res.answers}) == len(res.answers)
+
+
+def test_shared_sentence_is_one_answer_with_every_source(engine) -> None:
+    # Netanyahu's statement stands in seeds 000 and 001
+    res = engine.ask("How many hostages has Israel freed so far?", k=5)
+    top = res.answers[0]
+    assert "112" in top.text
+    assert sorted(s.doc_id[:3] for s in top.sources) == ["000", "001"]
+    assert all(s.text.endswith("negotiations.") for s in top.sources)
+    texts = [a.text for a in res.answers]
+    assert len(texts) == len(set(texts))
+
+
+def test_names_and_numbers_win_on_exact_match(engine) -> None:
+    res = engine.ask("132 days", k=1)
+    assert "132 days" in res.answers[0].text
+    assert "45 minutes" in engine.ask("45 minutes", k=1).answers[0].text
+    res = engine.ask("What is happening in Rafah?", k=3)
+    assert any("Rafah" in a.text for a in res.answers[:3])
+
+
+def test_to_dict_is_json_with_the_same_fields(engine) -> None:
+    res = engine.ask("How long did the call last?", history=["What did Biden and Netanyahu discuss on Thursday?"])
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["query"] == res.query and d["found"] == res.found
+    a = d["answers"][0]
+    assert set(a) >= {"text", "score", "sources", "context", "weak"}
+    assert set(a["sources"][0]) >= {"doc_id", "title", "path", "sentence_no", "start", "end"}
+    assert set(a["context"]) == {"doc_id", "before", "after"}
+    assert a["text"] == res.answers[0].text
+
+
+def test_followup_from_strings_and_gradio_messages(engine) -> None:
+    first = "What did Biden and Netanyahu discuss on Thursday?"
+    plain = engine.ask("How long did the call last?", history=[first])
+    msgs = engine.ask("How long did the call last?", history=[
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": "Netanyahu's office said ... lasted about 40 minutes."},
+    ])
+    assert plain.followup and msgs.followup
+    assert plain.query == msgs.query and "Thursday" in plain.query
+    assert [a.text for a in plain.answers] == [a.text for a in msgs.answers]
+    assert any("40 minutes" in a.text for a in plain.answers[:3])  # Thursday's call
+    alone = engine.ask("How long did the call last?")
+    assert not alone.followup and alone.query == "How long did the call last?"
+
+
+def test_new_topic_is_not_dragged_back(engine) -> None:
+    res = engine.ask("What is the capital of France?", history=["How long did the Thursday call between Biden and Netanyahu last?"])
+    assert not res.followup and res.query == "What is the capital of France?"
+    assert not res.found and all(a.weak for a in res.answers)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the capital of France?", "Who won the World Cup?", "asdkjh qwpoeiru zxmcnv", "Quelle heure est-il à Tokyo ?",
+])
+def test_off_topic_is_refused(engine, question: str) -> None:
+    res = engine.ask(question)
+    assert not res.found, [(a.text, a.score) for a in res.answers]
+    assert all(a.weak and a.score < res.threshold for a in res.answers)
+
+
+@pytest.mark.parametrize("question, message", [
+    ("", "empty"), ("   \n\t ", "empty"), ("x" * 10_000, "10000 characters"), ("?!...", "no words"), (None, "string"),
+])
+def test_bad_questions_raise_one_line_value_error(engine, question, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as e:
+        engine.ask(question)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("k, message", [(0, "at least 1"), (-3, "at least 1"), ("5", "whole number"), (2.5, "whole number")])
+def test_bad_k_raises(engine, k, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        engine.ask("How long did the call last?", k=k)
+
+
+def test_odd_but_valid_input_gets_an_answer(engine) -> None:
+    res = engine.ask("How long\x00 did the\u200b call between Biden and Netanyahu \x1b last on Sunday?")
+    assert "\x00" not in res.question and "45 minutes" in res.answers[0].text
+    huge = engine.ask("Who is Yahya Sinwar?", k=10**6)
+    assert 1 <= len(huge.answers) <= 50
+    junk = engine.ask("How long did it last?", history=[None, 3, {}, {"role": "system", "content": "x"}, "", ["a"],
+                                                        "What was the focus of the Sunday call between Biden and Netanyahu?"])
+    assert junk.followup and "Sunday" in junk.query
+    with pytest.raises(ValueError, match="history"):
+        engine.ask("How long did it last?", history="not a list")
+
+
+def test_engine_survives_bad_input(engine) -> None:
+    for bad in ("", "x" * 5000):
+        with pytest.raises(ValueError):
+            engine.ask(bad)
+    assert engine.ask("How many days have hostages been held?").found
+
+
+def test_load_errors_name_the_fix(tmp_path: Path, seed_index: Path) -> None:
+    import qa
+    from qa.errors import IndexLoadError
+
+    with pytest.raises(IndexLoadError, match="index_build"):
+        qa.load(tmp_path / "nowhere")
+    with pytest.raises(IndexLoadError, match="--model"):
+        qa.load(seed_index, model="sentence-transformers/all-mpnet-base-v2")
+
+
+def test_cli_ask_quotes_json_and_errors(seed_index: Path, tmp_path: Path) -> None:
+    r = run_cli("qa", "ask", "How long did it last?", "--index", str(seed_index), "-k", "2",
+                "--history", "What was the focus of the Sunday call between Biden and Netanyahu?")
+    assert r.returncode == 0, r.stderr
+    assert "searched for:" in r.stdout and "45 minutes" in r.stdout and "[002_" in r.stdout
+    r = run_cli("qa", "ask", "How long did the Sunday call last?", "--index", str(seed_index), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["answers"]
+    for args, msg in [(["", "--index", str(seed_index)], "empty"),
+                      (["Who?", "--index", str(seed_index), "-k", "0"], "at least 1"),
+                      (["Who?", "--index", str(tmp_path / "missing")], "index_build")]:
+        r = run_cli("qa", "ask", *args)
+        assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert run_cli("qa", "frobnicate").returncode == 2
+
+
+def test_module_ask_builds_the_default_index_from_seeds(tmp_path: Path, monkeypatch) -> None:
+    import qa
+
+    monkeypatch.setenv("SOURCE_QA_INDEX", str(tmp_path / "default-index"))
+    res = qa.ask("How many days have the hostages been held in Hamas captivity?")
+    assert (tmp_path / "default-index" / "manifest.json").is_file()
+    assert res.found and "132 days" in res.answers[0].text
+
+
+def test_mmr_pushes_a_paraphrase_below_a_new_fact(engine) -> None:
+    from qa.diversify import mmr
+
+    vecs = engine.encoder.encode([
+        "The call lasted about 45 minutes.",
+        "The call went on for about 45 minutes.",
+        "Hamas holds 134 hostages.",
+    ])
+    prob = np.array([0.9, 0.85, 0.6])
+    assert mmr(prob, vecs, 2, 1.0) == [0, 1]  # plain ranking keeps the paraphrase
+    assert mmr(prob, vecs, 2, 0.7) == [0, 2]  # diversity brings in the other fact
+
+
+def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
+    """The product's own acceptance set (qa/eval/seeds_gold.json): what holds
+    today must keep holding."""
+    from qa.eval import seeds
+
+    r = seeds.run(seed_index)
+    report = seeds.table(r)
+    assert not r["answered_unanswerable"], report  # every off-topic / near-topic question refused
+    assert r["topic_shift_accuracy"] == 1.0, report
+    assert r["hit@3"] >= 0.9 and r["hit@1"] >= 0.8 and r["followup_accuracy"] >= 0.7, report
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3 targets not reached yet: seeds hit@1 0.81 (>= 0.93), hit@3 0.91 (1.0), "
+                   "8 answerable questions refused (0), follow-ups 8/11 (11/11)")
+def test_seeds_gold_targets(seed_index: Path) -> None:
+    from qa.eval import seeds
+
+    r = seeds.run(seed_index)
+    report = seeds.table(r)
+    assert r["hit@3"] == 1.0 and r["hit@1"] >= 0.93, report
+    assert not r["refused_answerable"] and not r["answered_unanswerable"], report
+    assert r["followup_accuracy"] == 1.0 and r["topic_shift_accuracy"] == 1.0, report
