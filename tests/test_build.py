@@ -228,6 +228,9 @@ def _start_build(src: Path, idx: Path) -> subprocess.Popen:
         [sys.executable, "-m", "index_build", str(src), "--index", str(idx), "--full", "--no-progress",
          "--precision", "fp32"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell running us in the background ignores SIGINT, and children
+        # inherit that; a user's Ctrl-C reaches a builder with the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
