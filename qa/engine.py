@@ -222,24 +222,42 @@ class Engine:
         chosen = mmr(prob, vecs, k, self.fusion.mmr_lambda)
         threshold = self.fusion.threshold
         found = bool(len(prob) and prob[0] >= threshold)
-        answers = [self._answer(int(ids[i]), texts[i], float(prob[i]), prob[i] < threshold) for i in chosen]
+        answers = self._answers([(int(ids[i]), texts[i], float(prob[i]), bool(prob[i] < threshold)) for i in chosen])
         return Result(question=q, query=resolved.query, found=found, answers=answers,
                       followup=resolved.followup, threshold=threshold)
 
-    def _answer(self, sent_idx: int, text: str, score: float, weak: bool) -> Answer:
+    def _answers(self, picks: list[tuple[int, str, float, bool]]) -> list[Answer]:
+        """Answers for (sentence id, text, score, weak) picks, with every source
+        and the context of the first one: two SQLite queries for all of them."""
+        if not picks:
+            return []
+        ids = [p[0] for p in picks]
         rows = self.sql(
-            "SELECT d.doc_id, d.title, d.path, ds.sent_no, ds.start, ds.end, "
+            "SELECT ds.sent_idx, d.doc_id, d.title, d.path, ds.sent_no, ds.start, ds.end, "
             "substr(d.text, ds.start + 1, ds.end - ds.start), ds.doc_idx "
-            "FROM doc_sentences ds JOIN documents d USING(doc_idx) WHERE ds.sent_idx = ? "
-            "ORDER BY ds.doc_idx, ds.sent_no", (sent_idx,))
-        sources = [Source(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
-        context = Context(rows[0][0], [], []) if rows else Context("", [], [])
-        if rows:
-            doc_idx, sent_no = rows[0][7], rows[0][3]
-            around = self.sql(
-                "SELECT ds.sent_no, substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds "
-                "JOIN documents d USING(doc_idx) WHERE ds.doc_idx = ? AND ds.sent_no BETWEEN ? AND ? "
-                "AND ds.sent_idx IS NOT NULL ORDER BY ds.sent_no", (doc_idx, sent_no - 1, sent_no + 1))
-            context = Context(rows[0][0], [t for n, t in around if n < sent_no], [t for n, t in around if n > sent_no])
-        return Answer(text=text, score=round(score, 4), sources=sources, context=context,
-                      sentence_id=sent_idx, weak=bool(weak))
+            f"FROM doc_sentences ds JOIN documents d USING(doc_idx) WHERE ds.sent_idx IN ({','.join('?' * len(ids))}) "
+            "ORDER BY ds.sent_idx, ds.doc_idx, ds.sent_no", ids)
+        occ: dict[int, list[tuple]] = {}
+        for r in rows:
+            occ.setdefault(r[0], []).append(r)
+        first = {i: (o[0][8], o[0][4]) for i, o in occ.items()}
+        around: dict[tuple[int, int], str] = {}
+        if first:
+            cond = " OR ".join(["(ds.doc_idx = ? AND ds.sent_no BETWEEN ? AND ?)"] * len(first))
+            params = [x for d, n in first.values() for x in (d, n - 1, n + 1)]
+            around = {(d, n): t for d, n, t in self.sql(
+                "SELECT ds.doc_idx, ds.sent_no, substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds "
+                f"JOIN documents d USING(doc_idx) WHERE ds.sent_idx IS NOT NULL AND ({cond})", params)}
+        out = []
+        for sent_idx, text, score, weak in picks:
+            o = occ.get(sent_idx, [])
+            sources = [Source(r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in o]
+            if o:
+                d, n = first[sent_idx]
+                context = Context(o[0][1], [around[(d, n - 1)]] if (d, n - 1) in around else [],
+                                  [around[(d, n + 1)]] if (d, n + 1) in around else [])
+            else:
+                context = Context("", [], [])
+            out.append(Answer(text=text, score=round(score, 4), sources=sources, context=context,
+                              sentence_id=sent_idx, weak=bool(weak)))
+        return out

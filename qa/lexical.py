@@ -11,6 +11,7 @@ by `qa.textnorm.lexical_terms`, exactly as the builder made them.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,18 @@ def phrase_share(question: str, sentences: list[str]) -> np.ndarray:
     stop = _stopwords(True)
     qw = words(question)
     pairs = [f" {a} {b} " for a, b in zip(qw, qw[1:]) if not (a in stop and b in stop)]
-    if not pairs:
+    if not pairs or not sentences:
         return np.zeros(len(sentences))
-    return np.array([sum(p in s for p in pairs) / len(pairs) for s in sentences])
+    # one C-level scan of all candidates per pair instead of pairs x sentences `in` tests
+    joined = "\n".join(sentences)
+    starts = np.cumsum([0] + [len(t) + 1 for t in sentences[:-1]])
+    counts = np.zeros(len(sentences))
+    for p, times in Counter(pairs).items():
+        found, at = set(), joined.find(p)
+        while at >= 0:
+            found.add(at)
+            at = joined.find(p, at + 1)
+        if found:
+            rows = np.unique(np.searchsorted(starts, np.fromiter(found, dtype=np.int64), side="right") - 1)
+            counts[rows] += times
+    return counts / len(pairs)
