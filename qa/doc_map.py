@@ -23,6 +23,14 @@ def _csr(keys: np.ndarray, vals: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
     return indptr, vals[order]
 
 
+def _expand(indptr: np.ndarray, vals: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All CSR rows of `keys` at once: (position in `keys`, value) pairs."""
+    starts, lens = indptr[keys], indptr[keys + 1] - indptr[keys]
+    pos = np.repeat(np.arange(len(keys)), lens)
+    flat = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    return pos, vals[flat]
+
+
 @dataclass(frozen=True)
 class DocMap:
     sent_doc_ptr: np.ndarray  # CSR: sentence -> documents holding it
@@ -38,18 +46,11 @@ class DocMap:
 
     def docs_of(self, sents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position in `sents`, document) for every occurrence of `sents`."""
-        starts, ends = self.sent_doc_ptr[sents], self.sent_doc_ptr[sents + 1]
-        lens = ends - starts
-        pos = np.repeat(np.arange(len(sents)), lens)
-        flat = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-        return pos, self.sent_docs[flat]
+        return _expand(self.sent_doc_ptr, self.sent_docs, sents)
 
     def passages_of(self, sents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        starts, ends = self.sent_pas_ptr[sents], self.sent_pas_ptr[sents + 1]
-        lens = ends - starts
-        pos = np.repeat(np.arange(len(sents)), lens)
-        flat = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-        return pos, self.sent_pas[flat]
+        """(position in `sents`, passage) for every passage holding one of `sents`."""
+        return _expand(self.sent_pas_ptr, self.sent_pas, sents)
 
     def sentences_of_passages(self, passages: np.ndarray) -> np.ndarray:
         passages = passages[passages >= 0]

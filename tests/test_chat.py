@@ -48,6 +48,29 @@ UPLOAD_FACT = "The Quokka Festival in Perth drew 12,345 visitors on Saturday, or
 UPLOAD_Q = "How many visitors did the Quokka Festival in Perth draw?"
 
 
+
+def start_chat(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[str]]:
+    """`qa chat ARGS` in its own process, returned once it says it is serving
+    (its output keeps being collected in the list)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "qa", "chat", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "source-qa chat on" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(300):
+        proc.terminate()
+        proc.wait(30)
+        raise AssertionError("qa chat did not start:\n" + "".join(lines))
+    return proc, lines
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -383,22 +406,9 @@ def test_cli_first_start_builds_then_serves_with_auth(tmp_path):
     src = tmp_path / "sources"
     shutil.copytree(SEEDS, src)
     index, port = tmp_path / "index", free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "SOURCE_QA_AUTH": "ann:s3cret"}
-    proc = subprocess.Popen([sys.executable, "-m", "qa", "chat", "--index", str(index), "--sources", str(src),
-                             "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if "source-qa chat on" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, lines = start_chat(["--index", str(index), "--sources", str(src), "--port", str(port)],
+                             {"SOURCE_QA_AUTH": "ann:s3cret"})
     try:
-        assert ready.wait(300), "qa chat did not start:\n" + "".join(lines)
         out = "".join(lines)
         assert "No index at" in out and "embedding" in out and "unique sentences" in out, out
         assert "warning" not in out.lower(), out

@@ -475,28 +475,14 @@ def test_engine_is_safe_to_share_between_threads(seed_index: Path, capsys) -> No
 @pytest.fixture
 def chat_process(tmp_path: Path):
     """`qa chat` in its own process (as users run it), over a temp copy of the seeds."""
-    from tests.test_chat import free_port
+    from tests.test_chat import free_port, start_chat
 
     src, idx = tmp_path / "sources", tmp_path / "index"
     shutil.copytree(SEEDS, src)
     build([src], idx, BuildConfig(progress=False), **QUIET)
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "qa", "chat", "--index", str(idx), "--sources", str(src),
-                             "--port", str(port), "--no-upload"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if "source-qa chat on" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, lines = start_chat(["--index", str(idx), "--sources", str(src), "--port", str(port), "--no-upload"])
     try:
-        assert ready.wait(300), "qa chat did not start:\n" + "".join(lines)
         yield {"url": f"http://127.0.0.1:{port}/", "index": idx, "log": lines}
     finally:
         proc.terminate()
