@@ -12,8 +12,8 @@ lookups, formatting) is measured relative to it.  Targets (issue 3):
 Each question is asked once (distinct texts, so the engine's query cache never
 hits), and its bare encode is timed right beside it, alternating which goes
 first, so both see the same machine state.  The bare encode runs in the
-precision the engine uses (bf16 autocast where the index says so) and, for
-reference, in plain fp32.
+precision the engine uses for questions (fp32: for one short text bf16
+autocast costs more than it saves) and, for reference, in plain fp32.
 
     python benchmarks/query.py [--corpus seeds squad] [--questions 200] [--load-runs 3] [--json]
 """

@@ -155,21 +155,19 @@ class ChatBackend:
     def _load_engine(self, previous: Any | None) -> Any:
         """A fresh Engine on the index at index_dir, reusing the previous
         engine's model when the index was built with the same one."""
-        from qa.engine import Engine
+        from qa.engine import QUERY_PRECISION, Engine
 
         if previous is not None:
             from dataclasses import replace
 
-            from qa.encoder import cpu_has_fast_bf16
             from qa.index_store import open_index
 
             data = open_index(self.index_dir)
             enc = previous.encoder
             m = data.manifest
             if enc.model_id == m.model and enc.dim == m.dimension:
-                precision = m.precision if (m.precision != "bf16" or cpu_has_fast_bf16()) else "fp32"
                 try:
-                    return Engine(data, replace(enc, precision=precision))
+                    return Engine(data, replace(enc, precision=QUERY_PRECISION))
                 except TypeError:  # the constructor changed: fall back to a full load
                     pass
             data.close()

@@ -9,6 +9,19 @@ its own.  It is then resolved against the earlier turns: their salient terms
 embeddings are mixed into the dense query with a decay per turn.  A
 self-contained question is left alone, so a new topic is not dragged back to
 the old one.
+
+Three more things a reader does without thinking:
+
+* "What did Biden say about it?" after "Which city ...?": *it* is usually the
+  previous turn's answer (Rafah), not a word of the previous question, so the
+  names and numbers of the previous answer (the engine's own top sentence) are
+  carried too, and that sentence joins the dense mix;
+* "And on Sunday?" after "How long did the Thursday call last?" swaps one
+  slot (a day, a month) of the previous question: the standalone query is the
+  previous question with Sunday in Thursday's place;
+* a follow-up without a question word of its own asks the same kind of thing
+  as the turn it follows (a duration, above), so it keeps that turn's wording
+  for the answer-type cue (`type_text`).
 """
 
 from __future__ import annotations
@@ -32,13 +45,17 @@ _QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "how"
 DENSE_DECAY = 0.5
 MAX_TURNS = 3
 MAX_CARRIED_TERMS = 8
+MAX_ANSWER_TERMS = 3  # names/numbers taken from the previous answer
+ANSWER_WEIGHT = 0.5  # dense weight of the previous answer sentence
 
 
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
-    return frozenset(STOPWORDS_EN) | _QUESTION_WORDS
+    # pronouns point elsewhere: never content of their own ("Which network
+    # did he say that to?" has one content word, "network")
+    return frozenset(STOPWORDS_EN) | _QUESTION_WORDS | _ANAPHORA
 
 
 @dataclass
@@ -50,6 +67,11 @@ class Resolved:
     dense_weights: list[float] = field(default_factory=list)
     followup: bool = False
     carried: list[str] = field(default_factory=list)
+    type_text: str = ""  # the wording whose question word says what kind of answer is wanted
+
+    def __post_init__(self) -> None:
+        if not self.type_text:
+            self.type_text = self.question
 
 
 def _tokens(text: str) -> list[str]:
@@ -95,21 +117,78 @@ def _same_slot(term: str, question_tokens: set[str]) -> bool:
     return any(t in slot and question_tokens & slot for slot in _SLOTS)
 
 
-def resolve(question: str, history: list[str]) -> Resolved:
-    """Standalone form of `question` given earlier user turns (oldest first)."""
+_WH = re.compile(r"\b(what|who|whom|whose|when|where|why|how|which)\b", re.I)
+_ELLIPSIS = ("and ", "what about ", "how about ", "and?", "also ")
+
+
+def _answer_terms(answer: str, asked: str, have: set[str]) -> list[str]:
+    """Names and numbers of the previous answer that the conversation has not
+    named yet -- the likeliest referents of "it", "there", "them" -- those
+    with most of the question's words close by first (the answer to "Which
+    city ... ground assault" sits in "... ground assault on the city of Rafah")."""
+    toks = _tokens(answer)
+    stop = _stopwords()
+    asked_stems = {w.lower()[:5] for w in content_words(asked)}
+    anchors = [i for i, t in enumerate(toks) if t.lower()[:5] in asked_stems]
+    near: dict[str, float] = {}  # how much of the question surrounds the term
+    for i, t in enumerate(toks):
+        name = t[0].isupper() and i > 0 and t.lower() not in stop and len(t) > 1
+        if (name or t[0].isdigit()) and t.lower() not in have and t.lower()[:5] not in asked_stems:
+            mass = sum(1.0 / (1 + abs(i - a)) for a in anchors)
+            near[t] = max(near.get(t, 0.0), mass)
+    return sorted(near, key=lambda t: -near[t])[:MAX_ANSWER_TERMS]
+
+
+def _swap_slot(question: str, previous: str) -> str | None:
+    """"And on Sunday?" + "How long did the Thursday call last?" ->
+    "How long did the Sunday call last?" (None when no slot is swapped)."""
+    if not question.lower().startswith(_ELLIPSIS):
+        return None
+    new = [t for t in _tokens(question) if any(t.lower() in slot for slot in _SLOTS)]
+    out = previous
+    for t in new:
+        slot = next(s for s in _SLOTS if t.lower() in s)
+        old = [o for o in _tokens(previous) if o.lower() in slot and o.lower() != t.lower()]
+        if len(old) != 1:
+            return None
+        out = re.sub(rf"\b{re.escape(old[0])}\b", t[0].upper() + t[1:], out, count=1)
+    return out if out != previous else None
+
+
+def resolve(question: str, history: list[str], answers: list[str | None] | None = None) -> Resolved:
+    """Standalone form of `question` given earlier user turns (oldest first)
+    and, when known, the answer shown for each of them (`answers[i]` answers
+    `history[i]`; None where nothing was found)."""
     if not history or not is_followup(question):
         return Resolved(question, question, question, [question], [1.0], False)
     recent = history[-MAX_TURNS:][::-1]  # most recent first
-    have = {t.lower() for t in _tokens(question)}
+    answers = list(answers or [])
+    last_answer = answers[len(history) - 1] if len(answers) >= len(history) else None
+    swapped = _swap_slot(question, recent[0])
+    have = {t.lower() for t in _tokens(swapped or question)}
     carried: list[str] = []
-    for turn in recent:
+    for n, turn in enumerate(recent):
         for t in _salient(turn):
             if t.lower() not in have and t not in carried and not _same_slot(t, have):
+                carried.append(t)
+                have.add(t.lower())
+        if n == 0 and last_answer and not swapped:
+            for t in _answer_terms(last_answer, turn, have):
                 carried.append(t)
                 have.add(t.lower())
         if len(carried) >= MAX_CARRIED_TERMS:
             break
     carried = carried[:MAX_CARRIED_TERMS]
-    query = f"{question} {' '.join(carried)}".strip()
+    type_text = question if _WH.search(question) else recent[0]
     weights = [1.0] + [DENSE_DECAY ** (i + 1) for i in range(len(recent))]
-    return Resolved(question, query, query, [question, *recent], weights, True, carried)
+    if swapped:
+        # the rewritten question stands on its own: it leads, the raw one follows
+        rest = [c for c in carried if c.lower() not in {t.lower() for t in _tokens(swapped)}]
+        query = f"{swapped} {' '.join(rest)}".strip()
+        return Resolved(question, swapped, query, [swapped, question, *recent[1:]],
+                        [1.0, 0.5] + weights[2:], True, carried, swapped)
+    query = f"{question} {' '.join(carried)}".strip()
+    texts, ws = [question, *recent], weights
+    if last_answer:
+        texts, ws = [question, recent[0], last_answer, *recent[1:]], [1.0, weights[1], ANSWER_WEIGHT, *weights[2:]]
+    return Resolved(question, query, query, texts, ws, True, carried, type_text)

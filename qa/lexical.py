@@ -53,7 +53,7 @@ class Lexical:
         self.title_docs = {i: np.asarray(ds, dtype=np.int64) for i, ds in by_term.items()}
 
     def terms(self, text: str) -> QueryTerms:
-        terms = lexical_terms(text, self.language, self.stopwords)
+        terms = lexical_terms(text, self.language, self.stopwords, query=True)
         ids = np.array(sorted({self.vocab[t] for t in terms if t in self.vocab}), dtype=np.int64)
         unknown = len({t for t in terms if t not in self.vocab})
         w = self.idf[ids] if len(ids) else np.zeros(0)

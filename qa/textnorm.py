@@ -52,10 +52,25 @@ def _stopwords(enabled: bool) -> frozenset[str]:
     return frozenset(STOPWORDS_EN)
 
 
-def lexical_terms(text: str, language: str = "english", stopwords: bool = True) -> list[str]:
+# The words a question is phrased with, not what it is about.  Articles use
+# them too ("did", "about", "what"), and rarely enough that BM25 gives them
+# weight: "What did Biden say about Rafah?" matched "did" before "Rafah".
+# Dropped from queries only; the index keeps every word it had.
+QUESTION_WORDS = frozenset(
+    "what which who whom whose when where why how whether "
+    "did do does doing done is are was were be been being am has have had having "
+    "can could would should shall may might must "
+    "about tell me i you we us our your he she him her his hers its them "
+    "any some anything something".split())
+
+
+def lexical_terms(text: str, language: str = "english", stopwords: bool = True, query: bool = False) -> list[str]:
     """BM25 terms: lower-cased words (single digits kept: "5 days" must match),
-    English stop words dropped, Snowball-stemmed."""
+    English stop words dropped (and, for a question, its question words),
+    Snowball-stemmed."""
     stop = _stopwords(stopwords)
+    if query and stopwords:
+        stop = stop | QUESTION_WORDS
     toks = [w for w in words(text) if w not in stop]
     stem = _stemmer(language)
     return stem.stemWords(toks) if stem is not None else toks

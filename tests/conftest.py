@@ -49,3 +49,11 @@ def seed_index(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seed-index") / "index"
     build([SEEDS], out, BuildConfig(progress=False), log=lambda m: None)
     return out
+
+
+@pytest.fixture(scope="module")
+def engine(seed_index: Path):
+    """A real engine over the seeds index."""
+    import qa
+
+    return qa.load(seed_index)

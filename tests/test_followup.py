@@ -1,0 +1,59 @@
+"""The follow-up resolver on its own (pure text in, standalone query out), and
+through the real engine on the seeds, where "it" points at the last answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.followup import is_followup, resolve
+
+
+@pytest.mark.parametrize("question", [
+    "How long did it last?", "And on Sunday?", "What about the hostages?", "When?", "What did Biden say about it?",
+])
+def test_context_dependent_questions_are_followups(question: str) -> None:
+    assert is_followup(question)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the capital of France?", "How many Palestinian prisoners convicted of murder would Israel release?",
+    "Which city is Israel planning a ground assault on?",
+])
+def test_self_contained_questions_stand_alone(question: str) -> None:
+    r = resolve(question, ["How long did the Thursday call between Biden and Netanyahu last?"])
+    assert not r.followup and r.query == question and r.dense_texts == [question]
+
+
+def test_swapped_day_rewrites_the_previous_question() -> None:
+    r = resolve("And on Sunday?", ["How long did Biden and Netanyahu's Thursday call last?"])
+    assert r.followup and r.query == "How long did Biden and Netanyahu's Sunday call last?"
+    assert "Thursday" not in r.lexical and r.dense_texts[0] == r.query
+    assert r.type_text == r.query  # still a "how long" question: a duration is wanted
+
+
+def test_ellipsis_without_a_slot_keeps_the_previous_wording() -> None:
+    r = resolve("And the hostages?", ["How long did Biden and Netanyahu's Thursday call last?"])
+    assert r.followup and r.query.startswith("And the hostages?") and "Thursday" in r.query
+    assert r.type_text == "How long did Biden and Netanyahu's Thursday call last?"
+
+
+def test_pronoun_takes_the_previous_answers_names_nearest_the_question_words() -> None:
+    prev = "Which city is Israel expected to launch a ground assault on?"
+    answer = ("The White House said earlier on Sunday that, in their first call since January 19, Biden and Netanyahu "
+              "discussed Israel's ongoing campaign in Gaza and Israel's anticipated ground assault on the city of Rafah.")
+    r = resolve("What did Biden say about it?", [prev], [answer])
+    assert "Rafah" in r.carried and "Rafah" in r.query
+    assert r.dense_texts[:3] == ["What did Biden say about it?", prev, answer]
+    assert r.type_text == "What did Biden say about it?"
+    without = resolve("What did Biden say about it?", [prev])
+    assert "Rafah" not in without.query and answer not in without.dense_texts
+
+
+def test_engine_resolves_it_to_the_answer_it_gave(engine) -> None:
+    first = "Which city is Israel expected to launch a ground assault on?"
+    assert "Rafah" in engine.ask(first).answers[0].text
+    res = engine.ask("What did Biden say about it?", history=[first])
+    assert res.followup and "Rafah" in res.query
+    swapped = engine.ask("And on Sunday?", history=["How long did Biden and Netanyahu's Thursday call last?"])
+    assert swapped.query == "How long did Biden and Netanyahu's Sunday call last?"
+    assert any("45 minutes" in a.text for a in swapped.answers[:3])
