@@ -7,6 +7,8 @@ sequence length, so adding one article to a thousand encodes one article.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,25 @@ from typing import Callable
 
 import numpy as np
 
-from qa.encoder import Encoder
+from qa.encoder import Encoder, EncoderPool
 from qa.textnorm import text_hash
+
+
+# Texts encoded per call of the encoder: its result (chunk x dim float32, 6 MB
+# at 384 dimensions) is the only vector memory besides the output array.
+CHUNK_SIZE = 4096
+# Encode in this many single-threaded processes (this one + workers) when at
+# least POOL_MIN_TEXTS texts need encoding: below that, starting a worker
+# (import torch, load the model: seconds of CPU) costs more than it gains.
+POOL_MIN_TEXTS = 2000
+
+
+def default_processes() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
 
 
 @dataclass
@@ -67,11 +86,15 @@ def embed_texts(
     progress: bool,
     label: str,
     log: Callable[[str], None] = lambda msg: None,
+    chunk_size: int = CHUNK_SIZE,
+    processes: int | None = None,
 ) -> tuple[np.ndarray, list[str], EmbedStats]:
     """Vectors for `texts` (row-aligned), their hashes, and what was encoded.
 
     The model is only loaded (`get_encoder()`) when something is not cached, so
-    a rebuild that changes nothing never pays for importing torch.
+    a rebuild that changes nothing never pays for importing torch.  Large jobs
+    are encoded by `processes` single-threaded processes (default: one per CPU,
+    at most 4; see qa.encoder.EncoderPool); 1 encodes in this process only.
     """
     hashes = [text_hash(t) for t in texts]
     out = np.zeros((len(texts), dim), dtype=np.float32)
@@ -91,8 +114,18 @@ def embed_texts(
         log(f"embedding {len(todo)} {label} ({stats.reused} cached, {encoder.precision})")
         bar = tqdm(total=len(todo), desc=f"embedding {label}", unit="sent", disable=not progress,
                    file=sys.stderr, dynamic_ncols=True, leave=False)
+        # Longest first over everything to encode (batches of similar length pad
+        # little), then chunk by chunk straight into `out`: only one chunk's
+        # vectors exist besides `out`, never a second full float32 copy.
+        todo.sort(key=lambda i: -len(texts[i]))
+        procs = default_processes() if processes is None else processes
         try:
-            out[todo] = encoder.encode([texts[i] for i in todo], batch_size=batch_size, on_batch=bar.update)
+            with (EncoderPool(encoder, procs) if procs > 1 and len(todo) >= POOL_MIN_TEXTS
+                  else contextlib.nullcontext()) as pool:
+                for start in range(0, len(todo), chunk_size):
+                    rows = todo[start : start + chunk_size]
+                    out[rows] = encoder.encode([texts[i] for i in rows], batch_size=batch_size,
+                                               on_batch=bar.update, pool=pool)
         finally:
             bar.close()
         stats.encoded = len(todo)

@@ -75,17 +75,23 @@ class Encoder:
         batch_size: int = 32,
         precision: str | None = None,
         on_batch: Callable[[int], None] | None = None,
+        pool: "EncoderPool | None" = None,
     ) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text.
 
         `on_batch(n)` is called after every batch of n texts (progress bars,
-        and a place where Ctrl-C is noticed promptly).
+        and a place where Ctrl-C is noticed promptly).  With `pool` (see
+        `EncoderPool`) the batches are shared between this process and the
+        pool's worker processes.
         """
         import torch
 
         precision = precision or self.precision
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
+            return out
+        if pool is not None:
+            pool.encode(self, texts, out, batch_size, precision, on_batch)
             return out
         # Longest first within the call: batches of similar length waste less
         # padding (sentence-transformers does the same inside one encode call).
@@ -105,6 +111,158 @@ class Encoder:
                 if on_batch is not None:
                     on_batch(len(idx))
         return out
+
+
+class EncoderPool:
+    """Data-parallel encoding: this process plus `processes - 1` spawned
+    workers, each on one torch thread, taking batches from one queue.
+
+    On a 2-core CPU a small model like all-MiniLM-L6-v2 gains little from two
+    torch threads inside one matmul (and loses badly when other programs share
+    the cores: each thread waits at every barrier for the other to be
+    scheduled), while two single-threaded processes never wait for each other
+    (benchmarks/encode.py).  The workers load the same model at the same
+    precision; this process keeps encoding while they start, so a small job
+    never waits for them.  Use as a context manager: the workers are stopped on
+    exit, also on Ctrl-C (they ignore SIGINT themselves).
+    """
+
+    JOB = 64  # texts per job: small enough to share the tail of the work evenly
+
+    def __init__(self, encoder: Encoder, processes: int = 2, precision: str | None = None) -> None:
+        import multiprocessing as mp
+
+        self.precision = precision or encoder.precision
+        self.calls = 0
+        ctx = mp.get_context("spawn")
+        self.jobs = ctx.Queue()
+        self.results = ctx.Queue()
+        self.ready = [ctx.Event() for _ in range(max(0, processes - 1))]
+        self.workers = [
+            ctx.Process(target=_pool_worker,
+                        args=(encoder.model_id, self.precision, self.jobs, self.results, ready, os.getpid()),
+                        daemon=True, name=f"source-qa-encoder-{i}")
+            for i, ready in enumerate(self.ready)
+        ]
+        for w in self.workers:
+            w.start()
+
+    def wait_ready(self, timeout: float = 300.0) -> bool:
+        """Block until every worker has loaded its model (benchmarks)."""
+        return all(e.wait(timeout) for e in self.ready)
+
+    def __enter__(self) -> "EncoderPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers: politely (they exit cleanly), else by SIGTERM."""
+        import queue
+
+        try:
+            while True:  # jobs nobody took (an interrupted call) would delay the stop
+                self.jobs.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            pass
+        for w in self.workers:
+            if w.is_alive():
+                self.jobs.put(None)
+        for w in self.workers:
+            w.join(timeout=3)
+            if w.is_alive():
+                w.terminate()
+                w.join(timeout=10)
+        self.workers = []
+        for q in (self.jobs, self.results):
+            q.cancel_join_thread()
+            q.close()
+
+    def healthy(self) -> bool:
+        return bool(self.workers) and all(w.is_alive() for w in self.workers)
+
+    def encode(self, encoder: Encoder, texts: Sequence[str], out: np.ndarray, batch_size: int,
+               precision: str, on_batch: Callable[[int], None] | None) -> None:
+        """Encode `texts` into `out` (row-aligned): jobs of similar length, longest
+        first, taken from one queue by the workers and by this process."""
+        import queue
+
+        import torch
+
+        self.calls += 1
+        call = self.calls
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        step = max(batch_size, self.JOB)
+        jobs = {k: order[i : i + step] for k, i in enumerate(range(0, len(texts), step))}
+        shared = self.healthy()
+        if shared:
+            for k, idx in jobs.items():
+                self.jobs.put((call, k, [texts[j] for j in idx], batch_size, precision))
+        todo = set(jobs)
+
+        def finish(c: int, k: int, vecs: np.ndarray) -> None:
+            if c == call and k in todo:  # results of an earlier call (after a failure) are ignored
+                out[jobs[k]] = vecs
+                todo.discard(k)
+                if on_batch is not None:
+                    on_batch(len(jobs[k]))
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            while todo:
+                while True:  # collect what the workers have finished
+                    try:
+                        finish(*self.results.get_nowait())
+                    except queue.Empty:
+                        break
+                if not todo:
+                    break
+                if shared and not self.healthy():
+                    shared = False  # a worker died, maybe holding a job: do everything left here
+                if shared:
+                    try:
+                        c, k, *_ = self.jobs.get(timeout=0.05)
+                    except queue.Empty:  # every job is taken: wait for the workers' last ones
+                        try:
+                            finish(*self.results.get(timeout=0.2))
+                        except queue.Empty:
+                            pass
+                        continue
+                    if c != call:
+                        continue
+                else:
+                    k = min(todo)
+                if k in todo:
+                    finish(call, k, encoder.encode([texts[j] for j in jobs[k]], batch_size=batch_size,
+                                                   precision=precision))
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _pool_worker(model: str, precision: str, jobs, results, ready, parent: int) -> None:
+    """One EncoderPool worker: encode jobs until stopped, or until its parent
+    is gone (killed with SIGKILL, it cannot stop us)."""
+    import queue
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    encoder = load_encoder(model, precision=precision)
+    ready.set()
+    while os.getppid() == parent:
+        try:
+            job = jobs.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if job is None:  # EncoderPool.close()
+            break
+        call, k, texts, batch_size, prec = job
+        results.put((call, k, encoder.encode(texts, batch_size=batch_size, precision=prec)))
 
 
 def load_encoder(model: str | None = None, precision: str = "fp32") -> Encoder:

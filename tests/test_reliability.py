@@ -288,13 +288,13 @@ if phase == "reading":              # 2 of 4 files read
     hook(B.docs_mod, "load", "after", 2)
 elif phase == "embedding":          # the first batch of sentences encoded
     orig_encode = E.Encoder.encode
-    def encode(self, texts, batch_size=32, precision=None, on_batch=None):
+    def encode(self, texts, batch_size=32, precision=None, on_batch=None, **kw):
         if on_batch is None:
-            return orig_encode(self, texts, batch_size, precision)
+            return orig_encode(self, texts, batch_size, precision, **kw)
         def first(n):
             on_batch(n)
             pause()
-        return orig_encode(self, texts, batch_size, precision, first)
+        return orig_encode(self, texts, batch_size, precision, first, **kw)
     E.Encoder.encode = encode
 elif phase == "writing-metadata":   # meta.sqlite written in the temp dir, vectors not yet
     hook(B, "_write_vectors")
