@@ -180,11 +180,14 @@ def build(
         try:
             try:
                 _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
-                _write_vectors(tmp, s_vecs, p_vecs)
+                # the previous index's IVF training is kept when it is of the same model
+                vector_index = _write_vectors(tmp, s_vecs, p_vecs, previous=(
+                    (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None))
                 vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
                 report.seconds = time.perf_counter() - t0
                 manifest = _manifest(cfg, model_id, precision, max_len, dim,
                                      bf16_check, documents, report, vocab)
+                manifest.vector_index = vector_index
                 _write_identity(tmp, manifest)
                 (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
                 publish.fsync_tree(tmp)
@@ -271,19 +274,54 @@ def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
         con.close()
 
 
-def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray) -> None:
+def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
+                   previous: tuple[Path, fmt.Manifest] | None = None) -> dict:
+    """sentences/passages .npy plus their FAISS index (exact when small,
+    IVF over 8-bit codes, tuned on this data, when large), and the document
+    vectors (meta.sqlite must be written already): returns the manifest's
+    `vector_index` (index type and parameters of each).
+
+    `previous`: the index being replaced and its manifest (same model): an IVF
+    index of it whose trained count is near the new one lends its training
+    and tuned nprobe (qa.vector_index.reusable_training), so adding a few
+    articles does not train and tune again."""
     import faiss
 
-    for vecs, faiss_name, npy_name in (
-        (s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS),
-        (p_vecs, fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS),
+    from qa import vector_index as vi
+    from qa.doc_map import document_vectors
+
+    params = {}
+    for which, vecs, faiss_name, npy_name in (
+        ("sentences", s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS),
+        ("passages", p_vecs, fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS),
     ):
-        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
-        index = faiss.IndexFlatIP(vecs.shape[1])
-        if len(vecs):
-            index.add(vecs)
+        # the .npy first, then the index reads it back memory-mapped in
+        # chunks: no second full copy of the vectors in memory
+        np.save(tmp / npy_name, np.asarray(vecs, dtype=np.float32), allow_pickle=False)
+        mapped = np.load(tmp / npy_name, mmap_mode="r")
+        trained = None
+        if previous is not None:
+            old_dir, old_manifest = previous
+            trained = vi.reusable_training(old_dir / faiss_name, old_manifest.vector_params(which),
+                                           int(mapped.shape[0]), int(mapped.shape[1]))
+        index, params[which] = vi.build_index(mapped, previous=trained)
+        del trained
         faiss.write_index(index, str(tmp / faiss_name))
-        np.save(tmp / npy_name, vecs, allow_pickle=False)
+        # the loader memory-maps the file only at exactly this size
+        params[which]["file_bytes"] = (tmp / faiss_name).stat().st_size
+        del index, mapped
+    # each document's mean sentence vector, computed once here instead of at
+    # every load (where it would read every sentence vector)
+    mapped = np.load(tmp / fmt.SENTENCE_VECTORS, mmap_mode="r")
+    con = fmt.connect(tmp, readonly=False)
+    try:
+        doc_vecs = document_vectors(con, mapped)
+    finally:
+        con.close()
+    np.save(tmp / fmt.DOC_VECTORS, doc_vecs, allow_pickle=False)
+    params["documents"] = {"file": fmt.DOC_VECTORS, "rows": int(len(doc_vecs))}
+    del mapped, doc_vecs
+    return params
 
 
 def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim: int, bf16_check: dict,

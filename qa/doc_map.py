@@ -59,12 +59,43 @@ class DocMap:
         return np.concatenate([self.pas_sents[self.pas_sent_ptr[p] : self.pas_sent_ptr[p + 1]] for p in passages])
 
 
-def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sentence_vectors: np.ndarray) -> DocMap:
+def _occurrences(db: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, int]:
+    """(document, sentence) of every answer-sentence occurrence in document
+    order, and the number of documents."""
     occ = np.asarray(db.execute(
         "SELECT doc_idx, sent_no, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL ORDER BY doc_idx, sent_no"
     ).fetchall(), dtype=np.int64).reshape(-1, 3)
     n_docs = int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
-    doc, sent = occ[:, 0], occ[:, 2]
+    return occ[:, 0], occ[:, 2], n_docs
+
+
+def _centroids(doc: np.ndarray, sent: np.ndarray, n_docs: int, n_sentences: int,
+               sentence_vectors: np.ndarray) -> np.ndarray:
+    dim = sentence_vectors.shape[1] if sentence_vectors.ndim == 2 else 0
+    from scipy import sparse  # already a dependency of bm25s and sentence-transformers
+
+    member = sparse.csr_matrix((np.ones(len(sent), np.float32), (doc, sent)), shape=(n_docs, n_sentences))
+    doc_vecs = np.asarray(member @ sentence_vectors, dtype=np.float32) if dim else np.zeros((n_docs, 0), np.float32)
+    norms = np.linalg.norm(doc_vecs, axis=1, keepdims=True)
+    doc_vecs /= np.where(norms > 0, norms, 1.0)
+    return doc_vecs
+
+
+def document_vectors(db: sqlite3.Connection, sentence_vectors: np.ndarray) -> np.ndarray:
+    """Each document's normalised sum (= normalised mean) of its sentence
+    vectors, one per occurrence, float32 (zero for a document without
+    answer sentences).  The builder stores it (index_format.DOC_VECTORS):
+    computing it reads every sentence vector, which a load should not."""
+    doc, sent, n_docs = _occurrences(db)
+    return _centroids(doc, sent, n_docs, int(sentence_vectors.shape[0]), sentence_vectors)
+
+
+def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sentence_vectors: np.ndarray,
+                  doc_vectors: np.ndarray | None = None) -> DocMap:
+    """`doc_vectors`: the stored document vectors (IndexData.doc_vectors);
+    None (an index built before they were stored) computes them here from
+    `sentence_vectors`, reading all of them."""
+    doc, sent, n_docs = _occurrences(db)
     sent_doc_ptr, sent_docs = _csr(sent, doc, n_sentences)
 
     # neighbours within the same document, taken at each sentence's first occurrence
@@ -89,11 +120,10 @@ def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sen
     s_ptr, s_pas = _csr(pairs[:, 0], pairs[:, 1], n_sentences)
     p_ptr, p_sen = _csr(pairs[:, 1], pairs[:, 0], n_passages)
 
-    dim = sentence_vectors.shape[1] if sentence_vectors.ndim == 2 else 0
-    from scipy import sparse  # already a dependency of bm25s and sentence-transformers
-
-    member = sparse.csr_matrix((np.ones(len(sent), np.float32), (doc, sent)), shape=(n_docs, n_sentences))
-    doc_vecs = np.asarray(member @ sentence_vectors, dtype=np.float32) if dim else np.zeros((n_docs, 0), np.float32)
-    norms = np.linalg.norm(doc_vecs, axis=1, keepdims=True)
-    doc_vecs /= np.where(norms > 0, norms, 1.0)
+    if doc_vectors is None:
+        doc_vecs = _centroids(doc, sent, n_docs, n_sentences, sentence_vectors)
+    elif len(doc_vectors) != n_docs:
+        raise ValueError(f"{len(doc_vectors)} document vectors for {n_docs} documents")
+    else:
+        doc_vecs = doc_vectors
     return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, p_ptr, p_sen, doc_vecs, n_docs)

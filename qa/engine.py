@@ -56,7 +56,8 @@ class Engine:
         self._facts = np.full((data.n_sentences, len(FACTS)), -1, dtype=np.int32)  # memo, filled lazily
         self.lexical.index_titles([t for (t,) in data.db.execute("SELECT title FROM documents ORDER BY doc_idx")])
         self._spaced: dict[int, str] = {}  # memo: " words of the sentence " for phrase matching
-        self.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors)
+        self.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors,
+                                  doc_vectors=data.doc_vectors)
 
     # -- loading -----------------------------------------------------------
     @classmethod

@@ -5,10 +5,15 @@ An index is a directory::
 
     manifest.json          format version, model, dtype, counts, file hashes
     meta.sqlite            documents, unique sentences, occurrences, passages
-    sentences.faiss        inner-product index over unique-sentence vectors
-    passages.faiss         inner-product index over passage vectors
+    sentences.faiss        inner-product index over unique-sentence vectors: exact
+                           (flat) when small, IVF over 8-bit codes when large
+                           (manifest "vector_index" says which, and its settings)
+    passages.faiss         the same over passage vectors
     sentence_vectors.npy   the same vectors, float32 (embedding cache, MMR)
     passage_vectors.npy
+    doc_vectors.npy        each document's normalised mean sentence vector, float32
+                           (manifest "vector_index.documents"; indexes built before
+                           it lack both, and the loader computes them instead)
     bm25/                  bm25s index over unique sentences (numpy arrays + JSON)
 
 Nothing here is pickled: JSON, SQLite, .npy (loaded with allow_pickle=False)
@@ -32,6 +37,7 @@ SENTENCE_FAISS = "sentences.faiss"
 PASSAGE_FAISS = "passages.faiss"
 SENTENCE_VECTORS = "sentence_vectors.npy"
 PASSAGE_VECTORS = "passage_vectors.npy"
+DOC_VECTORS = "doc_vectors.npy"
 BM25_DIR = "bm25"
 REBUILD_HINT = "rebuild it with: python -m index_build --full"
 
@@ -102,6 +108,11 @@ class Manifest:
     files: dict[str, dict[str, Any]]  # doc_id -> path, sha256, bytes, encoding
     bf16_check: dict[str, Any] = field(default_factory=dict)
     build_id: str = ""  # random per build; also in meta.sqlite (index_info), so parts of two builds never mix
+    # {"sentences": {...}, "passages": {...}}: FAISS index type and its build and
+    # search parameters (qa.vector_index); empty (older indexes) means both flat.
+    # "documents": {"file": DOC_VECTORS, "rows": n}: the stored document vectors
+    # (absent in older indexes: the loader computes them from the sentence vectors)
+    vector_index: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
         """What meta.sqlite's index_info holds (as text)."""
@@ -145,8 +156,9 @@ class Manifest:
         """Fields of the wrong type or out of range (an edited manifest)."""
         want = {"package_version": str, "model": str, "dtype": str, "precision": str, "built_at": str,
                 "segmenter": dict, "passages": dict, "dedup": dict, "lexical": dict, "counts": dict,
-                "files": dict, "bf16_check": dict, "build_id": str}
+                "files": dict, "bf16_check": dict, "build_id": str, "vector_index": dict}
         out = [f"{k} must be a {t.__name__}" for k, t in want.items() if not isinstance(getattr(self, k), t)]
+        out += self.vector_index_problems()
         for k in ("dimension", "max_seq_length"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -161,6 +173,44 @@ class Manifest:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 out.append(f"counts.{k} must be a whole number, not {v!r}")
         return out
+
+
+    def vector_params(self, which: str) -> dict[str, Any]:
+        """The FAISS index settings of "sentences" or "passages"."""
+        vi = self.vector_index if isinstance(self.vector_index, dict) else {}
+        return dict(vi.get(which) or {"type": "flat"})
+
+    def vector_index_problems(self) -> list[str]:
+        from qa.vector_index import KINDS
+
+        vi = self.vector_index if isinstance(self.vector_index, dict) else {}
+        out = []
+        for which in ("sentences", "passages"):
+            p = vi.get(which, {"type": "flat"})
+            if not isinstance(p, dict) or p.get("type") not in KINDS:
+                out.append(f"vector_index.{which} must name an index type of {', '.join(KINDS)}, not {p!r}")
+            elif p["type"] != "flat":
+                for k in ("ef_search" if p["type"] == "hnsw_sq8" else "nprobe", "rerank"):
+                    v = p.get(k)
+                    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                        out.append(f"vector_index.{which}.{k} must be a positive whole number, not {v!r}")
+            if isinstance(p, dict) and "file_bytes" in p:
+                v = p["file_bytes"]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    out.append(f"vector_index.{which}.file_bytes must be a whole number, not {v!r}")
+        if "documents" in vi:
+            p = vi["documents"]
+            rows = p.get("rows") if isinstance(p, dict) else None
+            if (not isinstance(p, dict) or p.get("file") != DOC_VECTORS or isinstance(rows, bool)
+                    or not isinstance(rows, int) or rows < 0):
+                out.append(f"vector_index.documents must be {{\"file\": \"{DOC_VECTORS}\", \"rows\": <count>}}, "
+                           f"not {p!r}")
+        return out
+
+    def doc_vectors_file(self) -> str | None:
+        """The stored document vectors' file name, None in an index built before them."""
+        vi = self.vector_index if isinstance(self.vector_index, dict) else {}
+        return DOC_VECTORS if isinstance(vi.get("documents"), dict) else None
 
 
 def connect(index_dir: Path, readonly: bool = True) -> sqlite3.Connection:

@@ -23,11 +23,14 @@ class IndexData:
     path: Path
     manifest: fmt.Manifest
     db: sqlite3.Connection
-    sentence_index: Any  # faiss.Index
+    sentence_index: Any  # qa.vector_index.VectorIndex (.search(q, k), .ntotal, .kind, .params)
     passage_index: Any
     sentence_vectors: np.ndarray
     passage_vectors: np.ndarray
     bm25: Any  # bm25s.BM25
+    # each document's normalised mean sentence vector (memory-mapped); None in
+    # an index built before they were stored (qa.doc_map computes them then)
+    doc_vectors: np.ndarray | None = None
 
     @property
     def n_sentences(self) -> int:
@@ -110,6 +113,29 @@ def _refuse_objects(path: Path, hint: str) -> None:
             f"{path} holds pickled Python objects, which source-qa never loads (unpickling can run code): {hint}")
 
 
+def _check_graph(index: Any, path: Path, hint: str) -> None:
+    """An HNSW graph whose links point outside the index would make FAISS
+    read out of bounds (a crash, not an error): every link is checked once,
+    on the memory-mapped array, without copying it."""
+    import faiss
+
+    h = index.hnsw
+    n = int(index.ntotal)
+    try:
+        nb = faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()) if h.neighbors.size() else np.zeros(0, np.int32)
+        offsets = faiss.vector_to_array(h.offsets)
+        levels = faiss.vector_to_array(h.levels)
+    except (AttributeError, TypeError):  # another FAISS build: nothing to check with
+        return
+    step = 1 << 24
+    bad = (len(levels) != n or len(offsets) != n + 1 or (n and int(offsets[-1]) != len(nb))
+           or not (0 <= int(h.entry_point) < n or (n == 0 and h.entry_point == -1))
+           or (n and (levels.min() < 1 or levels.max() > h.max_level + 1))
+           or any(len(c) and (c.min() < -1 or c.max() >= n) for c in (nb[i:i + step] for i in range(0, len(nb), step))))
+    if bad:
+        raise IndexLoadError(f"{path} is damaged (its HNSW graph links outside the index): {hint}")
+
+
 def open_index(index_dir: Path | str) -> IndexData:
     """Load and cross-check an index; IndexLoadError names the bad file and the fix."""
     root = Path(index_dir)
@@ -132,18 +158,30 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
                hint: str) -> IndexData:
     import faiss
 
-    def load_faiss(name: str, rows: int) -> Any:
+    from qa import vector_index as vi
+
+    # codes, lists and graph stay in the page cache, shared, instead of a
+    # second private copy of the vectors (older FAISS: read into memory)
+    io_flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
+
+    def load_faiss(name: str, rows: int, params: dict) -> Any:
         path = root / name
         if not path.is_file():
             raise IndexLoadError(f"{path} is missing: {hint}")
-        # a flat index is a small header plus the vectors: a file too small to
-        # hold them is truncated, and FAISS is not even asked to read it
-        need = 4 * rows * manifest.dimension
+        kind = params["type"]
+        # a flat index is a small header plus the vectors (an HNSW or IVF one,
+        # their 8-bit codes plus a graph or lists): a file too small to hold them is
+        # truncated, and FAISS is not even asked to read it
+        need = vi.bytes_per_vector(kind, manifest.dimension) * rows
         size = path.stat().st_size
         if size < need:
             raise IndexLoadError(f"{path} is truncated ({size} bytes, the vectors alone need {need}): {hint}")
+        # memory-mapped only when the file has exactly the size the build
+        # recorded: FAISS's mapped reader can miss a few bytes cut off the
+        # end (it reads the rest of the last page), the plain one never does
+        recorded = params.get("file_bytes")
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), io_flags if size == recorded else 0)
         except (RuntimeError, MemoryError) as e:
             raise IndexLoadError(f"{path} is damaged (FAISS could not read it): {hint}") from e
         if index.d != manifest.dimension or index.ntotal != rows:
@@ -152,15 +190,39 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
                 f"{rows} of dimension {manifest.dimension}: {hint}"
             )
         # another index type or metric (L2 distances read as similarities) would rank silently wrong
-        if not isinstance(index, faiss.IndexFlat) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        sq8 = faiss.ScalarQuantizer.QT_8bit
+        if kind == vi.FLAT:
+            ok, what = isinstance(index, faiss.IndexFlat), "flat inner-product index"
+        elif kind == vi.HNSW_SQ8:
+            storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSWSQ) else None
+            ok = (isinstance(storage, faiss.IndexScalarQuantizer) and storage.sq.qtype == sq8
+                  and storage.metric_type == faiss.METRIC_INNER_PRODUCT)
+            what = "HNSW inner-product index over 8-bit codes the manifest names"
+        else:
+            ok = (isinstance(index, faiss.IndexIVFScalarQuantizer) and index.sq.qtype == sq8
+                  and index.nlist == params.get("nlist", index.nlist))
+            what = "IVF inner-product index over 8-bit codes the manifest names"
+        if not ok or index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise IndexLoadError(f"{path} holds a FAISS {type(index).__name__} (metric {index.metric_type}), "
-                                 f"not the flat inner-product index source-qa writes: {hint}")
+                                 f"not the {what} source-qa writes: {hint}")
+        if recorded is not None and size != recorded:
+            raise IndexLoadError(f"{path} has {size} bytes, but the build wrote {recorded} (it was cut short, "
+                                 f"or comes from a different build): {hint}")
+        if kind == vi.HNSW_SQ8:
+            _check_graph(index, path, hint)
+        elif kind == vi.IVF_SQ8:
+            # row -> list position, for reconstruct(); FAISS refuses ids outside 0..n-1
+            try:
+                index.make_direct_map()
+            except (RuntimeError, MemoryError) as e:
+                raise IndexLoadError(f"{path} is damaged (its inverted lists do not hold rows 0..{rows - 1}): "
+                                     f"{hint}") from e
         return index
 
-    def load_vectors(name: str, rows: int) -> np.ndarray:
+    def load_vectors(name: str, rows: int, what: str = "") -> np.ndarray:
         path = root / name
         if not path.is_file():
-            raise IndexLoadError(f"{path} is missing: {hint}")
+            raise IndexLoadError(f"{path} is missing{what}: {hint}")
         _refuse_objects(path, hint)
         try:
             vecs = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -170,25 +232,37 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
             raise IndexLoadError(f"{path} has shape {vecs.shape} {vecs.dtype}, expected ({rows}, {manifest.dimension}) float32: {hint}")
         return vecs
 
-    def same_vectors(index: Any, vecs: np.ndarray, faiss_name: str, npy_name: str) -> None:
+    def same_vectors(index: Any, vecs: np.ndarray, kind: str, faiss_name: str, npy_name: str) -> None:
         """The FAISS file and the .npy hold the same vectors (sampled rows):
         two files from different builds would give dense scores for one
-        sentence and MMR/passage scores for another."""
+        sentence and MMR/passage scores for another.  8-bit codes decode to
+        within ~0.002 per component (cosine > 0.9999), far closer than
+        another sentence's vector."""
         n = len(vecs)
         for i in sorted({0, n // 2, n - 1} if n else set()):
             row = np.asarray(vecs[i], dtype=np.float32)
             if not np.all(np.isfinite(row)):
                 raise IndexLoadError(f"{root / npy_name} holds a non-finite vector (row {i}): {hint}")
-            if not np.allclose(index.reconstruct(int(i)), row, atol=1e-6):
+            got = index.reconstruct(int(i))
+            if kind == vi.FLAT:
+                same = np.allclose(got, row, atol=1e-6)
+            else:
+                # (a component outside the range the quantiser was trained on is
+                # clipped, so only the direction is compared, loosely per component)
+                same = float(np.max(np.abs(got - row))) <= 0.1 and float(got @ row) >= 0.99 * float(row @ row)
+            if not same:
                 raise IndexLoadError(f"{root / faiss_name} and {root / npy_name} hold different vectors "
                                      f"(row {i}): they come from different builds: {hint}")
 
-    s_index = load_faiss(fmt.SENTENCE_FAISS, n_sent)
-    p_index = load_faiss(fmt.PASSAGE_FAISS, n_pass)
+    s_params, p_params = manifest.vector_params("sentences"), manifest.vector_params("passages")
+    s_index = load_faiss(fmt.SENTENCE_FAISS, n_sent, s_params)
+    p_index = load_faiss(fmt.PASSAGE_FAISS, n_pass, p_params)
     s_vecs = load_vectors(fmt.SENTENCE_VECTORS, n_sent)
     p_vecs = load_vectors(fmt.PASSAGE_VECTORS, n_pass)
-    same_vectors(s_index, s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
-    same_vectors(p_index, p_vecs, fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS)
+    same_vectors(s_index, s_vecs, s_params["type"], fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
+    same_vectors(p_index, p_vecs, p_params["type"], fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS)
+    s_index = vi.VectorIndex(s_index, s_vecs, s_params)
+    p_index = vi.VectorIndex(p_index, p_vecs, p_params)
 
     import bm25s
 
@@ -203,4 +277,19 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
         raise IndexLoadError(f"{bm_dir} is damaged ({type(e).__name__}: {str(e)[:200]}): {hint}") from e
     if int(bm25.scores["num_docs"]) != n_sent:
         raise IndexLoadError(f"{bm_dir} covers {bm25.scores['num_docs']} sentences, expected {n_sent}: {hint}")
-    return IndexData(root, manifest, db, s_index, p_index, s_vecs, p_vecs, bm25)
+    d_vecs = None
+    if manifest.doc_vectors_file():
+        n_docs = int(manifest.counts["documents"])  # = the documents table's rows (checked above)
+        recorded = manifest.vector_index["documents"]["rows"]
+        if recorded != n_docs:
+            raise IndexLoadError(f"{root / fmt.MANIFEST} records {recorded} document vectors for {n_docs} "
+                                 f"documents: {hint}")
+        d_vecs = load_vectors(fmt.DOC_VECTORS, n_docs, " (the manifest says the build wrote it)")
+        # unit length or zero (a document without answer sentences); checked on
+        # a sample of rows, as the sentence vectors are
+        for i in sorted({0, n_docs // 2, n_docs - 1} if n_docs else set()):
+            norm = float(np.linalg.norm(np.asarray(d_vecs[i], dtype=np.float32)))
+            if not np.isfinite(norm) or not (norm < 1e-6 or abs(norm - 1.0) < 1e-3):
+                raise IndexLoadError(f"{root / fmt.DOC_VECTORS} holds a damaged document vector (row {i}, "
+                                     f"length {norm}): {hint}")
+    return IndexData(root, manifest, db, s_index, p_index, s_vecs, p_vecs, bm25, d_vecs)
