@@ -77,13 +77,18 @@ def build(
     with publish.build_lock(index_dir):
         report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
 
-        # 1. read and segment
+        # 1. read and segment (an unchanged file -- same path, same sha256 -- is
+        # taken as the previous index segmented it, unless --full)
         documents: list[docs_mod.Document] = []
         for path, reason in skipped:
             _skip(report, cfg, path, reason, log)
+        previous = None if cfg.full else docs_mod.PreviousDocuments.from_index(
+            index_dir, _old_manifest(index_dir), docs_mod.segmenter_settings(cfg.max_sentence_chars),
+            _package_version())
         for src in files:
             try:
-                doc = docs_mod.load(src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars)
+                doc = docs_mod.load(src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars,
+                                    previous=previous)
             except Unreadable as e:
                 _skip(report, cfg, src.path, str(e), log)
                 continue
@@ -95,6 +100,8 @@ def build(
             documents.append(doc)
             if doc.encoding not in ("utf-8", "pdf"):
                 report.legacy_encodings.append({"path": doc.path, "encoding": doc.encoding})
+        if previous is not None:
+            previous.close()
         report.files_read = len(documents)
         if cfg.strict and report.files_skipped:
             bad = "; ".join(f"{s['path']}: {s['reason']}" for s in report.files_skipped)

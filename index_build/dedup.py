@@ -28,6 +28,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 from rapidfuzz.distance import Levenshtein
 
@@ -50,8 +51,7 @@ _BLOCK_WORDS = 4
 _MAX_BLOCK = 200  # a key shared by more sentences is boilerplate; skip it
 
 
-@dataclass(frozen=True)
-class Occurrence:
+class Occurrence(NamedTuple):  # a tuple: a million of them are made in a big build
     doc_idx: int
     sent_no: int
 
@@ -90,6 +90,13 @@ def names(text: str) -> set[str]:
 def fact_changes(text_a: str, text_b: str, a: list[str], b: list[str]) -> set[str]:
     """What the word edit from a to b changes that makes them different facts:
     "digit", "numword", "negation", "name-swap" (empty set: only wording)."""
+    return _fact_changes(text_a, text_b, a, b, lambda: names(text_a), lambda: names(text_b))
+
+
+def _fact_changes(text_a: str, text_b: str, a: list[str], b: list[str],
+                  names_a: Callable[[], set[str]], names_b: Callable[[], set[str]]) -> set[str]:
+    """fact_changes, with the names of each text computed (or looked up) only
+    when the edit both drops and brings in words."""
     ops = Levenshtein.editops(a, b)
     a_ch = [a[op.src_pos] for op in ops if op.tag in ("replace", "delete")]
     b_ch = [b[op.dest_pos] for op in ops if op.tag in ("replace", "insert")]
@@ -102,8 +109,11 @@ def fact_changes(text_a: str, text_b: str, a: list[str], b: list[str]) -> set[st
         kinds.add("negation")
     # one wording drops a name and the other brings in a different one; a name
     # moved, added, or replaced by "he" is only rewording
-    dropped = {w for w in a_ch if w in names(text_a)} - set(b)
-    brought = {w for w in b_ch if w in names(text_b)} - set(a)
+    if not a_ch or not b_ch:  # only insertions or only deletions: nothing dropped *and* brought
+        return kinds
+    in_a, in_b = names_a(), names_b()
+    dropped = {w for w in a_ch if w in in_a} - set(b)
+    brought = {w for w in b_ch if w in in_b} - set(a)
     if dropped and brought:
         kinds.add("name-swap")
     return kinds
@@ -126,17 +136,28 @@ class _UnionFind:
 
 
 def near_duplicate_pairs(
-    texts: list[str], threshold: float, min_words: int, veto: bool = True
+    texts: list[str], threshold: float, min_words: int, veto: bool = True, toks: list[list[str]] | None = None
 ) -> list[tuple[int, int, float]]:
     """Pairs (i, j, similarity) of distinct texts that are near-duplicates:
-    similar enough and with no fact changed between them."""
-    toks = [words(t) for t in texts]
+    similar enough and with no fact changed between them.  `toks`: words(t)
+    of every text, when the caller has them."""
+    if toks is None:
+        toks = [words(t) for t in texts]
+    name_memo: dict[int, set[str]] = {}
+
+    def names_of(i: int) -> set[str]:
+        got = name_memo.get(i)
+        if got is None:
+            got = name_memo[i] = names(texts[i])
+        return got
+
     blocks: dict[tuple, list[int]] = defaultdict(list)
     for i, w in enumerate(toks):
         if len(w) >= min_words:
             blocks[("head", *w[:_BLOCK_WORDS])].append(i)
             blocks[("tail", *w[-_BLOCK_WORDS:])].append(i)
     pairs: dict[tuple[int, int], float] = {}
+    seen: set[tuple[int, int]] = set()  # a pair in a head and a tail block is judged once
     for members in blocks.values():
         if len(members) < 2 or len(members) > _MAX_BLOCK:
             continue
@@ -144,14 +165,16 @@ def near_duplicate_pairs(
             i = members[x]
             for y in range(x + 1, len(members)):
                 j = members[y]
-                if (i, j) in pairs:
+                if (i, j) in seen:
                     continue
+                seen.add((i, j))
                 a, b = toks[i], toks[j]
                 # cheap bound: the length difference alone is an edit distance
                 if 1.0 - abs(len(a) - len(b)) / max(len(a), len(b)) < threshold:
                     continue
                 sim = word_similarity(a, b)
-                if sim >= threshold and not (veto and fact_changes(texts[i], texts[j], a, b)):
+                if sim >= threshold and not (veto and _fact_changes(
+                        texts[i], texts[j], a, b, lambda: names_of(i), lambda: names_of(j))):
                     pairs[(i, j)] = sim
     return [(i, j, s) for (i, j), s in pairs.items()]
 
@@ -173,11 +196,14 @@ def deduplicate(
             groups[g].append(i)
     exact_merged = len(sentences) - len(groups)
 
-    # 2. near duplicates between the exact groups
+    # 2. near duplicates between the exact groups (words(t) is the words of
+    # dedup_key(t): taken from the keys computed above, not normalised again)
     reps = [sentences[g[0]][2] for g in groups]
     uf = _UnionFind(len(groups))
-    for i, j, _ in near_duplicate_pairs(reps, threshold, min_words) if threshold < 1.0 else []:
-        uf.union(i, j)
+    if threshold < 1.0:
+        toks = [_WORD.findall(k) for k in key_to_group]  # dicts keep insertion order = group order
+        for i, j, _ in near_duplicate_pairs(reps, threshold, min_words, toks=toks):
+            uf.union(i, j)
     clusters: dict[int, list[int]] = defaultdict(list)
     for g in range(len(groups)):
         clusters[uf.find(g)].append(g)
@@ -188,11 +214,10 @@ def deduplicate(
     assignment: dict[tuple[int, int], int] = {}
     for root in sorted(clusters):
         members = clusters[root]
-        canonical = max(members, key=lambda g: (len(reps[g]), -g))
-        occ = sorted(
-            (Occurrence(sentences[i][0], sentences[i][1]) for g in members for i in groups[g]),
-            key=lambda o: (o.doc_idx, o.sent_no),
-        )
+        canonical = max(members, key=lambda g: (len(reps[g]), -g)) if len(members) > 1 else members[0]
+        occ = [Occurrence(sentences[i][0], sentences[i][1]) for g in members for i in groups[g]]
+        if len(occ) > 1:
+            occ.sort(key=lambda o: (o.doc_idx, o.sent_no))
         for o in occ:
             assignment[(o.doc_idx, o.sent_no)] = len(unique)
         unique.append(UniqueSentence(reps[canonical], occ, variants=len(members)))

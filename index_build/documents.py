@@ -117,10 +117,92 @@ def _headline_like(line: str) -> bool:
     return not line.endswith(_TERMINAL) and len(line.split()) <= 20
 
 
+def segmenter_settings(max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS, language: str = "en") -> dict:
+    """What a document's segmentation depends on besides its bytes (recorded
+    in the manifest as `segmenter`): a previous index's segmentation is only
+    reused when these, and the package version, are the same."""
+    from importlib.metadata import version
+
+    return {"name": "sentencex", "version": version("sentencex"), "language": language,
+            "quote_masking": True, "headline_caption_filter": True, "max_sentence_chars": max_sentence_chars}
+
+
+class PreviousDocuments:
+    """The documents of the previous index, reusable as they are for a file
+    whose path and bytes (sha256) have not changed: an incremental build then
+    neither decodes nor segments it again.  What is reused is exactly what
+    `load` would produce from the same bytes with the same settings (text,
+    title, encoding, sentence spans, headline/caption flags), so the build
+    comes out identical to one that reads every file."""
+
+    def __init__(self, db_path: Path, rows: dict[tuple[str, str], int]) -> None:
+        self._db_path = db_path
+        self._rows = rows  # (path, sha256) -> doc_idx in the previous meta.sqlite
+        self._con = None
+        self.reused = 0
+
+    @classmethod
+    def from_index(cls, index_dir: Path, manifest, settings: dict, package_version: str) -> "PreviousDocuments | None":
+        """None when there is no usable previous index, or it was segmented
+        with other settings or by another version of this package."""
+        import sqlite3
+
+        if manifest is None or manifest.segmenter != settings or manifest.package_version != package_version:
+            return None
+        db = index_dir / "meta.sqlite"
+        if not db.is_file():
+            return None
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                rows = {(path, sha): i for i, path, sha in con.execute("SELECT doc_idx, path, sha256 FROM documents")}
+            finally:
+                con.close()
+        except sqlite3.Error:  # a damaged previous index only means nothing is reused
+            return None
+        return cls(db, rows)
+
+    def get(self, source: SourceFile, sha256: str, size: int) -> Document | None:
+        import sqlite3
+
+        d_idx = self._rows.get((str(source.path), sha256))
+        if d_idx is None:
+            return None
+        try:
+            if self._con is None:
+                self._con = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True, check_same_thread=False)
+            row = self._con.execute("SELECT title, text, encoding, n_sentences FROM documents WHERE doc_idx=?",
+                                    (d_idx,)).fetchone()
+            spans = self._con.execute(
+                "SELECT start, end, sent_idx IS NOT NULL FROM doc_sentences WHERE doc_idx=? ORDER BY sent_no",
+                (d_idx,)).fetchall()
+        except sqlite3.Error:
+            return None
+        if row is None or len(spans) != row[3]:
+            return None
+        self.reused += 1
+        return Document(doc_id=source.doc_id, title=row[0], path=str(source.path), text=row[1], sha256=sha256,
+                        size=size, encoding=row[2], sentences=[Sentence(a, b, bool(ans)) for a, b, ans in spans])
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
 def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
-         max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS) -> Document:
-    """Read (once, at most `max_bytes`) and segment one file (raises readers.Unreadable)."""
+         max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS,
+         previous: PreviousDocuments | None = None) -> Document:
+    """Read (once, at most `max_bytes`) and segment one file (raises readers.Unreadable).
+
+    With `previous`, a file whose path and sha256 are those of a document of
+    the previous index is taken from it instead of being decoded and segmented."""
     data = readers.read_bytes(source.path, max_bytes)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if previous is not None:
+        doc = previous.get(source, sha256, len(data))
+        if doc is not None:
+            return doc
     got = readers.read(source.path, data)
     text = got.text
     sentences: list[Sentence] = []
@@ -142,7 +224,7 @@ def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
         title=title or source.path.stem,
         path=str(source.path),
         text=text,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         size=len(data),
         encoding=got.encoding,
         sentences=sentences,
