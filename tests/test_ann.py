@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,8 @@ import pytest
 from qa import vector_index as vi
 from qa.errors import IndexLoadError
 from qa.index_store import open_index
-from tests.conftest import REPO, SEEDS
-from tests.test_reliability import _LOAD_ALL, make_damaged_indexes
+from tests.conftest import SEEDS
+from tests.test_reliability import load_each, make_damaged_indexes
 
 CALL_Q = "How long did Biden and Netanyahu speak on Sunday?"
 
@@ -226,12 +224,7 @@ def test_damaged_or_mismatched_ann_files_fail_loudly(ann_index: Path, seed_index
 def test_every_damage_to_an_ann_index_gives_one_clear_error(ann_index: Path, tmp_path: Path) -> None:
     """The reliability suite's damaged indexes, made from an IVF-built index."""
     cases = make_damaged_indexes(ann_index, tmp_path)
-    r = subprocess.run([sys.executable, "-c", _LOAD_ALL, json.dumps({k: str(d) for k, (d, _) in cases.items()})],
-                       cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
-                       timeout=600)
-    got = {o["case"]: o for o in map(json.loads, r.stdout.splitlines())}
-    assert r.returncode == 0, f"the loader died (signal {-r.returncode}) after {list(got)[-1:]}:\n{r.stderr[-2000:]}"
-    assert set(got) == set(cases)
+    got = load_each(cases)
     for name, (d, names) in cases.items():
         o = got[name]
         assert not o["loaded"], f"{name}: loaded and answered {o.get('top')!r}"

@@ -161,16 +161,22 @@ for name, path in json.loads(sys.argv[1]).items():
 """
 
 
-@pytest.mark.slow
-def test_damaged_or_foreign_index_gives_one_clear_error(tmp_path: Path, seed_index: Path) -> None:
-    cases = make_damaged_indexes(seed_index, tmp_path)
-    # one subprocess loads them all: a segfault or abort would show as a signal, not kill pytest
+def load_each(cases: dict[str, tuple[Path, str]]) -> dict[str, dict]:
+    """Load every damaged index in one subprocess (a segfault or abort shows
+    as a signal, not a dead pytest): what each load did, by case."""
     r = subprocess.run([sys.executable, "-c", _LOAD_ALL, json.dumps({k: str(d) for k, (d, _) in cases.items()})],
                        cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
                        timeout=600)
     got = {o["case"]: o for o in map(json.loads, r.stdout.splitlines())}
     assert r.returncode == 0, f"the loader died (signal {-r.returncode}) after {list(got)[-1:]}:\n{r.stderr[-2000:]}"
     assert set(got) == set(cases)
+    return got
+
+
+@pytest.mark.slow
+def test_damaged_or_foreign_index_gives_one_clear_error(tmp_path: Path, seed_index: Path) -> None:
+    cases = make_damaged_indexes(seed_index, tmp_path)
+    got = load_each(cases)
     for name, (d, names) in cases.items():
         o = got[name]
         assert not o["loaded"], f"{name}: loaded and answered {o.get('top')!r}"
