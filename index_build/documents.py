@@ -124,7 +124,8 @@ def segmenter_settings(max_sentence_chars: int | None = segment.MAX_SENTENCE_CHA
     from importlib.metadata import version
 
     return {"name": "sentencex", "version": version("sentencex"), "language": language,
-            "quote_masking": True, "headline_caption_filter": True, "max_sentence_chars": max_sentence_chars}
+            "quote_masking": True, "headline_caption_filter": True, "link_lists": True,
+            "max_sentence_chars": max_sentence_chars}
 
 
 class PreviousDocuments:
@@ -212,7 +213,11 @@ def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
         single_line = len(spans) <= 1 and "\n" not in para_text
         for s in spans:
             answer = not (single_line and _headline_like(para_text))
-            sentences.append(Sentence(s.start, s.end, answer))
+            links, s = segment.split_link_list(text, s)
+            if links is not None:  # "Related articles: ..." is kept as text, never quoted
+                sentences.append(Sentence(links.start, links.end, False))
+            if s is not None:
+                sentences.append(Sentence(s.start, s.end, answer))
     if not title and sentences and not sentences[0].is_answer:
         title = text[sentences[0].start : sentences[0].end]
     if title and len(title) > _MAX_TITLE:  # a hostile <title> of a megabyte would swamp every citation

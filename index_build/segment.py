@@ -12,6 +12,10 @@ written:
 * paragraphs are found first (blank lines, or a line break after a headline-like
   line) so that headlines and photo captions without a full stop do not get
   glued onto the first sentence of the body.
+* pasted web pages carry link lists ("Related articles: <headline> <headline>
+  ...") that have no full stops, so they glue onto the next real sentence;
+  `split_link_list` cuts such a run where the real sentence starts, so the
+  list can be kept out of the answers and the sentence stays quotable.
 """
 
 from __future__ import annotations
@@ -178,6 +182,45 @@ def _merge_orphans(chunk: str, offset: int, spans: list[Span]) -> list[Span]:
         else:
             merged.append(s)
     return merged
+
+
+# A run that opens with one of these labels is a list of links, not prose.
+_LIST_LABEL = re.compile(
+    r"(?:related(?:\s+(?:articles?|stories|story|content|coverage|news|links|reading))?|read\s+(?:more|also|next)|"
+    r"also\s+read|see\s+also|more\s+on\s+this(?:\s+story)?|recommended(?:\s+(?:articles|stories))?|"
+    r"most\s+(?:read|popular)|you\s+may\s+also\s+like|trending)\s*:\s*", re.I)
+# Words that open a sentence and are capitalised nowhere else: a headline ends
+# and the article's own sentence starts where one follows a lower-case word
+# ("... without Israel's involvement | On Wednesday, Netanyahu decided ...").
+_OPENERS = frozenset(
+    "a an the on in at by for from after before during since until when while as if once "
+    "it he she they we i you this that these those there his her their its our "
+    "but however meanwhile earlier later yesterday today last next according officials some many".split())
+_WORD = re.compile(r"\S+")
+
+
+def split_link_list(text: str, span: Span) -> tuple[Span | None, Span | None]:
+    """(link list, sentence) for a span that opens with a list label, else
+    (None, span).
+
+    The sentence is what follows the last place where a word ending in a
+    lower-case letter (a headline's last word) is followed by a capitalised
+    sentence opener; with no such place the whole span is the list.
+    """
+    piece = text[span.start : span.end]
+    label = _LIST_LABEL.match(piece)
+    if not label:
+        return None, span
+    tokens = [(m.start(), m.group()) for m in _WORD.finditer(piece, label.end())]
+    cut = None
+    for (_, prev), (pos, word) in zip(tokens, tokens[1:]):
+        bare = word.strip("'\"“‘")
+        if prev[-1:].islower() and bare[:1].isupper() and bare.rstrip(",").lower() in _OPENERS:
+            cut = pos
+    if cut is None:
+        return span, None
+    head_end = span.start + len(piece[:cut].rstrip())
+    return Span(span.start, head_end), Span(span.start + cut, span.end)
 
 
 def split(text: str, language: str = "en", max_chars: int | None = MAX_SENTENCE_CHARS) -> list[tuple[Span, list[Span]]]:

@@ -58,3 +58,37 @@ def test_one_paragraph_seed_gives_each_sentence() -> None:
         assert expected in out
     # no sentence starts with a dangling closing quote or ends with an opening one
     assert not any(s.endswith(("“", ' "')) or s.startswith("”") for s in out)
+
+
+@pytest.mark.parametrize(
+    "piece, links, sentence",
+    [
+        ("Related articles: 'Prisoners will free Jerusalem' Report: Hamas agrees to extend the deal "
+         "Initiative to release hostages - without Israel's involvement On Wednesday, Netanyahu decided not to go.",
+         "Related articles: 'Prisoners will free Jerusalem' Report: Hamas agrees to extend the deal "
+         "Initiative to release hostages - without Israel's involvement",
+         "On Wednesday, Netanyahu decided not to go."),
+        ("Read more: Floods hit the valley Roads closed in the north The army was called in on Monday.",
+         "Read more: Floods hit the valley Roads closed in the north", "The army was called in on Monday."),
+        ("See also: Floods hit the valley Roads Closed", "See also: Floods hit the valley Roads Closed", None),
+        ("The army said on Monday that it was related.", None, "The army said on Monday that it was related."),
+    ],
+)
+def test_link_lists_are_cut_off_the_sentence(piece: str, links: str | None, sentence: str | None) -> None:
+    text = f"Intro. {piece}"
+    head, tail = segment.split_link_list(text, segment.Span(7, len(text)))
+    assert (text[head.start:head.end] if head else None) == links
+    assert (text[tail.start:tail.end] if tail else None) == sentence
+
+
+def test_seed_link_list_is_not_an_answer() -> None:
+    """Seed 000 pastes a "Related articles:" list in front of a real sentence:
+    the list is kept as text but never quoted; the sentence is an answer."""
+    from index_build import documents
+
+    path = SEEDS / "000_d94e3a040fbeca26.txt"
+    doc = documents.load(documents.SourceFile(path, path.stem))
+    by_text = {doc.sentence_text(i): s.is_answer for i, s in enumerate(doc.sentences)}
+    assert by_text["On Wednesday, Netanyahu decided not to send back the Israeli delegation to Cairo."] is True
+    lists = [t for t in by_text if t.startswith("Related articles:")]
+    assert len(lists) == 1 and by_text[lists[0]] is False and "On Wednesday" not in lists[0]
