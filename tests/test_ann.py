@@ -107,7 +107,7 @@ def test_ann_index_round_trips_through_the_loader(ann_index: Path, tmp_path: Pat
         assert isinstance(data.sentence_index.index, faiss.IndexIVFScalarQuantizer)
         assert data.sentence_index.index.nprobe == m["vector_index"]["sentences"]["nprobe"]
         n = data.n_sentences
-        assert n == m["counts"]["unique_sentences"] == 47
+        assert n == m["counts"]["unique_sentences"] == 46
         _, ids = data.sentence_index.search(np.asarray(data.sentence_vectors[:5]), 1)
         assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
         # more candidates than there are vectors: padded with -1, as FAISS does
@@ -139,7 +139,7 @@ def test_old_manifest_without_vector_index_loads_as_flat(seed_index: Path, tmp_p
     (idx / "manifest.json").write_text(json.dumps(m))
     data = open_index(idx)
     try:
-        assert data.sentence_index.kind == vi.FLAT and data.n_sentences == 47
+        assert data.sentence_index.kind == vi.FLAT and data.n_sentences == 46
     finally:
         data.close()
 

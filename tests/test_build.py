@@ -35,8 +35,8 @@ def snapshot(index_dir: Path) -> dict[str, str]:
 def test_round_trip(seed_index: Path) -> None:
     data = open_index(seed_index)
     m = data.manifest
-    assert m.counts["documents"] == 3 and m.counts["unique_sentences"] == data.n_sentences == 47
-    assert m.counts["exact_duplicates_merged"] == 10
+    assert m.counts["documents"] == 3 and m.counts["unique_sentences"] == data.n_sentences == 46
+    assert m.counts["exact_duplicates_merged"] == 11
     assert m.model == "sentence-transformers/all-MiniLM-L6-v2" and m.dimension == 384 and m.normalized
     assert set(m.files) == {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614", "002_35521e549324248f"}
     assert all(len(f["sha256"]) == 64 for f in m.files.values())
@@ -63,7 +63,7 @@ def test_round_trip(seed_index: Path) -> None:
     assert all(doc[a:b] == s for doc, a, b, s in rows)
     # captions are kept as text but not as answers
     caps = data.db.execute("SELECT COUNT(*) FROM doc_sentences WHERE sent_idx IS NULL").fetchone()[0]
-    assert caps == 4
+    assert caps == 5  # 4 photo captions + seed 000's "Related articles:" link list
     data.close()
 
 
@@ -72,7 +72,7 @@ def test_incremental_rebuild_embeds_only_new_sentences(tmp_path: Path) -> None:
     shutil.copytree(SEEDS, src)
     idx = tmp_path / "index"
     first = build([src], idx, BuildConfig(progress=False), **QUIET)
-    assert first.sentences_embedded == 47 and first.sentences_reused == 0
+    assert first.sentences_embedded == 46 and first.sentences_reused == 0
 
     # one new article: four new sentences and one the seeds already have
     write_article(src, "003_new.txt", "Port strike ends",
@@ -82,8 +82,8 @@ def test_incremental_rebuild_embeds_only_new_sentences(tmp_path: Path) -> None:
                   "Cargo traffic is expected to return to normal by Friday.")
     second = build([src], idx, BuildConfig(progress=False), **QUIET)
     assert second.sentences_embedded == 4
-    assert second.sentences_reused == 47
-    assert second.documents == 4 and second.unique_sentences == 51
+    assert second.sentences_reused == 46
+    assert second.documents == 4 and second.unique_sentences == 50
     data = open_index(idx)
     shared = data.db.execute(
         "SELECT COUNT(*) FROM doc_sentences ds JOIN sentences s USING(sent_idx) "
@@ -94,7 +94,7 @@ def test_incremental_rebuild_embeds_only_new_sentences(tmp_path: Path) -> None:
     # removing a file removes its sentences, and embeds nothing
     (src / "003_new.txt").unlink()
     third = build([src], idx, BuildConfig(progress=False), **QUIET)
-    assert third.sentences_embedded == 0 and third.unique_sentences == 47
+    assert third.sentences_embedded == 0 and third.unique_sentences == 46
     data = open_index(idx)
     assert "003_new" not in data.manifest.files
     assert data.db.execute("SELECT COUNT(*) FROM sentences WHERE text LIKE '%Rotterdam%'").fetchone()[0] == 0
@@ -102,7 +102,7 @@ def test_incremental_rebuild_embeds_only_new_sentences(tmp_path: Path) -> None:
 
     # --full re-embeds everything
     full = build([src], idx, BuildConfig(progress=False, full=True), **QUIET)
-    assert full.sentences_embedded == 47 and full.sentences_reused == 0
+    assert full.sentences_embedded == 46 and full.sentences_reused == 0
 
 
 def test_bbc_sample_nested_ids_encoding_and_duplicates(tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_cli_report_and_json(tmp_path: Path) -> None:
     r = run_cli("index_build", str(SEEDS), "--index", str(tmp_path / "idx"), "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["unique_sentences"] == 47 and rep["exact_duplicates_merged"] == 10 and rep["files_read"] == 3
+    assert rep["unique_sentences"] == 46 and rep["exact_duplicates_merged"] == 11 and rep["files_read"] == 3
     assert rep["sentences_per_second"] > 0
     r = run_cli("index_build", str(SEEDS), "--index", str(tmp_path / "idx"))
     assert r.returncode == 0
@@ -266,7 +266,7 @@ def test_interrupted_build_leaves_old_index(tmp_path: Path, old_index: Path, sig
         assert proc.returncode == -signal.SIGKILL
     assert snapshot(old_index) == before
     data = open_index(old_index)
-    assert data.n_sentences == 47
+    assert data.n_sentences == 46
     data.close()
 
 
@@ -279,4 +279,4 @@ def test_stale_temp_dir_of_a_killed_build_is_removed(tmp_path: Path, old_index: 
     rep = build([SEEDS], old_index, BuildConfig(progress=False), **QUIET)
     assert rep.stale_temp_dirs_removed == 1
     assert not stale.exists()
-    assert open_index(old_index).n_sentences == 47
+    assert open_index(old_index).n_sentences == 46

@@ -133,8 +133,8 @@ def make_damaged_indexes(good: Path, root: Path) -> dict[str, tuple[Path, str]]:
     _sql(case("metadata-document-row-missing", "meta.sqlite"), "DELETE FROM documents WHERE doc_idx = 1")
     _sql(case("metadata-occurrences-missing", "meta.sqlite"), "DELETE FROM doc_sentences WHERE sent_no = 3")
     _sql(case("metadata-extra-row", "meta.sqlite"),
-         "INSERT INTO sentences VALUES (47, 'An extra sentence.', 'h', 1, 1)")
-    _sql(case("metadata-ids-shifted", "meta.sqlite"), "UPDATE sentences SET sent_idx = 100 WHERE sent_idx = 46")
+         f"INSERT INTO sentences VALUES ({len(v)}, 'An extra sentence.', 'h', 1, 1)")
+    _sql(case("metadata-ids-shifted", "meta.sqlite"), f"UPDATE sentences SET sent_idx = 100 WHERE sent_idx = {len(v) - 1}")
     _sql(case("metadata-dangling-reference", "meta.sqlite"),
          "UPDATE doc_sentences SET sent_idx = 99 WHERE doc_idx = 0 AND sent_no = 2")
     _sql(case("metadata-from-another-build", "manifest.json"), "UPDATE index_info SET value = '\"x\"' WHERE key = 'build_id'")
