@@ -106,6 +106,7 @@ def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[So
                 while doc_id in taken:
                     doc_id = f"{src.name}/{doc_id}~{n}"
                     n += 1
+            doc_id = readable_name(doc_id)
             taken.add(doc_id)
             found.append(SourceFile(path, doc_id))
     return found, skipped
@@ -166,7 +167,7 @@ class PreviousDocuments:
     def get(self, source: SourceFile, sha256: str, size: int) -> Document | None:
         import sqlite3
 
-        d_idx = self._rows.get((str(source.path), sha256))
+        d_idx = self._rows.get((readable_name(str(source.path)), sha256))
         if d_idx is None:
             return None
         try:
@@ -182,13 +183,34 @@ class PreviousDocuments:
         if row is None or len(spans) != row[3]:
             return None
         self.reused += 1
-        return Document(doc_id=source.doc_id, title=row[0], path=str(source.path), text=row[1], sha256=sha256,
+        return Document(doc_id=source.doc_id, title=row[0], path=readable_name(str(source.path)), text=row[1],
+                        sha256=sha256,
                         size=size, encoding=row[2], sentences=[Sentence(a, b, bool(ans)) for a, b, ans in spans])
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def readable_name(name: str) -> str:
+    """A file name as text that can be stored and shown.  A name that is not
+    UTF-8 (an old Latin-1 archive: b"caf\\xe9.txt") reaches Python with
+    surrogate escapes, which SQLite, JSON clients and browsers all refuse; it
+    is read as cp1252 instead ("café"), the way such names were written."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file system decode makes
+        return name.encode("utf-8", "replace").decode("utf-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
 
 
 def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
@@ -226,8 +248,8 @@ def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
         raise readers.Unreadable("no sentences found (only headlines or captions)")
     return Document(
         doc_id=source.doc_id,
-        title=title or source.path.stem,
-        path=str(source.path),
+        title=title or readable_name(source.path.stem),
+        path=readable_name(str(source.path)),
         text=text,
         sha256=sha256,
         size=len(data),

@@ -76,7 +76,7 @@ def doc_href(doc_id: str, start: int | None = None) -> str:
     """The link that opens an article in the side panel (the page's script
     intercepts the click; the chat's sanitiser keeps `href` and `class` but
     drops data-* attributes)."""
-    h = f"#sqa-doc={quote(doc_id, safe='')}"
+    h = f"#sqa-doc={quote(doc_id, safe='', errors='replace')}"
     return h + (f"&start={int(start)}" if start is not None else "")
 
 

@@ -31,6 +31,7 @@ from tests.conftest import REPO, SEEDS
 CALL_Q = "How long did the call between Biden and Netanyahu last?"
 PEAK_RSS_LIMIT_MB = 2048  # measured ~1 GB (torch + the model are most of it)
 
+LATIN1_NAME = b"caf\xe9 cr\xeape.txt"  # shown as "café crêpe"
 WEIRD_NAME = "it's \"quoted\" — ünïcødé 📰 news.txt"
 # (file, question, words the top answer must hold) for every good hostile file
 FACTS = [
@@ -111,6 +112,9 @@ def make_hostile_sources(src: Path) -> dict[str, str]:
     (src / WEIRD_NAME).write_text(
         "Quokka Festival report\n\nThe Quokka Festival in Perth drew 12,345 visitors on Saturday, organisers said.\n",
         encoding="utf-8")
+    # a file name that is not UTF-8 (Latin-1 bytes, as old archives have): SQLite refuses the raw name
+    with open(os.path.join(os.fsencode(src), LATIN1_NAME), "wb") as f:
+        f.write(b"Harbour cafe\n\nThe harbour cafe in Brest served 777 crepes on its opening day.\n")
     return {
         "big.txt": "over the 20 MB limit", "scan.pdf": "no text layer", "archive.txt": "binary",
         "loop-a.txt": "looping symlink", "loop-b.txt": "looping symlink",
@@ -157,7 +161,7 @@ def test_hostile_sources_build_finishes_in_bounded_memory(hostile_build, capsys)
     assert "--max-file-mb" in skipped["big.txt"]
     # everything else was read: seeds, encodings, RTL, the odd name, the 1 MB lines, the deep HTML
     assert set(skipped) == set(hostile_build["expect_skipped"]), skipped
-    assert rep["files_read"] == 3 + 7
+    assert rep["files_read"] == 3 + 8
     assert {e["encoding"] for e in rep["legacy_encodings"]} == {"cp1252", "utf-8+cp1252"}
     peak = hostile_build["peak_mb"]
     figure(capsys, f"hostile-sources build: peak RSS {peak} MB, {rep['seconds']:.1f} s, "
@@ -197,6 +201,11 @@ def test_hostile_sources_answers_stay_correct(hostile_build, seed_index) -> None
         assert doc[0] == "Deep sea record" and "The expedition returns to port next month." in doc[1]
         assert "SCRIPTTEXT" not in doc[1]
         # nothing of what was skipped made it in
+        res = engine.ask("How many crepes did the harbour cafe serve?", k=1)
+        src = res.answers[0].sources[0]
+        assert "777 crepes" in res.answers[0].text and src.doc_id == "café crêpe", src
+        assert src.path == str(hostile_build["src"] / "café crêpe.txt")
+        assert json.loads(json.dumps(res.to_dict()))["answers"][0]["sources"][0]["doc_id"] == "café crêpe"
         ids = {d for (d,) in engine.sql("SELECT doc_id FROM documents")}
         assert ids.isdisjoint({"big", "scan", "archive", "loop-a", "loop-b", "zero", "pipe"})
     finally:
