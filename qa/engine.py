@@ -22,7 +22,7 @@ from qa.errors import IndexLoadError, ModelUnavailableError
 from qa.followup import Resolved, content_words, resolve
 from qa.diversify import mmr
 from qa.doc_map import build_doc_map
-from qa.fusion import FACTS, Evidence, FusionModel, features, load_model, question_type, sentence_facts
+from qa.fusion import Evidence, FusionModel, features, load_model, question_type, type_match, typed_tokens
 from qa.lexical import Lexical, phrase_share
 from qa.textnorm import words
 from qa.index_store import IndexData, open_index
@@ -53,7 +53,7 @@ class Engine:
         lex = data.manifest.lexical
         self.lexical = Lexical(data.bm25, lex.get("stemmer", "english"), lex.get("stopwords", True),
                                float(lex.get("k1", 1.2)))
-        self._facts = np.full((data.n_sentences, len(FACTS)), -1, dtype=np.int32)  # memo, filled lazily
+        self._typed: dict[str, dict[int, frozenset[str]]] = {}  # memo: typed_tokens per kind, per sentence seen
         self.lexical.index_titles([t for (t,) in data.db.execute("SELECT title FROM documents ORDER BY doc_idx")])
         self._spaced: dict[int, str] = {}  # memo: " words of the sentence " for phrase matching
         self.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors,
@@ -182,20 +182,25 @@ class Engine:
         phrase = phrase_share(resolved.lexical, self._spaced_words(cand, texts))
         X = features(Evidence(dense, bm[cand], bm_best, passage, cov["sent"], cov["ctx"], cov["doc"], doc_dense,
                               cov["title"], cov["doc_sat"], phrase, self.docs.sent_docs[self.docs.sent_doc_ptr[cand]],
-                              self._sentence_facts(cand, texts),
-                              qtype or question_type(resolved.type_text)))
+                              np.array([len(t.split()) for t in texts]), *self._typed_match(cand, texts, resolved, qtype)))
         prob = self.fusion.score(X)
         order = np.argsort(-prob, kind="stable")
         return cand[order], prob[order], X[order], vecs[order], [texts[i] for i in order]
 
-    def _sentence_facts(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
-        f = self._facts[ids]
-        todo = np.flatnonzero(f[:, 0] < 0)
-        if len(todo):
-            fresh = np.array([sentence_facts(texts[i]) for i in todo], dtype=np.int32)
-            self._facts[ids[todo]] = fresh  # benign race: every thread writes the same values
-            f[todo] = fresh
-        return f
+    def _typed_match(self, ids: np.ndarray, texts: list[str], resolved: Resolved,
+                     qtype: str | None) -> tuple[np.ndarray, str]:
+        """(type_match per candidate, the wanted type) for the question."""
+        qtype = qtype or question_type(resolved.type_text)
+        if qtype == "any":
+            return np.ones(len(ids)), qtype
+        memo = self._typed.setdefault(qtype, {})
+        toks = []
+        for i, t in zip(ids.tolist(), texts):
+            tt = memo.get(i)
+            if tt is None:
+                tt = memo[i] = typed_tokens(t, qtype)  # benign race: every thread writes the same value
+            toks.append(tt)
+        return type_match(toks, f"{resolved.type_text} {resolved.lexical}"), qtype
 
     def _spaced_words(self, ids: np.ndarray, texts: list[str]) -> list[str]:
         out = []

@@ -28,43 +28,81 @@ FEATURES = (
     "dense_in_doc_gap", "cov_sent_in_doc_gap", "bm25_share_in_doc_gap", "passage_in_doc_gap", "log_doc_candidates",
 )
 
-_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
-                     r"fifty|hundred|thousand|million|billion|dozen|half|third|quarter)\b", re.I)
-_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(january|february|march|april|may|june|july|august|september|"
+_NUM_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+              r"sixty|hundreds?|thousands?|millions?|billions?|dozens?|half|third|thirds|quarter|quarters")
+_NUMBER = re.compile(rf"\d[\d,.]*\d|\d|\b(?:{_NUM_WORDS})\b", re.I)
+_DATE = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b|\b(?:january|february|march|april|may|june|july|august|september|"
                    r"october|november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
                    r"yesterday|today|tomorrow|century|decade|week|month|year|morning|evening|night|"
                    r"spring|summer|autumn|winter)\b", re.I)
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+# a capitalised word inside the sentence (not its first word), or an acronym (CNN, NBC)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+|\b[A-Z]{2,}\b")
+# an amount of time or length: "132 days", "about 40 minutes", "almost an hour", "6,650 km"
+_MEASURE = re.compile(
+    rf"\b(?:\d[\d,.]*|an?|{_NUM_WORDS}|several|few|many)(?:[- ](?:and[- ]a[- ]half|more|full|long|extra))?[- ]"
+    r"(?:seconds?|minutes?|hours?|days?|nights?|weeks?|months?|years?|decades?|centuries|"
+    r"km|kilometres?|kilometers?|miles?|metres?|meters?|feet|foot|yards?|inches|cm|mm)\b", re.I)
+# a share of a whole: "two-thirds", "45%", "half of", "3 out of 4"
+_SHARE = re.compile(r"\d[\d.]*\s*(?:%|per ?cent)|\b(?:half|halves|thirds?|quarters?|fifths?|tenths?|majority|"
+                    r"minority)\b|\b\w+ (?:out of|in (?:every )?)\d+|\d+/\d+", re.I)
+# a time of day: "10 a.m.", "18:30", "noon", "sunset"
+_CLOCK = re.compile(r"\b\d{1,2}(?::\d{2})?\s*(?:a\.?m\b\.?|p\.?m\b\.?)|\b\d{1,2}:\d{2}\b|\b(?:noon|midday|"
+                    r"midnight|o'clock|sunset|sundown|sunrise|dawn|dusk)\b", re.I)
+_TYPE_PATTERNS = {"number": _NUMBER, "date": _DATE, "name": _NAME, "measure": _MEASURE, "share": _SHARE,
+                  "clock": _CLOCK}
+TYPES = tuple(_TYPE_PATTERNS)
+_WORDS = re.compile(r"\w+")
+
+_ENTITY_NOUNS = (r"country|countries|city|cities|town|village|state|province|region|nation|capital|island|river|"
+                 r"company|companies|firm|bank|brand|airline|club|team|band|group|party|government|agency|"
+                 r"organi[sz]ation|network|channel|station|outlet|newspaper|paper|magazine|publication|broadcaster|"
+                 r"person|people|man|woman|leader|official|minister|president|player|author|king|queen|university")
+
+
+_QUESTION_CUES = (  # most specific first: on a tie of position the first listed wins
+    ("clock", re.compile(r"\bwhat time\b(?! zones?\b)|\bat what hour\b")),
+    ("date", re.compile(r"\bhow long ago\b")),
+    ("measure", re.compile(r"\bhow long\b|\bfor how many (days|weeks|months|years|hours|minutes)\b|\bhow far\b")),
+    ("share", re.compile(r"\bwhat (portion|proportion|share|fraction|percentage|percent)\b|\bhow much of\b")),
+    ("number", re.compile(r"\bhow (many|much|old|big|large|often|tall|high|deep)\b|\bwhat (number|amount|age)\b")),
+    ("date", re.compile(r"\bwhen\b|\bwhat (year|day|date|month|century|decade)\b|\bwhich (year|day|month|century)\b")),
+    ("name", re.compile(rf"\bwho(m|se)?\b|\bwhere\b|\b(which|what)( \w+)? ({_ENTITY_NOUNS})\b|\bname\b")),
+)
 
 
 def question_type(question: str) -> str:
-    """What kind of answer the question wants: number, date, name, or any."""
+    """What kind of answer the question wants (one of TYPES, or "any").
+
+    The question word that comes first decides ("Where was he when ..."
+    wants a place), and the most specific reading of it wins: "how long"
+    wants an amount of time or length and "what portion" a share, not just any
+    number; "which network" wants a name as much as "who" does.
+    """
     q = question.lower()
-    if re.search(r"\bhow (many|much|long|old|far|big|large|often)\b|\bwhat (percentage|percent|number|amount)\b", q):
-        return "number"
-    if re.search(r"\bwhen\b|\bwhat (year|day|date|time|month|century)\b|\bwhich (year|day|month)\b", q):
-        return "date"
-    if re.search(r"\bwho(m|se)?\b|\bwhere\b|\bwhich (country|city|company|team|person|party)\b", q):
-        return "name"
-    return "any"
+    best, best_pos = "any", len(q) + 1
+    for qtype, cue in _QUESTION_CUES:
+        m = cue.search(q)
+        if m and m.start() < best_pos:
+            best, best_pos = qtype, m.start()
+    return best
 
 
-FACTS = ("n_words", "number", "date", "name")  # per-sentence facts the features read
+def typed_tokens(text: str, qtype: str) -> frozenset[str]:
+    """The words of `text` that are of kind `qtype` (one of TYPES),
+    lower-cased; engines memoise it per sentence and kind.
+
+    Words, not a yes/no, so that a kind only counts when the sentence adds
+    something the question does not already say: for "When did they speak
+    before the Sunday call?" the "Sunday" of a sentence is no answer."""
+    found = _TYPE_PATTERNS[qtype].findall(text)  # whole matches: the patterns have no capturing groups
+    return frozenset(_WORDS.findall(" ".join(found).lower())) if found else frozenset()
 
 
-def sentence_facts(text: str) -> tuple[int, bool, bool, bool]:
-    """What a sentence could answer, computed once per sentence (engines memoise it)."""
-    return len(text.split()), bool(_NUMBER.search(text)), bool(_DATE.search(text)), bool(_NAME.search(text))
-
-
-def has_type(sentence: str, qtype: str) -> bool:
-    if qtype == "number":
-        return bool(_NUMBER.search(sentence))
-    if qtype == "date":
-        return bool(_DATE.search(sentence))
-    if qtype == "name":
-        return bool(_NAME.search(sentence))
-    return True
+def type_match(tokens: list[frozenset[str]], question: str) -> np.ndarray:
+    """1.0 where a sentence's words of the wanted kind (`tokens`, from
+    typed_tokens) hold one that is not in the question, else 0.0."""
+    asked = set(_WORDS.findall(question.lower()))
+    return np.array([float(not toks <= asked) for toks in tokens])
 
 
 @dataclass(frozen=True)
@@ -124,7 +162,8 @@ class Evidence:
     doc_sat: np.ndarray  # query terms weighted by how many of the article's sentences use them
     phrase: np.ndarray  # share of the question's word pairs found side by side in the sentence
     doc: np.ndarray  # the article of each candidate's first occurrence
-    facts: np.ndarray  # (n, len(FACTS)) from sentence_facts
+    n_words: np.ndarray  # words in each candidate
+    typed: np.ndarray  # 1.0 where it holds the kind of thing asked for (type_match)
     qtype: str
 
 
@@ -148,10 +187,9 @@ def features(ev: Evidence) -> np.ndarray:
     X[:, 5] = 10.0 / (10.0 + d_rank)
     X[:, 6] = np.where(bm25 > 0, 10.0 / (10.0 + b_rank), 0.0)
     if ev.qtype != "any":
-        match = ev.facts[:, FACTS.index(ev.qtype)].astype(np.float64)
-        X[:, 7] = match
-        X[:, 8] = 1.0 - match
-    X[:, 9] = np.log1p(ev.facts[:, 0])
+        X[:, 7] = ev.typed
+        X[:, 8] = 1.0 - ev.typed
+    X[:, 9] = np.log1p(ev.n_words)
     X[:, 10] = ev.cov_sent
     X[:, 11] = ev.cov_ctx
     X[:, 12] = ev.cov_doc

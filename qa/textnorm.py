@@ -64,13 +64,22 @@ QUESTION_WORDS = frozenset(
     "any some anything something".split())
 
 
+# "How long did the call last?" asks for a duration, not about length: after
+# "how" these words are part of the question word ("long" matched the
+# "long-term" of a sentence about something else).  The answer type carries
+# what they ask for (qa.fusion.question_type).
+HOW_WORDS = frozenset("long many much often far".split())
+
+
 def lexical_terms(text: str, language: str = "english", stopwords: bool = True, query: bool = False) -> list[str]:
     """BM25 terms: lower-cased words (single digits kept: "5 days" must match),
     English stop words dropped (and, for a question, its question words),
     Snowball-stemmed."""
     stop = _stopwords(stopwords)
+    ws = words(text)
     if query and stopwords:
         stop = stop | QUESTION_WORDS
-    toks = [w for w in words(text) if w not in stop]
+        ws = [w for i, w in enumerate(ws) if not (i and ws[i - 1] == "how" and w in HOW_WORDS)]
+    toks = [w for w in ws if w not in stop]
     stem = _stemmer(language)
     return stem.stemWords(toks) if stem is not None else toks

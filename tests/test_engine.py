@@ -185,11 +185,11 @@ def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
     assert len(r["answered_unanswerable"]) <= 2, report
     assert len(r["refused_answerable"]) <= 4, report
     assert r["topic_shift_accuracy"] == 1.0, report
-    assert r["hit@3"] >= 0.9 and r["hit@1"] >= 0.79 and r["followup_accuracy"] >= 0.8, report
+    assert r["hit@3"] >= 0.95 and r["hit@1"] >= 0.83 and r["followup_accuracy"] >= 0.9, report
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3 targets not reached yet: seeds hit@1 0.79 (>= 0.93), hit@3 0.91 (1.0), "
-                   "4 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 9/11 (11/11)")
+@pytest.mark.xfail(strict=True, reason="issue 3 targets not reached yet: seeds hit@1 0.84 (>= 0.93), hit@3 0.95 (1.0), "
+                   "4 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)")
 def test_seeds_gold_targets(seed_index: Path) -> None:
     from qa.eval import seeds
 

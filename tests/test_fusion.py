@@ -1,0 +1,64 @@
+"""Answer-type cues: what a question asks for, and which sentences hold it."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.fusion import question_type, type_match, typed_tokens
+
+
+@pytest.mark.parametrize(
+    "question, qtype",
+    [
+        ("How long did the call last?", "measure"),
+        ("How long have the hostages been held by Hamas?", "measure"),
+        ("How long ago did it happen?", "date"),
+        ("What portion of the call was spent on the hostages?", "share"),
+        ("What percentage of voters turned out?", "share"),
+        ("How many hostages were freed?", "number"),
+        ("How old must the men be?", "number"),
+        ("When did Hamas reply?", "date"),
+        ("What year was it founded?", "date"),
+        ("What time does Shabbat start in New York?", "clock"),
+        ("What time zone are the timestamps in?", "any"),
+        ("Who is Israel's prime minister?", "name"),
+        ("Which news network quoted the official?", "name"),
+        ("To which government did Hamas hand its response?", "name"),
+        ("What is Netanyahu's wife's name?", "name"),
+        # the question word that comes first decides
+        ("Where was Biden when he spoke to reporters?", "name"),
+        ("How many people came when it rained?", "number"),
+        ("What did Biden say about it?", "any"),
+        ("Which hostages would be released first?", "any"),
+    ],
+)
+def test_question_type(question: str, qtype: str) -> None:
+    assert question_type(question) == qtype
+
+
+def test_kinds_found_in_sentences() -> None:
+    text = ("The call lasted about 45 minutes, and two-thirds of it was on hostages held for 132 days, CNN said "
+            "on Sunday at 10 a.m.")
+    assert {"45", "132", "two", "thirds"} <= typed_tokens(text, "number")
+    assert {"45", "minutes", "132", "days"} <= typed_tokens(text, "measure")
+    assert "thirds" in typed_tokens(text, "share") and "sunday" in typed_tokens(text, "date")
+    assert "cnn" in typed_tokens(text, "name") and "10" in typed_tokens(text, "clock")
+    assert "the" not in typed_tokens(text, "name")  # a sentence's first word is not a name
+
+
+def test_a_kind_only_counts_when_it_adds_to_the_question() -> None:
+    """"When ... before the Sunday call?": a sentence whose only date is the
+    question's own Sunday does not answer it; one with another date does."""
+    sents = ["Biden and Netanyahu previously spoke for about 45 minutes on Sunday.",
+             "The White House said on Sunday that, in their first call since January 19, they spoke."]
+    got = type_match([typed_tokens(s, "date") for s in sents],
+                     "When had Biden and Netanyahu last spoken before the Sunday call?")
+    assert got.tolist() == [0.0, 1.0]
+
+
+def test_kind_patterns_capture_whole_matches() -> None:
+    """typed_tokens reads findall() as whole matches: a capturing group in a
+    pattern would silently hand it the group instead."""
+    from qa.fusion import _TYPE_PATTERNS
+
+    assert all(p.groups == 0 for p in _TYPE_PATTERNS.values())
