@@ -131,6 +131,20 @@ def maxrss_mb() -> float:
     return r / 1024 if sys.platform != "darwin" else r / 2**20
 
 
+def rss_parts_mb() -> dict[str, float]:
+    """The resident set now, split into private memory (RssAnon) and pages
+    of mapped files (RssFile: page cache the kernel can drop), Linux only."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                out[key.lower() + "_mb"] = round(int(val.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
 def dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
@@ -373,6 +387,50 @@ class SyntheticEncoder:
         return out
 
 
+
+# Build steps, in order, whose peak RSS the build child reports one by one
+# (names of functions index_build.build calls; reading and segmenting is what
+# runs before the first of them).
+BUILD_STEPS = ("deduplicate", "make_passages", "embed_texts", "mean_vectors", "_write_metadata",
+               "_write_vectors", "build_bm25")
+
+
+def track_build_steps(B: Any) -> dict[str, float]:
+    """Peak RSS (MB) per build step: wraps the step functions of the module
+    `B` (index_build.build) and samples /proc/self/statm every 20 ms from a
+    thread.  Where the memory goes is what "never holds texts and vectors
+    twice" is about; one number for the whole build cannot say."""
+    import threading
+
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+    peaks: dict[str, float] = {}
+    cur = ["read_and_segment"]
+
+    def sample() -> None:
+        while True:
+            try:
+                rss = int(Path("/proc/self/statm").read_text().split()[1]) * page
+            except OSError:
+                return
+            peaks[cur[0]] = max(peaks.get(cur[0], 0.0), round(rss, 1))
+            time.sleep(0.02)
+
+    def wrap(name: str, fn: Any) -> Any:
+        def run(*a: Any, **k: Any) -> Any:
+            cur[0] = name
+            try:
+                return fn(*a, **k)
+            finally:
+                cur[0] = f"after_{name}"
+        return run
+
+    for name in BUILD_STEPS:
+        if hasattr(B, name):
+            setattr(B, name, wrap(name, getattr(B, name)))
+    threading.Thread(target=sample, daemon=True).start()
+    return peaks
+
+
 def child_build(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -383,6 +441,7 @@ def child_build(args: argparse.Namespace) -> None:
     from qa.config import BuildConfig
 
     t0 = time.perf_counter()
+    steps = track_build_steps(B)
     synthetic: list[SyntheticEncoder] = []
     if args.vector_map:
         base = np.load(args.base_vectors)
@@ -422,6 +481,7 @@ def child_build(args: argparse.Namespace) -> None:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 3)  # far below threads x wall: others had the CPU
     out["synthetic_misses"] = sum(e.misses for e in synthetic)
+    out["peak_rss_by_step_mb"] = dict(steps)
     print(json.dumps(out))
 
 
@@ -473,6 +533,7 @@ def child_serve(args: argparse.Namespace) -> None:
             ms.append(1000 * (time.perf_counter() - t))
         out.update(questions=len(qs), ask_p50_ms=round(pct(ms, 50), 2), ask_p95_ms=round(pct(ms, 95), 2))
     out["peak_rss_mb"] = round(maxrss_mb(), 1)  # load + asks, before the brute-force check below
+    out.update(rss_parts_mb())
     if args.recall:
         idx = engine.data.sentence_index
         k = min(10, engine.data.n_sentences)
@@ -579,6 +640,8 @@ def measure_size(target: int, work: Path, rw: Rewriter, args: argparse.Namespace
                            "copies": corpus.copies, "seconds": round(corpus.seconds, 1)}
     say(f"[{label}] built in {b['seconds']:.1f} s ({row.unique_sentences} unique sentences, "
         f"{row.build_sentences_per_s:.0f}/s, peak RSS {b['peak_rss_mb']:.0f} MB, {row.index_mb:.0f} MB on disk)")
+    say(f"[{label}] build peak RSS by step (MB): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in b.get("peak_rss_by_step_mb", {}).items()))
     if row.unique_sentences < target:
         say(f"[{label}] note: {row.unique_sentences} unique after near-duplicate merging, "
             f"{target - row.unique_sentences} short of the target")

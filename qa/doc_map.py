@@ -75,6 +75,8 @@ def _centroids(doc: np.ndarray, sent: np.ndarray, n_docs: int, n_sentences: int,
     from scipy import sparse  # already a dependency of bm25s and sentence-transformers
 
     member = sparse.csr_matrix((np.ones(len(sent), np.float32), (doc, sent)), shape=(n_docs, n_sentences))
+    if not isinstance(sentence_vectors, np.ndarray):  # a qa.vector_rows.RowFile
+        sentence_vectors = np.asarray(sentence_vectors)
     doc_vecs = np.asarray(member @ sentence_vectors, dtype=np.float32) if dim else np.zeros((n_docs, 0), np.float32)
     norms = np.linalg.norm(doc_vecs, axis=1, keepdims=True)
     doc_vecs /= np.where(norms > 0, norms, 1.0)

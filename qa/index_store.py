@@ -14,6 +14,7 @@ import numpy as np
 
 from qa import index_format as fmt
 from qa.errors import IndexLoadError
+from qa.vector_rows import open_rows
 
 
 @dataclass
@@ -25,7 +26,7 @@ class IndexData:
     db: sqlite3.Connection
     sentence_index: Any  # qa.vector_index.VectorIndex (.search(q, k), .ntotal, .kind, .params)
     passage_index: Any
-    sentence_vectors: np.ndarray
+    sentence_vectors: np.ndarray  # or a qa.vector_rows.RowFile (a large file, read with pread)
     passage_vectors: np.ndarray
     bm25: Any  # bm25s.BM25
     # each document's normalised mean sentence vector (memory-mapped); None in
@@ -38,6 +39,9 @@ class IndexData:
 
     def close(self) -> None:
         self.db.close()
+        for v in (self.sentence_vectors, self.passage_vectors, self.doc_vectors):
+            if hasattr(v, "close"):
+                v.close()
 
 
 def _count(db: sqlite3.Connection, table: str) -> int:
@@ -230,7 +234,7 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
             raise IndexLoadError(f"{path} is damaged ({e}): {hint}") from e
         if vecs.shape != (rows, manifest.dimension) or vecs.dtype != np.float32:
             raise IndexLoadError(f"{path} has shape {vecs.shape} {vecs.dtype}, expected ({rows}, {manifest.dimension}) float32: {hint}")
-        return vecs
+        return open_rows(path, vecs)
 
     def same_vectors(index: Any, vecs: np.ndarray, kind: str, faiss_name: str, npy_name: str) -> None:
         """The FAISS file and the .npy hold the same vectors (sampled rows):
