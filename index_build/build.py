@@ -125,6 +125,7 @@ def build(
         report.sentences = len(answer_sents)
         report.non_answer_lines = sum(len(d.sentences) for d in documents) - len(answer_sents)
         dd = deduplicate(answer_sents, cfg.near_dup_similarity, cfg.near_dup_min_words)
+        del answer_sents  # every sentence's text once more; the unique ones live on in dd
         report.unique_sentences = len(dd.unique)
         report.exact_duplicates_merged = dd.exact_merged
         report.near_duplicates_merged = dd.near_merged
@@ -162,10 +163,9 @@ def build(
                                                 cfg.progress, "sentences", log)
         report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
 
-        p_texts = [p.text for p in passages]
         if cfg.passage_embedding == "encode":
-            p_vecs, p_hashes, p_stats = embed_texts(need_encoder, dim, p_texts, p_cache, cfg.batch_size,
-                                                    cfg.progress, "passages", log)
+            p_vecs, p_hashes, p_stats = embed_texts(need_encoder, dim, [p.text_in(documents) for p in passages],
+                                                    p_cache, cfg.batch_size, cfg.progress, "passages", log)
         else:
             rows = [
                 [dd.assignment[(p.doc_idx, n)] for n in range(p.first_sent_no, p.last_sent_no + 1)
@@ -173,7 +173,7 @@ def build(
                 for p in passages
             ]
             p_vecs = mean_vectors(rows, s_vecs)
-            p_hashes = [_hash(t) for t in p_texts]
+            p_hashes = [_hash(p.text_in(documents)) for p in passages]  # one text at a time, never all
             p_stats = EmbedStats()
         report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
         report.precision = precision
@@ -190,6 +190,8 @@ def build(
                 # the previous index's IVF training is kept when it is of the same model
                 vector_index = _write_vectors(tmp, s_vecs, p_vecs, previous=(
                     (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None))
+                del s_vecs, p_vecs  # on disk now: BM25 below needs the memory more (2.2 GB at 1M)
+                s_cache = p_cache = None
                 vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
                 report.seconds = time.perf_counter() - t0
                 manifest = _manifest(cfg, model_id, precision, max_len, dim,
@@ -302,10 +304,11 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
         ("sentences", s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS),
         ("passages", p_vecs, fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS),
     ):
-        # the .npy first, then the index reads it back memory-mapped in
-        # chunks: no second full copy of the vectors in memory
-        np.save(tmp / npy_name, np.asarray(vecs, dtype=np.float32), allow_pickle=False)
-        mapped = np.load(tmp / npy_name, mmap_mode="r")
+        # The index is built from the vectors in memory: reading the .npy
+        # back memory-mapped would put a second copy of every vector in the
+        # resident set (its pages), 1.5 GB at 1M sentences.
+        mapped = np.asarray(vecs, dtype=np.float32)
+        np.save(tmp / npy_name, mapped, allow_pickle=False)
         trained = None
         if previous is not None:
             old_dir, old_manifest = previous
@@ -319,7 +322,7 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
         del index, mapped
     # each document's mean sentence vector, computed once here instead of at
     # every load (where it would read every sentence vector)
-    mapped = np.load(tmp / fmt.SENTENCE_VECTORS, mmap_mode="r")
+    mapped = np.asarray(s_vecs, dtype=np.float32)
     con = fmt.connect(tmp, readonly=False)
     try:
         doc_vecs = document_vectors(con, mapped)

@@ -136,13 +136,22 @@ class _UnionFind:
 
 
 def near_duplicate_pairs(
-    texts: list[str], threshold: float, min_words: int, veto: bool = True, toks: list[list[str]] | None = None
+    texts: list[str], threshold: float, min_words: int, veto: bool = True,
+    tokens: Callable[[int], list[str]] | None = None,
 ) -> list[tuple[int, int, float]]:
-    """Pairs (i, j, similarity) of distinct texts that are near-duplicates:
-    similar enough and with no fact changed between them.  `toks`: words(t)
-    of every text, when the caller has them."""
-    if toks is None:
-        toks = [words(t) for t in texts]
+    """Pairs (i, j, similarity), i < j, of distinct texts that are
+    near-duplicates: similar enough and with no fact changed between them.
+    `tokens(i)`: words(texts[i]), when the caller has a cheaper way to them.
+
+    Memory stays linear and small at a million sentences: blocks are found
+    by sorting two 64-bit key hashes per sentence (numpy) instead of a dict
+    of word tuples, a sentence's words are made only while its block is
+    judged (a list of every sentence's words was 1.2 GB of small strings),
+    and a pair sharing both its head and its tail is judged in the head
+    block only, without a set of every pair seen."""
+    import numpy as np
+
+    words_of = tokens or (lambda i: words(texts[i]))
     name_memo: dict[int, set[str]] = {}
 
     def names_of(i: int) -> set[str]:
@@ -151,32 +160,44 @@ def near_duplicate_pairs(
             got = name_memo[i] = names(texts[i])
         return got
 
-    blocks: dict[tuple, list[int]] = defaultdict(list)
-    for i, w in enumerate(toks):
+    n = len(texts)
+    head = np.zeros(n, dtype=np.int64)
+    tail = np.zeros(n, dtype=np.int64)
+    long_enough = np.zeros(n, dtype=bool)
+    for i in range(n):
+        w = words_of(i)
         if len(w) >= min_words:
-            blocks[("head", *w[:_BLOCK_WORDS])].append(i)
-            blocks[("tail", *w[-_BLOCK_WORDS:])].append(i)
-    pairs: dict[tuple[int, int], float] = {}
-    seen: set[tuple[int, int]] = set()  # a pair in a head and a tail block is judged once
-    for members in blocks.values():
-        if len(members) < 2 or len(members) > _MAX_BLOCK:
-            continue
-        for x in range(len(members)):
-            i = members[x]
-            for y in range(x + 1, len(members)):
-                j = members[y]
-                if (i, j) in seen:
-                    continue
-                seen.add((i, j))
-                a, b = toks[i], toks[j]
-                # cheap bound: the length difference alone is an edit distance
-                if 1.0 - abs(len(a) - len(b)) / max(len(a), len(b)) < threshold:
-                    continue
-                sim = word_similarity(a, b)
-                if sim >= threshold and not (veto and _fact_changes(
-                        texts[i], texts[j], a, b, lambda: names_of(i), lambda: names_of(j))):
-                    pairs[(i, j)] = sim
-    return [(i, j, s) for (i, j), s in pairs.items()]
+            long_enough[i] = True
+            head[i] = hash(tuple(w[:_BLOCK_WORDS]))
+            tail[i] = hash(tuple(w[-_BLOCK_WORDS:]))
+    ids = np.flatnonzero(long_enough)
+    pairs: list[tuple[int, int, float]] = []
+    judged_in_head = np.zeros(n, dtype=bool)  # its head block was small enough to judge
+    for is_tail, keys in ((False, head), (True, tail)):
+        order = ids[np.argsort(keys[ids], kind="stable")]  # stable: members stay in text order
+        k = keys[order]
+        cuts = np.flatnonzero(k[1:] != k[:-1]) + 1
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist()):
+            if hi - lo < 2 or hi - lo > _MAX_BLOCK:
+                continue
+            if not is_tail:
+                judged_in_head[order[lo:hi]] = True
+            members = order[lo:hi].tolist()
+            toks = [words_of(i) for i in members]
+            for x in range(len(members)):
+                i, a = members[x], toks[x]
+                for y in range(x + 1, len(members)):
+                    j, b = members[y], toks[y]
+                    if is_tail and head[i] == head[j] and judged_in_head[i]:
+                        continue  # judged in their shared head block already
+                    # cheap bound: the length difference alone is an edit distance
+                    if 1.0 - abs(len(a) - len(b)) / max(len(a), len(b)) < threshold:
+                        continue
+                    sim = word_similarity(a, b)
+                    if sim >= threshold and not (veto and _fact_changes(
+                            texts[i], texts[j], a, b, lambda: names_of(i), lambda: names_of(j))):
+                        pairs.append((i, j, sim))
+    return pairs
 
 
 def deduplicate(
@@ -201,8 +222,8 @@ def deduplicate(
     reps = [sentences[g[0]][2] for g in groups]
     uf = _UnionFind(len(groups))
     if threshold < 1.0:
-        toks = [_WORD.findall(k) for k in key_to_group]  # dicts keep insertion order = group order
-        for i, j, _ in near_duplicate_pairs(reps, threshold, min_words, toks=toks):
+        keys = list(key_to_group)  # dicts keep insertion order = group order
+        for i, j, _ in near_duplicate_pairs(reps, threshold, min_words, tokens=lambda g: _WORD.findall(keys[g])):
             uf.union(i, j)
     clusters: dict[int, list[int]] = defaultdict(list)
     for g in range(len(groups)):

@@ -12,12 +12,20 @@ from dataclasses import dataclass
 from index_build.documents import Document
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Passage:
+    """A window, as positions in its document; the text is sliced from the
+    document when asked for (`text_in`), since holding every passage's text
+    would be a second and a half copy of the corpus (~400 MB at 1M sentences)."""
+
     doc_idx: int
     first_sent_no: int  # positions in the document's sentence list
     last_sent_no: int
-    text: str
+    start: int  # character span in the document's text
+    end: int
+
+    def text_in(self, docs: list[Document]) -> str:
+        return docs[self.doc_idx].text[self.start : self.end]
 
 
 def windows(n: int, size: int, stride: int) -> list[tuple[int, int]]:
@@ -39,6 +47,5 @@ def make_passages(docs: list[Document], size: int, stride: int) -> list[Passage]
         nos = [i for i, s in enumerate(doc.sentences) if s.is_answer]
         for a, b in windows(len(nos), size, stride):
             first, last = nos[a], nos[b]
-            text = doc.text[doc.sentences[first].start : doc.sentences[last].end]
-            out.append(Passage(d_idx, first, last, text))
+            out.append(Passage(d_idx, first, last, doc.sentences[first].start, doc.sentences[last].end))
     return out

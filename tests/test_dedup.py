@@ -116,3 +116,23 @@ def test_bbc_ids_are_unique_and_duplicate_articles_merge() -> None:
                 continue
             u = dd.unique[dd.assignment[(group[0], n)]]
             assert members <= {o.doc_idx for o in u.occurrences}
+
+
+def test_near_duplicate_blocks_judge_each_pair_once_and_skip_boilerplate_heads() -> None:
+    from index_build.dedup import _MAX_BLOCK, near_duplicate_pairs
+
+    a = "The minister said on Monday that the new bridge will open to traffic next spring"
+    b = "The minister added on Monday that the new bridge will open to traffic next spring"
+    # a boilerplate opening shared by more sentences than a block may hold:
+    # those pairs are only found through their shared ending
+    filler = [f"According to the report published today item {i} of the survey was about topic {i}"
+              for i in range(_MAX_BLOCK + 5)]
+    c = "According to the report published today the harbour in Brest handled record cargo volumes"
+    d = "According to the report published today, the harbour in Brest handled record cargo volumes"
+    texts = [a, b, *filler, c + " this year", d.replace(",", "") + " this year"]
+    pairs = near_duplicate_pairs(texts, 0.9, 6)
+    found = {(i, j) for i, j, _ in pairs}
+    assert (0, 1) in found and len(pairs) == len(found)  # shares head and tail: judged, and listed, once
+    n = len(texts)
+    assert (n - 2, n - 1) in found
+    assert all(i < j for i, j in found)

@@ -205,9 +205,10 @@ def test_corpus_terms_are_lexical_terms() -> None:
     for cfg in (LexicalConfig(), LexicalConfig(stopwords=False), LexicalConfig(language="")):
         want = [lexical_terms(t, cfg.language, cfg.stopwords) for t in texts]
         assert corpus_terms(texts, cfg) == want
-        ids, vocab = corpus_term_ids(texts, cfg)
+        got = corpus_term_ids(texts, cfg)
+        vocab = got.vocab
         inv = {i: t for t, i in vocab.items()}
-        assert [[inv[i] for i in row] for row in ids] == want
+        assert [[inv[i] for i in row] for row in got.rows()] == want
         assert sorted(vocab.values()) == list(range(len(vocab)))
 
 
@@ -219,9 +220,10 @@ def test_bm25_matrix_is_the_one_bm25s_builds() -> None:
     texts = [line for p in sorted(SEEDS.glob("*.txt")) for line in p.read_text(encoding="utf-8").splitlines()
              if line.strip()] + ["the of and", "hostages hostages hostages freed", ""]
     cfg = LexicalConfig()
-    ids, vocab = corpus_term_ids(texts, cfg)
-    ref = bm25s.BM25(k1=cfg.k1, b=cfg.b).build_index_from_ids(list(vocab.values()), ids, show_progress=False)
-    got = bm25_scores(ids, len(vocab), cfg.k1, cfg.b)
-    assert got["num_docs"] == ref["num_docs"] == len(texts)
-    for key in ("data", "indices", "indptr"):
-        assert got[key].dtype == ref[key].dtype and np.array_equal(got[key], ref[key]), key
+    ids = corpus_term_ids(texts, cfg)
+    vocab = ids.vocab
+    ref = bm25s.BM25(k1=cfg.k1, b=cfg.b).build_index_from_ids(list(vocab.values()), ids.rows(), show_progress=False)
+    for got in (bm25_scores(ids, len(vocab), cfg.k1, cfg.b), bm25_scores(ids.rows(), len(vocab), cfg.k1, cfg.b)):
+        assert got["num_docs"] == ref["num_docs"] == len(texts)
+        for key in ("data", "indices", "indptr"):
+            assert got[key].dtype == ref[key].dtype and np.array_equal(got[key], ref[key]), key
