@@ -26,6 +26,7 @@ FEATURES = (
     "passage_gap", "cov_sent_gap", "cov_ctx_gap", "cov_doc_gap", "bm25_share_gap",
     "cov_title", "doc_sat", "phrase",
     "dense_in_doc_gap", "cov_sent_in_doc_gap", "bm25_share_in_doc_gap", "passage_in_doc_gap", "log_doc_candidates",
+    "name_match", "name_miss",
 )
 
 _NUM_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
@@ -186,7 +187,13 @@ def features(ev: Evidence) -> np.ndarray:
     X[:, 4] = bm25 / bmax if bmax > 0 else 0.0
     X[:, 5] = 10.0 / (10.0 + d_rank)
     X[:, 6] = np.where(bm25 > 0, 10.0 / (10.0 + b_rank), 0.0)
-    if ev.qtype != "any":
+    # A name is in nearly every news sentence, a clock time or a share in few:
+    # "holds a name" says far less than "holds a time of day", so names get
+    # their own pair of weights instead of diluting the others'.
+    if ev.qtype == "name":
+        X[:, 28] = ev.typed
+        X[:, 29] = 1.0 - ev.typed
+    elif ev.qtype != "any":
         X[:, 7] = ev.typed
         X[:, 8] = 1.0 - ev.typed
     X[:, 9] = np.log1p(ev.n_words)

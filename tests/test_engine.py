@@ -183,13 +183,13 @@ def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
     # today: 2 near-topic questions of 15 answered ("Who is the leader of
     # Hamas?", "What time does Shabbat start in New York?"), none off-topic
     assert len(r["answered_unanswerable"]) <= 2, report
-    assert len(r["refused_answerable"]) <= 4, report
+    assert len(r["refused_answerable"]) <= 3, report
     assert r["topic_shift_accuracy"] == 1.0, report
     assert r["hit@3"] >= 0.95 and r["hit@1"] >= 0.83 and r["followup_accuracy"] >= 0.9, report
 
 
 @pytest.mark.xfail(strict=True, reason="issue 3 targets not reached yet: seeds hit@1 0.84 (>= 0.93), hit@3 0.95 (1.0), "
-                   "4 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)")
+                   "3 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)")
 def test_seeds_gold_targets(seed_index: Path) -> None:
     from qa.eval import seeds
 

@@ -62,3 +62,24 @@ def test_kind_patterns_capture_whole_matches() -> None:
     from qa.fusion import _TYPE_PATTERNS
 
     assert all(p.groups == 0 for p in _TYPE_PATTERNS.values())
+
+
+def test_name_evidence_has_its_own_weights() -> None:
+    """A name question's type evidence goes to name_match/name_miss, any other
+    kind's to type_match/type_miss: names are in nearly every sentence, so
+    their match must not dilute what a clock time or a share says."""
+    import numpy as np
+
+    from qa.fusion import FEATURES, Evidence, features
+
+    def cols(qtype: str) -> dict[str, list[float]]:
+        n = 2
+        ev = Evidence(np.array([0.5, 0.4]), np.array([1.0, 0.5]), 2.0, np.array([0.5, 0.4]), np.zeros(n),
+                      np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n),
+                      np.array([0, 1]), np.array([10, 12]), np.array([1.0, 0.0]), qtype)
+        X = features(ev)
+        return {f: X[:, FEATURES.index(f)].tolist() for f in ("type_match", "type_miss", "name_match", "name_miss")}
+
+    assert cols("name") == {"type_match": [0, 0], "type_miss": [0, 0], "name_match": [1, 0], "name_miss": [0, 1]}
+    assert cols("clock") == {"type_match": [1, 0], "type_miss": [0, 1], "name_match": [0, 0], "name_miss": [0, 0]}
+    assert all(v == [0, 0] for v in cols("any").values())
