@@ -39,6 +39,11 @@ _EMBED_CACHE = 256
 QUERY_PRECISION = "fp32"
 
 
+# Sentences whose typed words one engine remembers per answer type before it
+# starts over (a few hundred bytes each: ~25 MB per type at the cap).
+_TYPED_MEMO_MAX = 100_000
+
+
 class Engine:
     """A loaded index plus the model that embeds questions."""
 
@@ -194,6 +199,8 @@ class Engine:
         if qtype == "any":
             return np.ones(len(ids)), qtype
         memo = self._typed.setdefault(qtype, {})
+        if len(memo) > _TYPED_MEMO_MAX:  # a long-running server at 1M sentences must not grow without bound
+            memo.clear()
         toks = []
         for i, t in zip(ids.tolist(), texts):
             tt = memo.get(i)
