@@ -136,3 +136,32 @@ def test_near_duplicate_blocks_judge_each_pair_once_and_skip_boilerplate_heads()
     n = len(texts)
     assert (n - 2, n - 1) in found
     assert all(i < j for i, j in found)
+
+
+def test_dedup_key_fast_path_is_the_definition() -> None:
+    """dedup_key skips steps that cannot change ASCII text and splits on
+    whitespace with str.split(): it must equal the plain definition (NFKC,
+    quote/dash style, collapse \\s+, strip, casefold) on any text."""
+    import re
+    import unicodedata
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from qa.textnorm import _QUOTES, dedup_key
+
+    ws = re.compile(r"\s+")
+
+    def definition(text: str) -> str:
+        return ws.sub(" ", unicodedata.normalize("NFKC", text).translate(_QUOTES)).strip().casefold()
+
+    tricky = ["  Mr  SMITH\tsaid\n", "a\u00a0b\u2003c\x1cd\x85e", " “ﬁne” — ok…  ", "ΣΑΣ ς", "\u0301e Straße",
+              "ＦＵＬＬ width", "İstanbul", "", "\x00\x1f"]
+    assert [dedup_key(t) for t in tricky] == [definition(t) for t in tricky]
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(max_size=60) | st.text(st.characters(max_codepoint=127), max_size=60))
+    def check(text: str) -> None:
+        assert dedup_key(text) == definition(text)
+
+    check()
