@@ -77,7 +77,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
@@ -395,8 +395,9 @@ BUILD_STEPS = ("deduplicate", "make_passages", "embed_texts", "mean_vectors", "_
                "_write_vectors", "build_bm25")
 
 
-def track_build_steps(B: Any) -> dict[str, float]:
-    """Peak RSS (MB) per build step: wraps the step functions of the module
+def track_build_steps(B: Any) -> tuple[dict[str, float], Callable[[], dict[str, float]]]:
+    """Peak RSS (MB) per build step, and a function giving the wall seconds
+    per step so far: wraps the step functions of the module
     `B` (index_build.build) and samples /proc/self/statm every 20 ms from a
     thread.  Where the memory goes is what "never holds texts and vectors
     twice" is about; one number for the whole build cannot say."""
@@ -415,20 +416,28 @@ def track_build_steps(B: Any) -> dict[str, float]:
             peaks[cur[0]] = max(peaks.get(cur[0], 0.0), round(rss, 1))
             time.sleep(0.02)
 
+    seconds: dict[str, float] = {}
+    since = [time.perf_counter()]
+
+    def enter(name: str) -> None:
+        now = time.perf_counter()
+        seconds[cur[0]] = round(seconds.get(cur[0], 0.0) + now - since[0], 3)
+        cur[0], since[0] = name, now
+
     def wrap(name: str, fn: Any) -> Any:
         def run(*a: Any, **k: Any) -> Any:
-            cur[0] = name
+            enter(name)
             try:
                 return fn(*a, **k)
             finally:
-                cur[0] = f"after_{name}"
+                enter(f"after_{name}")
         return run
 
     for name in BUILD_STEPS:
         if hasattr(B, name):
             setattr(B, name, wrap(name, getattr(B, name)))
     threading.Thread(target=sample, daemon=True).start()
-    return peaks
+    return peaks, lambda: (enter(cur[0]), seconds)[1]
 
 
 def child_build(args: argparse.Namespace) -> None:
@@ -441,7 +450,7 @@ def child_build(args: argparse.Namespace) -> None:
     from qa.config import BuildConfig
 
     t0 = time.perf_counter()
-    steps = track_build_steps(B)
+    steps, step_seconds = track_build_steps(B)
     synthetic: list[SyntheticEncoder] = []
     if args.vector_map:
         base = np.load(args.base_vectors)
@@ -460,6 +469,8 @@ def child_build(args: argparse.Namespace) -> None:
 
             if hasattr(E, "EncoderPool"):
                 E.EncoderPool = lambda *a, **k: contextlib.nullcontext()
+            if hasattr(B, "warm_pool"):  # its workers would load the real model and encode for real
+                B.warm_pool = lambda *a, **k: None
         except ImportError:
             pass
     prof = None
@@ -482,6 +493,7 @@ def child_build(args: argparse.Namespace) -> None:
     out["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 3)  # far below threads x wall: others had the CPU
     out["synthetic_misses"] = sum(e.misses for e in synthetic)
     out["peak_rss_by_step_mb"] = dict(steps)
+    out["seconds_by_step"] = step_seconds()
     print(json.dumps(out))
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import shutil
@@ -18,7 +19,7 @@ import numpy as np
 from index_build import documents as docs_mod
 from index_build import publish
 from index_build.dedup import deduplicate
-from index_build.embed import EmbedStats, VectorCache, embed_texts, mean_vectors
+from index_build.embed import EmbedStats, VectorCache, embed_texts, mean_vectors, warm_pool
 from index_build.lexical import build_bm25
 from index_build.passages import make_passages
 from index_build.readers import Unreadable
@@ -73,8 +74,20 @@ def build(
     report = BuildReport(index=str(index_dir))
 
     publish.check_target(index_dir)
-    files, skipped = docs_mod.discover(sources, cfg.max_file_bytes)
-    with publish.build_lock(index_dir):
+    with publish.build_lock(index_dir), contextlib.ExitStack() as stack:
+        model_id, _ = resolve_model(cfg.model)
+        old = None if cfg.full else _old_manifest(index_dir)
+        reuse_model = old is not None and old.model == model_id and cfg.precision in ("auto", old.precision)
+        # An incremental build loads the model in worker processes while this
+        # one finds, reads, deduplicates and indexes words (embed.warm_pool);
+        # started first thing, and stopped again if no file looks new.
+        pool = warm_pool(model_id, old.precision) if reuse_model else None
+        if pool is not None:
+            stack.callback(pool.close)
+        files, skipped = docs_mod.discover(sources, cfg.max_file_bytes)
+        if pool is not None and not _expects_new_text(files, old):
+            pool.stop()
+            pool = None
         report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
 
         # 1. read and segment (an unchanged file -- same path, same sha256 -- is
@@ -83,7 +96,7 @@ def build(
         for path, reason in skipped:
             _skip(report, cfg, path, reason, log)
         previous = None if cfg.full else docs_mod.PreviousDocuments.from_index(
-            index_dir, _old_manifest(index_dir), docs_mod.segmenter_settings(cfg.max_sentence_chars),
+            index_dir, old, docs_mod.segmenter_settings(cfg.max_sentence_chars),
             _package_version())
         for src in files:
             try:
@@ -131,68 +144,80 @@ def build(
         report.near_duplicates_merged = dd.near_merged
         passages = make_passages(documents, cfg.passage_size, cfg.passage_stride)
         report.passages = len(passages)
-
-        # 3. embeddings (only what the previous index does not already hold)
-        model_id, _ = resolve_model(cfg.model)
-        old = None if cfg.full else _old_manifest(index_dir)
-        old_key = _model_key(old.model, old.precision, old.max_seq_length) if old else None
         unique_texts = [u.text for u in dd.unique]
-        encoder: Encoder | None = None
-        bf16_check: dict = {}
-        if old is not None and old.model == model_id and cfg.precision in ("auto", old.precision):
-            precision, max_len, dim = old.precision, old.max_seq_length, old.dimension
-            bf16_check = old.bf16_check
-        else:
-            log(f"loading model {cfg.model} ...")
-            encoder = load_encoder(cfg.model)
-            precision, bf16_check = _choose_precision(encoder, unique_texts, cfg)
-            max_len, dim = encoder.max_seq_length, encoder.dim
-        key = _model_key(model_id, precision, max_len)
-        s_cache = VectorCache.from_index(index_dir, "sentences", fmt.SENTENCE_VECTORS, key, old_key)
-        p_cache = VectorCache.from_index(index_dir, "passages", fmt.PASSAGE_VECTORS, key, old_key)
 
-        def need_encoder() -> Encoder:
-            nonlocal encoder
-            if encoder is None:
-                log(f"loading model {cfg.model} ...")
-                encoder = load_encoder(cfg.model)
-            encoder.precision = precision
-            return encoder
-
-        s_vecs, s_hashes, s_stats = embed_texts(need_encoder, dim, unique_texts, s_cache, cfg.batch_size,
-                                                cfg.progress, "sentences", log)
-        report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
-
-        if cfg.passage_embedding == "encode":
-            p_vecs, p_hashes, p_stats = embed_texts(need_encoder, dim, [p.text_in(documents) for p in passages],
-                                                    p_cache, cfg.batch_size, cfg.progress, "passages", log)
-        else:
-            rows = [
-                [dd.assignment[(p.doc_idx, n)] for n in range(p.first_sent_no, p.last_sent_no + 1)
-                 if (p.doc_idx, n) in dd.assignment]
-                for p in passages
-            ]
-            p_vecs = mean_vectors(rows, s_vecs)
-            p_hashes = [_hash(p.text_in(documents)) for p in passages]  # one text at a time, never all
-            p_stats = EmbedStats()
-        report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
-        report.precision = precision
-        report.bf16_min_cosine = bf16_check.get("min_cosine")
-
-        # 4. write everything into a temp dir, then swap it in
+        # everything is written into a temp dir, then swapped in (step 5)
         try:
             tmp = publish.temp_dir(index_dir)
         except OSError as e:
             raise _write_error(index_dir, e) from e
         try:
+            # 3. BM25 and the metadata first: no vectors exist yet to share the
+            # memory with (BM25 takes 2.2 GB at 1M), and in an incremental
+            # build the model is still loading in the warm pool meanwhile
+            s_hashes = [_hash(u) for u in unique_texts]
+            p_hashes = [_hash(p.text_in(documents)) for p in passages]  # one text at a time, never all
             try:
+                vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
                 _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
+            except (OSError, sqlite3.Error, RuntimeError) as e:
+                raise _write_error(index_dir, e) from e
+            if cfg.passage_embedding != "encode":  # each passage's sentences, for its mean vector
+                rows = [
+                    [dd.assignment[(p.doc_idx, n)] for n in range(p.first_sent_no, p.last_sent_no + 1)
+                     if (p.doc_idx, n) in dd.assignment]
+                    for p in passages
+                ]
+
+            # 4. embeddings (only what the previous index does not already hold)
+            old_key = _model_key(old.model, old.precision, old.max_seq_length) if old else None
+            encoder: Encoder | None = None
+            bf16_check: dict = {}
+            if reuse_model:
+                precision, max_len, dim = old.precision, old.max_seq_length, old.dimension
+                bf16_check = old.bf16_check
+            else:
+                log(f"loading model {cfg.model} ...")
+                encoder = load_encoder(cfg.model)
+                precision, bf16_check = _choose_precision(encoder, unique_texts, cfg)
+                max_len, dim = encoder.max_seq_length, encoder.dim
+            key = _model_key(model_id, precision, max_len)
+            s_cache = VectorCache.from_index(index_dir, "sentences", fmt.SENTENCE_VECTORS, key, old_key)
+            p_cache = VectorCache.from_index(index_dir, "passages", fmt.PASSAGE_VECTORS, key, old_key)
+
+            def need_encoder() -> Encoder:
+                nonlocal encoder
+                if encoder is None:
+                    log(f"loading model {cfg.model} ...")
+                    encoder = load_encoder(cfg.model)
+                encoder.precision = precision
+                return encoder
+
+            s_vecs, _, s_stats = embed_texts(need_encoder, dim, unique_texts, s_cache, cfg.batch_size,
+                                             cfg.progress, "sentences", log, pool=pool, hashes=s_hashes)
+            report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
+
+            if cfg.passage_embedding == "encode":
+                p_vecs, _, p_stats = embed_texts(need_encoder, dim, [p.text_in(documents) for p in passages],
+                                                 p_cache, cfg.batch_size, cfg.progress, "passages", log,
+                                                 pool=pool, hashes=p_hashes)
+            else:
+                p_vecs = mean_vectors(rows, s_vecs)
+                del rows
+                p_stats = EmbedStats()
+            if pool is not None:
+                pool.stop()  # its model is half a gigabyte the vector index below can use
+            report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
+            report.precision = precision
+            report.bf16_min_cosine = bf16_check.get("min_cosine")
+
+            # 5. the rest of the index, then swap it in
+            try:
                 # the previous index's IVF training is kept when it is of the same model
                 vector_index = _write_vectors(tmp, s_vecs, p_vecs, previous=(
                     (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None))
-                del s_vecs, p_vecs  # on disk now: BM25 below needs the memory more (2.2 GB at 1M)
+                del s_vecs, p_vecs
                 s_cache = p_cache = None
-                vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
                 report.seconds = time.perf_counter() - t0
                 manifest = _manifest(cfg, model_id, precision, max_len, dim,
                                      bf16_check, documents, report, vocab)
@@ -208,6 +233,15 @@ def build(
             raise
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _expects_new_text(files: list[docs_mod.SourceFile], old: fmt.Manifest) -> bool:
+    """Whether a file is new or changed, judged before reading any (path and
+    size against the previous manifest): then the build will almost surely
+    encode something, and a warm pool pays.  A change that keeps the size is
+    missed here and only costs the model load after reading."""
+    known = {(f.get("path"), f.get("bytes")) for f in old.files.values()}
+    return any((docs_mod.readable_name(str(f.path)), f.size) not in known for f in files)
 
 
 def _write_error(index_dir: Path, e: BaseException) -> BuildError:

@@ -25,6 +25,7 @@ _MAX_TITLE = 300
 class SourceFile:
     path: Path
     doc_id: str
+    size: int = -1  # bytes, when discovered (the file may change before it is read)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[So
                     n += 1
             doc_id = readable_name(doc_id)
             taken.add(doc_id)
-            found.append(SourceFile(path, doc_id))
+            found.append(SourceFile(path, doc_id, int(st.st_size)))
     return found, skipped
 
 

@@ -113,9 +113,68 @@ class Encoder:
         return out
 
 
+class _Worker:
+    """One encoder worker: a fresh `python -c` process (never a re-run of the
+    caller's `__main__`, as multiprocessing's spawn would do: a user's script
+    without an `if __name__ == "__main__"` guard would run again in every
+    worker) and two pipes, jobs in and results out."""
+
+    def __init__(self, model_id: str, precision: str) -> None:
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        job_r, job_w = os.pipe()
+        res_r, res_w = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):  # room for a few results: the worker rarely waits on us
+            import fcntl
+
+            fcntl.fcntl(res_w, fcntl.F_SETPIPE_SZ, 1 << 20)
+        root = str(Path(__file__).resolve().parent.parent)  # this checkout's qa, installed or not
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        try:
+            # its own session: Ctrl-C in the terminal reaches the parent only, which stops it
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from qa.encoder import _pool_worker; _pool_worker()",
+                 str(job_r), str(res_w), model_id, precision],
+                pass_fds=(job_r, res_w), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                start_new_session=True)
+        finally:
+            os.close(job_r)
+            os.close(res_w)
+        self.pid = self.proc.pid
+        self.jobs = Connection(job_w, readable=False)
+        self.results = Connection(res_r, writable=False)
+        self.ready = False
+        self.failed = ""  # why the worker could not load its model
+        self.held: list[int] = []  # job keys sent and not yet answered
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None and not self.failed
+
+    def join(self, timeout: float | None = None) -> None:
+        import subprocess
+
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+
+    def send(self, msg: Any) -> bool:
+        try:
+            self.jobs.send(msg)
+            return True
+        except (OSError, ValueError):  # it died (broken pipe) or was closed
+            return False
+
+    def close(self) -> None:
+        for c in (self.jobs, self.results):
+            with contextlib.suppress(OSError):
+                c.close()
+
+
 class EncoderPool:
-    """Data-parallel encoding: this process plus `processes - 1` spawned
-    workers, each on one torch thread, taking batches from one queue.
+    """Data-parallel encoding: this process plus `processes - 1` worker
+    processes, each on one torch thread, sharing the jobs of each call.
 
     On a 2-core CPU a small model like all-MiniLM-L6-v2 gains little from two
     torch threads inside one matmul (and loses badly when other programs share
@@ -124,32 +183,30 @@ class EncoderPool:
     (benchmarks/encode.py).  The workers load the same model at the same
     precision; this process keeps encoding while they start, so a small job
     never waits for them.  Use as a context manager: the workers are stopped on
-    exit, also on Ctrl-C (they ignore SIGINT themselves).
+    exit, also on Ctrl-C (they are in their own session and never see it), and
+    a worker whose parent dies sees its job pipe close and exits.
     """
 
     JOB = 64  # texts per job: small enough to share the tail of the work evenly
+    AHEAD = 2  # jobs a worker holds at once: the next is there when it finishes one
 
-    def __init__(self, encoder: Encoder, processes: int = 2, precision: str | None = None) -> None:
-        import multiprocessing as mp
-
-        self.precision = precision or encoder.precision
+    def __init__(self, encoder: Encoder | str, processes: int = 2, precision: str | None = None) -> None:
+        """`encoder`: the model loaded here, or only its id: a pool started
+        before this process loads the model (an incremental build starts one
+        first thing, so the workers import torch and load the model while
+        this process reads and deduplicates; see `encode` with no encoder)."""
+        model_id = encoder.model_id if isinstance(encoder, Encoder) else encoder
+        self.precision = precision or (encoder.precision if isinstance(encoder, Encoder) else "fp32")
         self.calls = 0
-        ctx = mp.get_context("spawn")
-        self.jobs = ctx.Queue()
-        self.results = ctx.Queue()
-        self.ready = [ctx.Event() for _ in range(max(0, processes - 1))]
-        self.workers = [
-            ctx.Process(target=_pool_worker,
-                        args=(encoder.model_id, self.precision, self.jobs, self.results, ready, os.getpid()),
-                        daemon=True, name=f"source-qa-encoder-{i}")
-            for i, ready in enumerate(self.ready)
-        ]
-        for w in self.workers:
-            w.start()
-
-    def wait_ready(self, timeout: float = 300.0) -> bool:
-        """Block until every worker has loaded its model (benchmarks)."""
-        return all(e.wait(timeout) for e in self.ready)
+        self._stopping = False
+        self._closed = False
+        self.workers: list[_Worker] = []
+        try:
+            for _ in range(max(0, processes - 1)):
+                self.workers.append(_Worker(model_id, self.precision))
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> "EncoderPool":
         return self
@@ -157,112 +214,185 @@ class EncoderPool:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Stop the workers: politely (they exit cleanly), else by SIGTERM."""
-        import queue
+    def _poll(self, timeout: float, on_done: Callable[[int, int, np.ndarray], None] | None = None) -> None:
+        """Take in what the workers have sent, waiting up to `timeout` for the
+        first message: readiness, load failures, finished jobs, deaths."""
+        from multiprocessing.connection import wait
 
-        try:
-            while True:  # jobs nobody took (an interrupted call) would delay the stop
-                self.jobs.get_nowait()
-        except (queue.Empty, OSError, ValueError):
-            pass
-        for w in self.workers:
-            if w.is_alive():
-                self.jobs.put(None)
-        for w in self.workers:
-            w.join(timeout=3)
-            if w.is_alive():
-                w.terminate()
-                w.join(timeout=10)
-        self.workers = []
-        for q in (self.jobs, self.results):
-            q.cancel_join_thread()
-            q.close()
+        live = {w.results: w for w in self.workers if w.is_alive()}
+        if not live:
+            return
+        for conn in wait(list(live), timeout):
+            w = live[conn]
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):  # it died: what it held is done by someone else
+                w.join(1)
+                w.failed = w.failed or "exited"
+                continue
+            if msg[0] == "ready":
+                w.ready = True
+            elif msg[0] == "error":
+                w.failed = msg[1]
+            elif msg[0] == "done":
+                _, c, k, vecs = msg
+                if k in w.held:
+                    w.held.remove(k)
+                if on_done is not None and c == self.calls:  # an earlier, failed call's results are dropped
+                    on_done(c, k, vecs)
+
+    def wait_ready(self, timeout: float = 300.0) -> bool:
+        """Block until every worker has loaded its model (benchmarks, tests)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while any(w.is_alive() and not w.ready for w in self.workers):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._poll(min(left, 1.0))
+        return bool(self.workers) and all(w.ready and w.is_alive() for w in self.workers)
 
     def healthy(self) -> bool:
-        return bool(self.workers) and all(w.is_alive() for w in self.workers)
+        return not self._stopping and bool(self.workers) and all(w.is_alive() for w in self.workers)
 
-    def encode(self, encoder: Encoder, texts: Sequence[str], out: np.ndarray, batch_size: int,
-               precision: str, on_batch: Callable[[int], None] | None) -> None:
-        """Encode `texts` into `out` (row-aligned): jobs of similar length, longest
-        first, taken from one queue by the workers and by this process."""
-        import queue
+    def stop(self) -> None:
+        """Ask the workers to exit, without waiting for them (`close` joins):
+        they take a second to exit that this process need not spend."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for w in self.workers:
+            w.send(None)
 
-        import torch
+    def close(self) -> None:
+        """Stop the workers: politely (they exit cleanly), else by SIGKILL.
+        A second call does nothing."""
+        if self._closed:
+            return
+        self.stop()
+        for w in self.workers:
+            w.join(3)
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.join(10)
+            w.close()
+        self._closed = True
 
+    def encode(self, encoder: Encoder | None, texts: Sequence[str], out: np.ndarray, batch_size: int,
+               precision: str, on_batch: Callable[[int], None] | None,
+               load: Callable[[], Encoder] | None = None) -> None:
+        """Encode `texts` into `out` (row-aligned): jobs of similar length,
+        longest first, shared by the workers and this process.
+
+        With `encoder` None this process has no model (and never imports
+        torch): the workers encode everything, on all the CPUs, and if they
+        die, `load()` gives the model to finish here."""
         self.calls += 1
         call = self.calls
         order = np.argsort([-len(t) for t in texts], kind="stable")
         step = max(batch_size, self.JOB)
         jobs = {k: order[i : i + step] for k, i in enumerate(range(0, len(texts), step))}
-        shared = self.healthy()
-        if shared:
-            for k, idx in jobs.items():
-                self.jobs.put((call, k, [texts[j] for j in idx], batch_size, precision))
+        pending = sorted(jobs)  # longest first; this process takes from the end (the shortest)
         todo = set(jobs)
+        for w in self.workers:
+            w.held.clear()
+        # with no model here the workers have the CPUs to themselves
+        job_threads = 1 if encoder is not None else max(1, _cpus() // max(1, len(self.workers)))
 
         def finish(c: int, k: int, vecs: np.ndarray) -> None:
-            if c == call and k in todo:  # results of an earlier call (after a failure) are ignored
+            if k in todo:
                 out[jobs[k]] = vecs
                 todo.discard(k)
                 if on_batch is not None:
                     on_batch(len(jobs[k]))
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch = None
+        if encoder is not None:
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
         try:
             while todo:
-                while True:  # collect what the workers have finished
-                    try:
-                        finish(*self.results.get_nowait())
-                    except queue.Empty:
-                        break
+                self._poll(0.0, finish)
+                live = [w for w in self.workers if w.is_alive()] if not self._stopping else []
+                lost = [k for k in todo if k not in pending and not any(k in w.held for w in live)]
+                pending[:0] = sorted(lost)  # held by a worker that died: to do again
+                for w in live:  # hand out: a worker still loading gets jobs only if nobody else can do them
+                    while pending and len(w.held) < self.AHEAD and (w.ready or encoder is None):
+                        k = pending.pop(0)
+                        if not w.send(("job", call, k, [texts[j] for j in jobs[k]], batch_size, precision,
+                                       job_threads)):
+                            pending.insert(0, k)
+                            break
+                        w.held.append(k)
                 if not todo:
                     break
-                if shared and not self.healthy():
-                    shared = False  # a worker died, maybe holding a job: do everything left here
-                if shared:
-                    try:
-                        c, k, *_ = self.jobs.get(timeout=0.05)
-                    except queue.Empty:  # every job is taken: wait for the workers' last ones
-                        try:
-                            finish(*self.results.get(timeout=0.2))
-                        except queue.Empty:
-                            pass
-                        continue
-                    if c != call:
-                        continue
-                else:
-                    k = min(todo)
-                if k in todo:
+                if encoder is None and not live:
+                    if load is None:
+                        reasons = "; ".join(w.failed for w in self.workers if w.failed) or "no workers"
+                        raise RuntimeError(f"the encoder worker processes stopped ({reasons}) "
+                                           "and no model is loaded here")
+                    encoder = load()
+                    continue
+                if encoder is not None and pending:
+                    k = pending.pop()
                     finish(call, k, encoder.encode([texts[j] for j in jobs[k]], batch_size=batch_size,
                                                    precision=precision))
+                else:
+                    self._poll(0.2, finish)
         finally:
-            torch.set_num_threads(threads)
+            if torch is not None:
+                torch.set_num_threads(threads)
 
 
-def _pool_worker(model: str, precision: str, jobs, results, ready, parent: int) -> None:
-    """One EncoderPool worker: encode jobs until stopped, or until its parent
-    is gone (killed with SIGKILL, it cannot stop us)."""
-    import queue
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _pool_worker() -> None:
+    """One EncoderPool worker (`python -c`; argv: job fd, result fd, model,
+    precision): load the model, then encode jobs until told to stop or until
+    the job pipe closes -- its parent is gone, even if killed with SIGKILL."""
     import signal
+    import sys
+    from multiprocessing.connection import Connection
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
+    jobs = Connection(int(sys.argv[1]), writable=False)
+    results = Connection(int(sys.argv[2]), readable=False)
+    model, precision = sys.argv[3], sys.argv[4]
+    try:
+        import torch
 
-    torch.set_num_threads(1)
-    encoder = load_encoder(model, precision=precision)
-    ready.set()
-    while os.getppid() == parent:
-        try:
-            job = jobs.get(timeout=1.0)
-        except queue.Empty:
-            continue
-        if job is None:  # EncoderPool.close()
-            break
-        call, k, texts, batch_size, prec = job
-        results.put((call, k, encoder.encode(texts, batch_size=batch_size, precision=prec)))
+        torch.set_num_threads(1)
+        encoder = load_encoder(model, precision=precision)
+        # torch's first pass through the model is slow (half a second here):
+        # take it now, while the parent is still busy, not on its first job
+        encoder.encode(["Warm-up sentence, encoded once and thrown away."], precision=precision)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which loads the model itself
+        with contextlib.suppress(OSError):
+            results.send(("error", f"{type(e).__name__}: {str(e)[:300]}"))
+        return
+    try:
+        results.send(("ready",))
+        while True:
+            try:
+                job = jobs.recv()
+            except (EOFError, OSError):  # the parent is gone
+                return
+            if job is None:  # EncoderPool.stop()
+                return
+            _, call, k, texts, batch_size, prec, threads = job
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            results.send(("done", call, k, encoder.encode(texts, batch_size=batch_size, precision=prec)))
+    except (BrokenPipeError, OSError):  # the parent is gone
+        return
 
 
 def load_encoder(model: str | None = None, precision: str = "fp32") -> Encoder:

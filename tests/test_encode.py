@@ -215,3 +215,67 @@ def test_pool_worker_exits_when_its_parent_is_killed(tmp_path) -> None:
         time.sleep(0.2)
     os.kill(worker, signal.SIGKILL)
     raise AssertionError("an EncoderPool worker outlived its SIGKILLed parent")
+
+
+def test_pool_with_no_model_here_encodes_in_its_workers_and_survives_their_death(
+        encoder: Encoder, sentences: list[str], reference: np.ndarray) -> None:
+    """The warm pool of an incremental build: this process holds no model;
+    the workers do all of it, and if they die the model is loaded here."""
+    from qa.encoder import EncoderPool
+
+    fp32 = _fp32(encoder)
+    loads: list[int] = []
+
+    def load() -> Encoder:
+        loads.append(1)
+        return fp32
+
+    with EncoderPool(encoder.model_id, processes=2, precision="fp32") as pool:
+        got = np.zeros_like(reference)
+        pool.encode(None, sentences, got, 16, "fp32", None, load=load)
+        assert not loads  # the worker did everything (it loaded while we waited)
+        assert float(np.max(np.abs(got - reference))) < 1e-5
+        os.kill(pool.workers[0].pid, signal.SIGKILL)
+        pool.workers[0].join(10)
+        again = np.zeros_like(reference)
+        pool.encode(None, sentences, again, 16, "fp32", None, load=load)
+    assert loads == [1]
+    assert float(np.max(np.abs(again - reference))) < 1e-5
+
+
+_UNGUARDED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from index_build import build
+from qa.config import BuildConfig
+print("script body runs", flush=True)
+src, idx = Path(sys.argv[2]), Path(sys.argv[3])
+if idx.exists():
+    (src / "new.txt").write_text("Harbour reopens\\n\\nThe old harbour reopened on Monday after two years of "
+                                 "repairs. Fishing boats were the first to return.\\n", encoding="utf-8")
+report = build([src], idx, BuildConfig(progress=False), log=lambda m: None)
+print("embedded", report.sentences_embedded, "torch here", "torch" in sys.modules, flush=True)
+"""
+
+
+def test_incremental_build_from_a_script_without_a_main_guard(tmp_path) -> None:
+    """A user's script calls build() with no `if __name__ == "__main__"`:
+    an incremental build's encoder workers must not run the script again (as
+    multiprocessing's spawn would), and its model loads in them, not here."""
+    import shutil
+
+    from tests.conftest import SEEDS
+
+    shutil.copytree(SEEDS, tmp_path / "src")
+    script = tmp_path / "user_script.py"
+    script.write_text(_UNGUARDED, encoding="utf-8")
+    runs = [subprocess.run([sys.executable, str(script), str(REPO), str(tmp_path / "src"), str(tmp_path / "idx")],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            for _ in range(2)]
+    for got in runs:
+        assert got.returncode == 0, got.stderr[-2000:]
+        assert got.stdout.count("script body runs") == 1
+        assert "Traceback" not in got.stderr
+    assert "torch here True" in runs[0].stdout  # the full build loads the model here
+    assert "embedded 2 torch here False" in runs[1].stdout  # the 2 new sentences, encoded by the warm worker

@@ -359,7 +359,9 @@ def test_build_killed_at_any_phase(tmp_path: Path, seed_index: Path, phase: str)
             # the old index is exactly as it was and answers exactly as before
             assert snapshot(idx) == before
             assert {q: answer_key(engine.ask(q, k=3)) for q in answers} == answers
-            assert len(stale) == (0 if phase in ("reading", "embedding") else 1), stale
+            # the temp dir exists from just before BM25 (before the embeddings), so
+            # only a kill while reading leaves none; the next build removes it
+            assert len(stale) == (0 if phase == "reading" else 1), stale
     finally:
         engine.data.close()
 
