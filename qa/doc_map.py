@@ -43,6 +43,12 @@ class DocMap:
     pas_sents: np.ndarray
     doc_vectors: np.ndarray  # normalised mean of each document's sentence vectors
     n_docs: int
+    doc_sent_ptr: np.ndarray  # CSR: document -> its answer-sentence occurrences
+    doc_sents: np.ndarray
+
+    def sentences_of_docs(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in `docs`, sentence) for every occurrence in `docs`."""
+        return _expand(self.doc_sent_ptr, self.doc_sents, docs)
 
     def docs_of(self, sents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position in `sents`, document) for every occurrence of `sents`."""
@@ -128,4 +134,7 @@ def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sen
         raise ValueError(f"{len(doc_vectors)} document vectors for {n_docs} documents")
     else:
         doc_vecs = doc_vectors
-    return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, p_ptr, p_sen, doc_vecs, n_docs)
+    doc_sent_ptr = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(np.bincount(doc, minlength=n_docs), out=doc_sent_ptr[1:])  # `doc` is sorted: `sent` is the CSR
+    return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, p_ptr, p_sen, doc_vecs, n_docs,
+                  doc_sent_ptr, sent)
