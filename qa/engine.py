@@ -26,6 +26,7 @@ from qa.fusion import Evidence, FusionModel, features, load_model, question_type
 from qa.lexical import Lexical, phrase_share
 from qa.textnorm import words
 from qa.index_store import IndexData, open_index
+from qa.vector_index import FLAT
 
 DENSE_CANDIDATES = 100
 LEXICAL_CANDIDATES = 100
@@ -37,6 +38,22 @@ _EMBED_CACHE = 256
 # than it saves (measured here: 10.5 ms vs 7.4 ms fp32 per SQuAD question);
 # fp32 query vectors are the exact ones, within cosine 0.998 of a bf16 index's.
 QUERY_PRECISION = "fp32"
+
+
+_SIDE_POOL = None
+_SIDE_LOCK = threading.Lock()
+
+
+def _side_pool():
+    """Threads for the parts of a question that can run beside its embedding
+    (shared by every engine; a few, so concurrent questions do not queue)."""
+    global _SIDE_POOL
+    with _SIDE_LOCK:
+        if _SIDE_POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _SIDE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="source-qa-side")
+        return _SIDE_POOL
 
 
 # Sentences whose typed words one engine remembers per answer type before it
@@ -153,18 +170,19 @@ class Engine:
         n = self.data.n_sentences
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0), np.float32), []
+        # The lexical side needs no query vector: on a large index it runs in
+        # another thread while the question is embedded (torch and numpy
+        # release the GIL), and the passage search beside the sentence search.
+        large = self.data.sentence_index.kind != FLAT
+        lexical = _side_pool().submit(self._lexical, resolved.lexical, allowed) if large else None
         qv = self.query_vector(resolved)[None, :]
         widen = 1 if allowed is None else 4
+        kp = min(PASSAGE_CANDIDATES * widen, max(self.data.passage_index.ntotal, 1))
+        passages = _side_pool().submit(self.data.passage_index.search, qv, kp) if large else None
         d_scores, d_ids = self.data.sentence_index.search(qv, min(DENSE_CANDIDATES * widen, n))
-        p_scores, p_ids = self.data.passage_index.search(
-            qv, min(PASSAGE_CANDIDATES * widen, max(self.data.passage_index.ntotal, 1)))
-        qterms = self.lexical.terms(resolved.lexical)
-        bm, bm_best = self.lexical.scores(qterms)
-        if allowed is not None:
-            bm = np.where(allowed, bm, 0.0).astype(np.float32)
-        nb = min(LEXICAL_CANDIDATES, n)
-        b_ids = np.argpartition(-bm, nb - 1)[:nb] if nb < n else np.arange(n)
-        b_ids = b_ids[bm[b_ids] > 0]
+        p_scores, p_ids = passages.result() if passages is not None else self.data.passage_index.search(qv, kp)
+        qterms, bm, bm_best, b_ids = lexical.result() if lexical is not None else self._lexical(resolved.lexical,
+                                                                                                 allowed)
         # sentences inside the best passages are candidates too
         via_pas = self.docs.sentences_of_passages(p_ids[0])
         cand = np.unique(np.concatenate([d_ids[0][d_ids[0] >= 0], b_ids, via_pas]).astype(np.int64))
@@ -191,6 +209,18 @@ class Engine:
         prob = self.fusion.score(X)
         order = np.argsort(-prob, kind="stable")
         return cand[order], prob[order], X[order], vecs[order], [texts[i] for i in order]
+
+    def _lexical(self, text: str, allowed: np.ndarray | None):
+        """(query terms, BM25 of every sentence, the best score possible, the
+        LEXICAL_CANDIDATES best-scoring sentences with a score above 0)."""
+        qterms = self.lexical.terms(text)
+        bm, bm_best = self.lexical.scores(qterms)
+        if allowed is not None:
+            bm = np.where(allowed, bm, 0.0).astype(np.float32)
+        hit = np.flatnonzero(bm > 0)  # a partition of these only, not of every sentence
+        nb = LEXICAL_CANDIDATES
+        b_ids = hit[np.argpartition(-bm[hit], nb - 1)[:nb]] if len(hit) > nb else hit
+        return qterms, bm, bm_best, b_ids
 
     def _typed_match(self, ids: np.ndarray, texts: list[str], resolved: Resolved,
                      qtype: str | None) -> tuple[np.ndarray, str]:
