@@ -8,7 +8,6 @@ sequence length, so adding one article to a thousand encodes one article.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from qa.encoder import Encoder, EncoderPool
+from qa.encoder import Encoder, EncoderPool, usable_cpus
 from qa.textnorm import text_hash
 
 
@@ -30,11 +29,7 @@ POOL_MIN_TEXTS = 2000
 
 
 def default_processes() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
+    return max(1, min(usable_cpus(), 4))
 
 
 @dataclass
@@ -49,10 +44,6 @@ class VectorCache:
     def __init__(self, hashes: list[str] | None = None, vectors: np.ndarray | None = None) -> None:
         self.rows = {h: i for i, h in enumerate(hashes or [])}
         self.vectors = vectors
-
-    def get(self, h: str) -> np.ndarray | None:
-        i = self.rows.get(h)
-        return None if i is None or self.vectors is None else self.vectors[i]
 
     @classmethod
     def from_index(cls, index_dir: Path, table: str, vectors_file: str, model_key: str, old_key: str | None) -> "VectorCache":

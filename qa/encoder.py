@@ -298,7 +298,7 @@ class EncoderPool:
         for w in self.workers:
             w.held.clear()
         # with no model here the workers have the CPUs to themselves
-        job_threads = 1 if encoder is not None else max(1, _cpus() // max(1, len(self.workers)))
+        job_threads = 1 if encoder is not None else max(1, usable_cpus() // max(1, len(self.workers)))
 
         def finish(c: int, k: int, vecs: np.ndarray) -> None:
             if k in todo:
@@ -347,7 +347,8 @@ class EncoderPool:
                 torch.set_num_threads(threads)
 
 
-def _cpus() -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
