@@ -77,7 +77,10 @@ class Engine:
                                float(lex.get("k1", 1.2)))
         self._typed: dict[str, dict[int, frozenset[str]]] = {}  # memo: typed_tokens per kind, per sentence seen
         self.lexical.index_titles([t for (t,) in data.db.execute("SELECT title FROM documents ORDER BY doc_idx")])
-        self._spaced: dict[int, str] = {}  # memo: " words of the sentence " for phrase matching
+        # memo per sentence seen: (text, " its words " for phrase matching, word count);
+        # a candidate comes back question after question, and SQLite plus
+        # tokenising cost more than the rest of its evidence
+        self._facts: dict[int, tuple[str, str, int]] = {}
         self.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors,
                                   doc_vectors=data.doc_vectors)
 
@@ -201,11 +204,12 @@ class Engine:
         if len(docs):
             np.maximum.at(doc_dense, pos, self.docs.doc_vectors[docs] @ qv[0])
         cov = self.lexical.coverage(qterms, cand, self.docs)
-        texts = self._texts(cand)
-        phrase = phrase_share(resolved.lexical, self._spaced_words(cand, texts))
+        facts = self._sentence_facts(cand)
+        texts = [f[0] for f in facts]
+        phrase = phrase_share(resolved.lexical, [f[1] for f in facts])
         X = features(Evidence(dense, bm[cand], bm_best, passage, cov["sent"], cov["ctx"], cov["doc"], doc_dense,
                               cov["title"], cov["doc_sat"], phrase, self.docs.sent_docs[self.docs.sent_doc_ptr[cand]],
-                              np.array([len(t.split()) for t in texts]), *self._typed_match(cand, texts, resolved, qtype)))
+                              np.array([f[2] for f in facts]), *self._typed_match(cand, texts, resolved, qtype)))
         prob = self.fusion.score(X)
         order = np.argsort(-prob, kind="stable")
         return cand[order], prob[order], X[order], vecs[order], [texts[i] for i in order]
@@ -239,22 +243,20 @@ class Engine:
             toks.append(tt)
         return type_match(toks, f"{resolved.type_text} {resolved.lexical}"), qtype
 
-    def _spaced_words(self, ids: np.ndarray, texts: list[str]) -> list[str]:
-        out = []
-        for i, t in zip(ids.tolist(), texts):
-            sp = self._spaced.get(i)
-            if sp is None:
-                sp = self._spaced[i] = f" {' '.join(words(t))} "
-            out.append(sp)
+    def _sentence_facts(self, ids: np.ndarray) -> list[tuple[str, str, int]]:
+        """(text, " words ", word count) of each sentence, from the memo or
+        one SQLite query for the ones not seen yet."""
+        memo = self._facts
+        out = [memo.get(i) for i in ids.tolist()]
+        missing = [int(i) for i, f in zip(ids.tolist(), out) if f is None]
+        if missing:
+            if len(memo) > _TYPED_MEMO_MAX:  # bounded, as the typed-words memo
+                memo.clear()
+            fresh = {i: (t, f" {' '.join(words(t))} ", len(t.split())) for i, t in self.sql(
+                f"SELECT sent_idx, text FROM sentences WHERE sent_idx IN ({','.join('?' * len(missing))})", missing)}
+            memo.update(fresh)  # benign race: every thread writes the same values
+            out = [f if f is not None else fresh[i] for i, f in zip(ids.tolist(), out)]
         return out
-
-    def _texts(self, ids: np.ndarray) -> list[str]:
-        if len(ids) == 0:
-            return []
-        rows = dict(self.sql(
-            f"SELECT sent_idx, text FROM sentences WHERE sent_idx IN ({','.join('?' * len(ids))})",
-            [int(i) for i in ids]))
-        return [rows[int(i)] for i in ids]
 
     # -- answers -----------------------------------------------------------
     def ask(self, question: str, history=None, k: int = 5) -> Result:

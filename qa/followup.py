@@ -121,6 +121,9 @@ _WH = re.compile(r"\b(what|who|whom|whose|when|where|why|how|which)\b", re.I)
 _ELLIPSIS = ("and ", "what about ", "how about ", "and?", "also ")
 
 
+_HEAD = re.compile(r"\b(?:which|what)\s+([a-z]{3,})\b", re.I)
+
+
 def _answer_terms(answer: str, asked: str, have: set[str]) -> list[str]:
     """Names and numbers of the previous answer that the conversation has not
     named yet -- the likeliest referents of "it", "there", "them" -- those
@@ -129,12 +132,15 @@ def _answer_terms(answer: str, asked: str, have: set[str]) -> list[str]:
     toks = _tokens(answer)
     stop = _stopwords()
     asked_stems = {w.lower()[:5] for w in content_words(asked)}
-    anchors = [i for i, t in enumerate(toks) if t.lower()[:5] in asked_stems]
+    # the noun the question word governs ("Which *city* ...") names the kind
+    # of the answer, and the answer sits right by it: it counts three times
+    head = {m.group(1).lower()[:5] for m in _HEAD.finditer(asked)}
+    anchors = [(i, 3.0 if t.lower()[:5] in head else 1.0) for i, t in enumerate(toks) if t.lower()[:5] in asked_stems]
     near: dict[str, float] = {}  # how much of the question surrounds the term
     for i, t in enumerate(toks):
         name = t[0].isupper() and i > 0 and t.lower() not in stop and len(t) > 1
         if (name or t[0].isdigit()) and t.lower() not in have and t.lower()[:5] not in asked_stems:
-            mass = sum(1.0 / (1 + abs(i - a)) for a in anchors)
+            mass = sum(w / (1 + abs(i - a)) for a, w in anchors)
             near[t] = max(near.get(t, 0.0), mass)
     return sorted(near, key=lambda t: -near[t])[:MAX_ANSWER_TERMS]
 

@@ -32,9 +32,10 @@ FEATURES = (
 _NUM_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
               r"sixty|hundreds?|thousands?|millions?|billions?|dozens?|half|third|thirds|quarter|quarters")
 _NUMBER = re.compile(rf"\d[\d,.]*\d|\d|\b(?:{_NUM_WORDS})\b", re.I)
-_DATE = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b|\b(?:january|february|march|april|may|june|july|august|september|"
+# years and decades ("1950s"), "in 999", ordinals ("the 4th", "11th century"), named days and seasons
+_DATE = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\bin \d{3}\b|\b\d{1,2}(?:st|nd|rd|th)\b|\b(?:january|february|march|april|may|june|july|august|september|"
                    r"october|november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
-                   r"yesterday|today|tomorrow|century|decade|week|month|year|morning|evening|night|"
+                   r"yesterday|today|tomorrow|century|centuries|decades?|week|month|year|morning|evening|night|"
                    r"spring|summer|autumn|winter)\b", re.I)
 # a capitalised word inside the sentence (not its first word), or an acronym (CNN, NBC)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+|\b[A-Z]{2,}\b")
@@ -61,12 +62,20 @@ _ENTITY_NOUNS = (r"country|countries|city|cities|town|village|state|province|reg
 
 
 _QUESTION_CUES = (  # most specific first: on a tie of position the first listed wins
-    ("clock", re.compile(r"\bwhat time\b(?! zones?\b)|\bat what hour\b")),
-    ("date", re.compile(r"\bhow long ago\b")),
+    # "what time" asks for a time of day, but "what time period" or "during
+    # what time" for an era (a date)
+    ("clock", re.compile(r"(?<!during )(?<!in )\bwhat time\b(?! (?:zones?|periods?|frames?|spans?|of (?:the )?year)\b)"
+                         r"|\bat what hour\b")),
+    ("date", re.compile(r"\bhow long ago\b|\b(?:during|in) what time\b|\bwhat time (?:periods?|frames?|spans?)\b")),
     ("measure", re.compile(r"\bhow long\b|\bfor how many (days|weeks|months|years|hours|minutes)\b|\bhow far\b")),
     ("share", re.compile(r"\bwhat (portion|proportion|share|fraction|percentage|percent)\b|\bhow much of\b")),
     ("number", re.compile(r"\bhow (many|much|old|big|large|often|tall|high|deep)\b|\bwhat (number|amount|age)\b")),
-    ("date", re.compile(r"\bwhen\b|\bwhat (year|day|date|month|century|decade)\b|\bwhich (year|day|month|century)\b")),
+    # "when" asks for a date only as a question word ("When did ..."), not as
+    # the conjunction of "What yard line were they on when Manning fumbled?"
+    ("date", re.compile(r"^\W*(?:(?:and|so|but|then|ok|okay)\W+)?when\b"
+                        r"(?![^,]*,\s*(?:who|whom|whose|what|which|where|how|why)\b)"
+                        r"|\bwhen (?:did|was|were|is|are|does|do|will|would|had|has|have|could|can|should|might)\b"
+                        r"|\bwhat (year|day|date|month|century|decade)\b|\bwhich (year|day|month|century)\b")),
     ("name", re.compile(rf"\bwho(m|se)?\b|\bwhere\b|\b(which|what)( \w+)? ({_ENTITY_NOUNS})\b|\bname\b")),
 )
 
@@ -129,7 +138,7 @@ class FusionModel:
         if len(X) == 0:
             return np.zeros(0)
         Z = (X - self.mean) / self.scale
-        z = Z @ self.linear + np.einsum("ni,ij,nj->n", Z, self.quadratic, Z) + self.bias
+        z = Z @ self.linear + ((Z @ self.quadratic) * Z).sum(axis=1) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 

@@ -57,3 +57,14 @@ def test_engine_resolves_it_to_the_answer_it_gave(engine) -> None:
     swapped = engine.ask("And on Sunday?", history=["How long did Biden and Netanyahu's Thursday call last?"])
     assert swapped.query == "How long did Biden and Netanyahu's Sunday call last?"
     assert any("45 minutes" in a.text for a in swapped.answers[:3])
+
+
+def test_the_noun_the_question_word_governs_points_at_the_referent() -> None:
+    """"Which *city* ...": of the answer's names, the one beside "city" comes
+    first, not the one beside more of the question's other words (Hamas)."""
+    from qa.followup import _answer_terms
+
+    answer = ("The White House said earlier on Sunday that, in their first call since January 19, Biden and Netanyahu "
+              "discussed Israel’s ongoing campaign in Gaza, the return of hostages held by Hamas, and Israel’s "
+              "anticipated ground assault on the city of Rafah, which has drawn concern from the US.")
+    assert _answer_terms(answer, "Which city is Israel expected to launch a ground assault on?", set())[0] == "Rafah"

@@ -30,6 +30,13 @@ from qa.fusion import question_type, type_match, typed_tokens
         ("How many people came when it rained?", "number"),
         ("What did Biden say about it?", "any"),
         ("Which hostages would be released first?", "any"),
+        # "what time period" and "during what time" ask for an era, not a time of day
+        ("What time period did the geoglyphs date back to?", "date"),
+        ("During what time did the rainforest span a narrow band?", "date"),
+        # "when" as a conjunction does not ask for a date; as the opening it does
+        ("What yard line were the Broncos on when Manning lost the ball?", "any"),
+        ("When John Fox left as head coach, who replaced him?", "name"),
+        ("And when?", "date"),
     ],
 )
 def test_question_type(question: str, qtype: str) -> None:
@@ -44,6 +51,8 @@ def test_kinds_found_in_sentences() -> None:
     assert "thirds" in typed_tokens(text, "share") and "sunday" in typed_tokens(text, "date")
     assert "cnn" in typed_tokens(text, "name") and "10" in typed_tokens(text, "clock")
     assert "the" not in typed_tokens(text, "name")  # a sentence's first word is not a name
+    assert {"1050s", "999", "11th", "centuries"} <= typed_tokens(
+        "Hervé served in the 1050s, the port fell in 999, and it grew in the 10th and 11th centuries.", "date")
 
 
 def test_a_kind_only_counts_when_it_adds_to_the_question() -> None:
