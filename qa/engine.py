@@ -22,7 +22,8 @@ from qa.errors import IndexLoadError, ModelUnavailableError
 from qa.followup import Resolved, content_words, resolve
 from qa.diversify import mmr
 from qa.doc_map import build_doc_map
-from qa.fusion import Evidence, FusionModel, features, load_model, question_type, type_match, typed_tokens
+from qa.fusion import (Evidence, FusionModel, Positions, features, load_model, question_type, type_match,
+                       type_proximity, typed_tokens, word_positions)
 from qa.lexical import Lexical, phrase_share
 from qa.textnorm import words
 from qa.index_store import IndexData, open_index
@@ -59,6 +60,8 @@ def _side_pool():
 # Sentences whose typed words one engine remembers per answer type before it
 # starts over (a few hundred bytes each: ~25 MB per type at the cap).
 _TYPED_MEMO_MAX = 100_000
+# ... and where their words and stems stand (two dicts, ~7 KB each: ~70 MB at the cap)
+_POSITIONS_MEMO_MAX = 10_000
 
 
 class Engine:
@@ -77,16 +80,22 @@ class Engine:
                                float(lex.get("k1", 1.2)))
         self._typed: dict[str, dict[int, frozenset[str]]] = {}  # memo: typed_tokens per kind, per sentence seen
         self.lexical.index_titles([t for (t,) in data.db.execute("SELECT title FROM documents ORDER BY doc_idx")])
-        # memo per sentence seen: (text, " its words " for phrase matching, word count);
-        # a candidate comes back question after question, and SQLite plus
-        # tokenising cost more than the rest of its evidence
+        # memo per sentence seen: (text, " its words " for phrase matching, word
+        # count); a candidate comes back question after question, and SQLite
+        # plus tokenising cost more than the rest of its evidence
         self._facts: dict[int, tuple[str, str, int]] = {}
+        # memo: where each word and stem stands in the sentences a typed
+        # question found a typed word in, for type_proximity
+        self._positions: dict[int, Positions] = {}
         self.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors,
                                   doc_vectors=data.doc_vectors)
 
     # -- loading -----------------------------------------------------------
     @classmethod
-    def load(cls, index_dir: str | Path = "index", model: str | None = None) -> "Engine":
+    def load(cls, index_dir: str | Path = "index", model: str | None = None,
+             fusion: FusionModel | None = None) -> "Engine":
+        """`fusion` replaces the fitted weights (the evaluation gathers
+        features to fit new ones, which the old weights may not fit)."""
         import faiss
 
         # one question is one small search: OpenMP threads only add wake-up
@@ -112,7 +121,7 @@ class Engine:
                 f"model {data.manifest.model!r} makes {encoder.dim}-d vectors but {index_dir} holds "
                 f"{data.manifest.dimension}-d ones: rebuild it with: python -m index_build --full"
             )
-        return cls(data, encoder)
+        return cls(data, encoder, fusion)
 
     def sql(self, query: str, params: tuple | list = ()) -> list[tuple]:
         """Rows of a read-only query on this index's metadata.
@@ -176,6 +185,8 @@ class Engine:
         # The lexical side needs no query vector: on a large index it runs in
         # another thread while the question is embedded (torch and numpy
         # release the GIL), and the passage search beside the sentence search.
+        # (On a flat index of 10k sentences neither measured faster: torch's
+        # own two threads, then the two searches, share the same two cores.)
         large = self.data.sentence_index.kind != FLAT
         lexical = _side_pool().submit(self._lexical, resolved.lexical, allowed) if large else None
         qv = self.query_vector(resolved)[None, :]
@@ -207,9 +218,10 @@ class Engine:
         facts = self._sentence_facts(cand)
         texts = [f[0] for f in facts]
         phrase = phrase_share(resolved.lexical, [f[1] for f in facts])
+        typed, qtype, near = self._typed_match(cand, facts, resolved, qterms.terms, qtype)
         X = features(Evidence(dense, bm[cand], bm_best, passage, cov["sent"], cov["ctx"], cov["doc"], doc_dense,
                               cov["title"], cov["doc_sat"], phrase, self.docs.sent_docs[self.docs.sent_doc_ptr[cand]],
-                              np.array([f[2] for f in facts]), *self._typed_match(cand, texts, resolved, qtype)))
+                              np.array([f[2] for f in facts]), typed, qtype, near))
         prob = self.fusion.score(X)
         order = np.argsort(-prob, kind="stable")
         return cand[order], prob[order], X[order], vecs[order], [texts[i] for i in order]
@@ -226,26 +238,41 @@ class Engine:
         b_ids = hit[np.argpartition(-bm[hit], nb - 1)[:nb]] if len(hit) > nb else hit
         return qterms, bm, bm_best, b_ids
 
-    def _typed_match(self, ids: np.ndarray, texts: list[str], resolved: Resolved,
-                     qtype: str | None) -> tuple[np.ndarray, str]:
-        """(type_match per candidate, the wanted type) for the question."""
+    def _typed_match(self, ids: np.ndarray, facts: list[tuple], resolved: Resolved, query_stems: list[str],
+                     qtype: str | None) -> tuple[np.ndarray, str, np.ndarray | None]:
+        """(type_match per candidate, the wanted type, type_proximity per
+        candidate) for the question."""
         qtype = qtype or question_type(resolved.type_text)
         if qtype == "any":
-            return np.ones(len(ids)), qtype
+            return np.ones(len(ids)), qtype, None
         memo = self._typed.setdefault(qtype, {})
         if len(memo) > _TYPED_MEMO_MAX:  # a long-running server at 1M sentences must not grow without bound
             memo.clear()
         toks = []
-        for i, t in zip(ids.tolist(), texts):
+        for i, f in zip(ids.tolist(), facts):
             tt = memo.get(i)
             if tt is None:
-                tt = memo[i] = typed_tokens(t, qtype)  # benign race: every thread writes the same value
+                tt = memo[i] = typed_tokens(f[0], qtype)  # benign race: every thread writes the same value
             toks.append(tt)
-        return type_match(toks, f"{resolved.type_text} {resolved.lexical}"), qtype
+        asked_text = f"{resolved.type_text} {resolved.lexical}"
+        asked = set(words(asked_text))
+        stems = set(query_stems)
+        near = np.zeros(len(ids))
+        pmemo = self._positions
+        if len(pmemo) > _POSITIONS_MEMO_MAX:
+            pmemo.clear()
+        for n, (i, f, tt) in enumerate(zip(ids.tolist(), facts, toks)):
+            if tt and not tt <= asked:
+                pos = pmemo.get(i)
+                if pos is None:
+                    w = f[1].split()
+                    pos = pmemo[i] = word_positions(w, self.lexical.stem_words(w))
+                near[n] = type_proximity(pos, tt, asked, stems)
+        return type_match(toks, asked_text), qtype, near
 
     def _sentence_facts(self, ids: np.ndarray) -> list[tuple[str, str, int]]:
-        """(text, " words ", word count) of each sentence, from the memo or
-        one SQLite query for the ones not seen yet."""
+        """(text, " words ", word count) of each sentence,
+        from the memo or one SQLite query for the ones not seen yet."""
         memo = self._facts
         out = [memo.get(i) for i in ids.tolist()]
         missing = [int(i) for i, f in zip(ids.tolist(), out) if f is None]
@@ -273,11 +300,11 @@ class Engine:
             answers: list[str | None] = [None] * len(turns)
             answers[-1] = self._previous_answer(turns)
             resolved = resolve(q, turns, answers)
-        ids, prob, _, vecs, texts = self.score_candidates(resolved)
-        chosen = mmr(prob, vecs, k, self.fusion.mmr_lambda)
+        ids, score, vecs, texts = self._scored(resolved)
+        chosen = mmr(score, vecs, k, self.fusion.mmr_lambda)
         threshold = self.fusion.threshold
-        found = bool(len(prob) and prob[0] >= threshold)
-        answers = self._answers([(int(ids[i]), texts[i], float(prob[i]), bool(prob[i] < threshold)) for i in chosen])
+        found = bool(len(score) and score[0] >= threshold)
+        answers = self._answers([(int(ids[i]), texts[i], float(score[i]), bool(score[i] < threshold)) for i in chosen])
         return Result(question=q, query=resolved.query, found=found, answers=answers,
                       followup=resolved.followup, threshold=threshold)
 
@@ -286,8 +313,15 @@ class Engine:
         one): what "it" and "them" in a follow-up most often point at.  Asked
         again rather than read from the chat, so a list of plain questions
         works the same as Gradio messages (and costs one cached embedding)."""
-        _, prob, _, _, texts = self.score_candidates(resolve(turns[-1], turns[:-1]))
-        return texts[0] if len(prob) and prob[0] >= self.fusion.threshold else None
+        _, score, _, texts = self._scored(resolve(turns[-1], turns[:-1]))
+        return texts[0] if len(score) and score[0] >= self.fusion.threshold else None
+
+    def _scored(self, resolved: Resolved) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(candidate ids, answer scores, vectors, texts), best first: the
+        fused ranking, scored so the best answer's score is P(answerable)."""
+        qtype = question_type(resolved.type_text)
+        ids, prob, X, vecs, texts = self.score_candidates(resolved, qtype)
+        return ids, self.fusion.answer_scores(prob, X, qtype), vecs, texts
 
     def _answers(self, picks: list[tuple[int, str, float, bool]]) -> list[Answer]:
         """Answers for (sentence id, text, score, weak) picks, with every source

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.doc_map import DocMap
-from qa.textnorm import _stopwords, lexical_terms, words
+from qa.textnorm import _stemmer, _stopwords, lexical_terms, words
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ class Lexical:
         w = self.idf[ids] if len(ids) else np.zeros(0)
         total = float(w.sum()) + unknown * self.max_idf
         return QueryTerms(terms, ids, w / total if total > 0 else w, unknown)
+
+    def stem_words(self, ws: list[str]) -> list[str]:
+        """The stems of already lower-cased words, as query terms are stemmed."""
+        stem = _stemmer(self.language)
+        return stem.stemWords(ws) if stem is not None else list(ws)
 
     def known_share(self, text: str) -> float:
         q = self.terms(text)

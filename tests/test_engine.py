@@ -181,15 +181,19 @@ def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
     r = seeds.run(seed_index)
     report = seeds.table(r)
     # today: 2 near-topic questions of 15 answered ("Who is the leader of
-    # Hamas?", "What time does Shabbat start in New York?"), none off-topic
+    # Hamas?", "What time does Shabbat start in New York?"), none off-topic.
+    # 5 answerable ones refused, 2 more than with the best sentence's score
+    # alone: the question-level abstention (qa/abstain.py) traded them for
+    # refusing 0.92 of SQuAD's off-topic questions instead of 0.87 at the
+    # same answer rate, and the BBC news questions lost no answer.
     assert len(r["answered_unanswerable"]) <= 2, report
-    assert len(r["refused_answerable"]) <= 3, report
+    assert len(r["refused_answerable"]) <= 5, report
     assert r["topic_shift_accuracy"] == 1.0, report
-    assert r["hit@3"] >= 0.95 and r["hit@1"] >= 0.83 and r["followup_accuracy"] >= 0.9, report
+    assert r["hit@3"] >= 0.95 and r["hit@1"] >= 0.86 and r["followup_accuracy"] >= 0.9, report
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3 targets not reached yet: seeds hit@1 0.84 (>= 0.93), hit@3 0.95 (1.0), "
-                   "3 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)")
+@pytest.mark.xfail(strict=True, reason="issue 3 targets not reached yet: seeds hit@1 0.86 (>= 0.93), hit@3 0.95 (1.0), "
+                   "5 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)")
 def test_seeds_gold_targets(seed_index: Path) -> None:
     from qa.eval import seeds
 

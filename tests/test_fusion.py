@@ -55,6 +55,48 @@ def test_kinds_found_in_sentences() -> None:
         "Hervé served in the 1050s, the port fell in 999, and it grew in the 10th and 11th centuries.", "date")
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The theatre was in operation from 1870 to 1939.", {"from", "1870"}),
+        ("Warsaw remained the capital until 1796, when it was annexed.", {"until", "1796"}),
+        ("This imagery has been in use since at least the mid-14th century.", {"since", "14th"}),
+        ("After months of work, Tesla fulfilled the task.", {"after", "months"}),
+        ("Filaments are arranged in rows 6.4 nanometers apart.", {"nanometers"}),
+        ("Biden and Netanyahu previously spoke for about 45 minutes on Sunday.", {"45", "minutes"}),
+    ],
+)
+def test_durations_include_spans(text: str, expected: set[str]) -> None:
+    """A third of SQuAD's "how long" answers are spans ("from 1870 to 1939",
+    "since 1951"), not amounts: they are durations too."""
+    assert expected <= typed_tokens(text, "measure")
+
+
+def test_no_duration_without_a_time_word() -> None:
+    assert typed_tokens("The delegation came from the White House on Sunday.", "measure") == frozenset()
+
+
+def test_type_proximity_prefers_the_typed_word_beside_the_question() -> None:
+    """"Who is Israel's prime minister?": the name right after "Prime
+    Minister" is closer than a name at the other end of the sentence."""
+    import Stemmer
+
+    from qa.fusion import type_proximity, word_positions
+    from qa.textnorm import lexical_terms, words
+
+    q = "Who is Israel's prime minister?"
+    asked, stems = set(words(q)), set(lexical_terms(q, query=True))
+
+    def near(text: str) -> float:
+        ws = words(text)
+        positions = word_positions(ws, Stemmer.Stemmer("english").stemWords(ws))
+        return type_proximity(positions, typed_tokens(text, "name"), asked, stems)
+
+    assert near("Biden spoke to Prime Minister Benjamin Netanyahu.") == 1.0
+    assert near("CNN said Biden called the prime minister.") == pytest.approx(1 / 3)  # Biden, 3 words off
+    assert near("Biden spoke to the prime minister.") == 0.0  # no name the question lacks
+
+
 def test_a_kind_only_counts_when_it_adds_to_the_question() -> None:
     """"When ... before the Sunday call?": a sentence whose only date is the
     question's own Sunday does not answer it; one with another date does."""
@@ -87,8 +129,16 @@ def test_name_evidence_has_its_own_weights() -> None:
                       np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n),
                       np.array([0, 1]), np.array([10, 12]), np.array([1.0, 0.0]), qtype)
         X = features(ev)
-        return {f: X[:, FEATURES.index(f)].tolist() for f in ("type_match", "type_miss", "name_match", "name_miss")}
+        return {f: X[:, FEATURES.index(f)].tolist()
+                for f in ("type_match", "type_miss", "name_match", "name_miss")}
 
-    assert cols("name") == {"type_match": [0, 0], "type_miss": [0, 0], "name_match": [1, 0], "name_miss": [0, 1]}
-    assert cols("clock") == {"type_match": [1, 0], "type_miss": [0, 1], "name_match": [0, 0], "name_miss": [0, 0]}
+    zero = {f: [0, 0] for f in cols("any")}
+    assert cols("name") == zero | {"name_match": [1, 0], "name_miss": [0, 1]}
+    assert cols("clock") == cols("number") == zero | {"type_match": [1, 0], "type_miss": [0, 1]}
     assert all(v == [0, 0] for v in cols("any").values())
+
+
+def test_a_day_is_no_span() -> None:
+    """"The first call since January 19" dates the call: no duration."""
+    assert typed_tokens("In their first call since January 19, they spoke.", "measure") == frozenset()
+    assert {"until", "1918"} <= typed_tokens("Warsaw was occupied from 4 August 1915 until November 1918.", "measure")
