@@ -309,12 +309,14 @@ class Engine:
                       followup=resolved.followup, threshold=threshold)
 
     def _previous_answer(self, turns: list[str]) -> str | None:
-        """The sentence this engine answered the last turn with (if it found
-        one): what "it" and "them" in a follow-up most often point at.  Asked
-        again rather than read from the chat, so a list of plain questions
-        works the same as Gradio messages (and costs one cached embedding)."""
+        """The sentence this engine answered the last turn with: what "it" and
+        "them" in a follow-up most often point at.  Asked again rather than
+        read from the chat, so a list of plain questions works the same as
+        Gradio messages (and costs one cached embedding).  Taken even when it
+        was only a closest match: the user saw it all the same (CANARD
+        overlap@5 0.512 when only found answers counted, 0.533 with all)."""
         _, score, _, texts = self._scored(resolve(turns[-1], turns[:-1]))
-        return texts[0] if len(score) and score[0] >= self.fusion.threshold else None
+        return texts[0] if len(score) else None
 
     def _scored(self, resolved: Resolved) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(candidate ids, answer scores, vectors, texts), best first: the
