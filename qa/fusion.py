@@ -36,8 +36,9 @@ _NUM_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|f
               r"sixty|hundreds?|thousands?|millions?|billions?|dozens?|half|third|thirds|quarter|quarters")
 _NUMBER = re.compile(rf"\d[\d,.]*\d|\d|\b(?:{_NUM_WORDS})\b", re.I)
 # years and decades ("1950s"), "in 999", ordinals ("the 4th", "11th century"), named days and seasons
-_DATE = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b|\bin \d{3}\b|\b\d{1,2}(?:st|nd|rd|th)\b|\b(?:january|february|march|april|may|june|july|august|september|"
-                   r"october|november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
+_DATE = re.compile(rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b|\bin \d{{3}}\b|\b\d{{1,2}}(?:st|nd|rd|th)\b|\b(?:{_MONTHS}|"
+                   r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
                    r"yesterday|today|tomorrow|century|centuries|decades?|week|month|year|morning|evening|night|"
                    r"spring|summer|autumn|winter)\b", re.I)
 # a capitalised word inside the sentence (not its first word), or an acronym (CNN, NBC)
@@ -48,7 +49,6 @@ _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+|\b[A-Z]{2,}\b")
 _UNITS = (r"seconds?|minutes?|hours?|days?|nights?|weeks?|months?|years?|decades?|centuries|generations?|"
           r"km|kilometres?|kilometers?|miles?|metres?|meters?|feet|foot|yards?|inches|cm|mm|nanomet(?:er|re)s?|"
           r"micromet(?:er|re)s?|light[- ]years?|leagues?")
-_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
 # what a span runs from or to: a year, a decade, a century or an era ("since 1951", "until the 19th
 # century"), not a day ("the first call since January 19" dates the call, it is no duration)
 _SPAN_END = (r"1[0-9]{3}s?|20[0-9]{2}s?|(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|"
