@@ -164,7 +164,8 @@ def main() -> int:
         r = latency(index, qs)
         r["corpus"] = corpus
         out["latency"].append(r)
-    out["load"] = load_times(index_for(args.corpus[0]), args.load_runs)
+    if args.load_runs > 0:
+        out["load"] = load_times(index_for(args.corpus[0]), args.load_runs)
     out["load_average"] = os.getloadavg()
     if args.json:
         print(json.dumps(out, indent=2))
@@ -176,8 +177,9 @@ def main() -> int:
               f"{r['encode_p50_ms']:10.1f} {r['encode_p95_ms']:10.1f} {r['encode_fp32_p50_ms']:8.1f} "
               f"{r['ratio_p50']:13.2f}x  ({r['precision']}; median of per-question ratios {r['ratio_median_of_pairs']}x)")
     ld = out["load"]
-    print(f"\nfresh process, median of {ld['runs']}: qa.load {ld['qa_load_s']:.2f} s vs bare import sentence_transformers"
-          f" + model load {ld['bare_import_and_load_s']:.2f} s = {ld['ratio']:.2f}x (target <= 1.3x)")
+    if ld:
+        print(f"\nfresh process, median of {ld['runs']}: qa.load {ld['qa_load_s']:.2f} s vs bare import sentence_transformers"
+              f" + model load {ld['bare_import_and_load_s']:.2f} s = {ld['ratio']:.2f}x (target <= 1.3x)")
     print(f"load average {out['load_average'][0]:.2f} (above ~0.5 before the run means another process shared the CPU)")
     return 0
 

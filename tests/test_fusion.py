@@ -81,7 +81,7 @@ def test_type_proximity_prefers_the_typed_word_beside_the_question() -> None:
     Minister" is closer than a name at the other end of the sentence."""
     import Stemmer
 
-    from qa.fusion import type_proximity, word_positions
+    from qa.fusion import type_proximity
     from qa.textnorm import lexical_terms, words
 
     q = "Who is Israel's prime minister?"
@@ -89,8 +89,7 @@ def test_type_proximity_prefers_the_typed_word_beside_the_question() -> None:
 
     def near(text: str) -> float:
         ws = words(text)
-        positions = word_positions(ws, Stemmer.Stemmer("english").stemWords(ws))
-        return type_proximity(positions, typed_tokens(text, "name"), asked, stems)
+        return type_proximity(ws, Stemmer.Stemmer("english").stemWords(ws), typed_tokens(text, "name"), asked, stems)
 
     assert near("Biden spoke to Prime Minister Benjamin Netanyahu.") == 1.0
     assert near("CNN said Biden called the prime minister.") == pytest.approx(1 / 3)  # Biden, 3 words off
