@@ -115,6 +115,37 @@ def question_type(question: str) -> str:
     return best
 
 
+# A word at least one of which every match of a kind holds, when the match has
+# no digit (names have none: nearly every sentence has a capital).  The
+# patterns try a long alternation at every position, 8-21 us a sentence, and
+# most sentences hold no number, date, measure, share or time of day at all:
+# a digit test and a set lookup rule those out first, with the same results
+# (tests/test_fusion.py checks it on the seed articles).
+_MATCH_WORDS = {
+    "number": frozenset(
+        "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty sixty "
+        "hundred hundreds thousand thousands million millions billion billions dozen dozens half third thirds "
+        "quarter quarters".split()),
+    "date": frozenset(
+        f"{_MONTHS.replace('|', ' ')} monday tuesday wednesday thursday friday saturday sunday yesterday today "
+        "tomorrow century centuries decade decades week month year morning evening night spring summer autumn "
+        "winter".split()),
+    "measure": frozenset(
+        "second seconds minute minutes hour hours day days night nights week weeks month months year years decade "
+        "decades century centuries generation generations km kilometre kilometres kilometer kilometers mile miles "
+        "metre metres meter meters feet foot yard yards inches cm mm nanometer nanometers nanometre nanometres "
+        "micrometer micrometers micrometre micrometres league leagues period era age".split()),
+    "share": frozenset("half halves third thirds quarter quarters fifth fifths tenth tenths majority minority".split()),
+    "clock": frozenset("noon midday midnight clock sunset sundown sunrise dawn dusk".split()),
+}
+_DIGIT = re.compile(r"\d")
+
+
+def _cannot_match(text: str, qtype: str) -> bool:
+    need = _MATCH_WORDS.get(qtype)
+    return need is not None and not _DIGIT.search(text) and need.isdisjoint(_WORDS.findall(text.casefold()))
+
+
 def typed_tokens(text: str, qtype: str) -> frozenset[str]:
     """The words of `text` that are of kind `qtype` (one of TYPES),
     lower-cased; engines memoise it per sentence and kind.
@@ -122,6 +153,8 @@ def typed_tokens(text: str, qtype: str) -> frozenset[str]:
     Words, not a yes/no, so that a kind only counts when the sentence adds
     something the question does not already say: for "When did they speak
     before the Sunday call?" the "Sunday" of a sentence is no answer."""
+    if _cannot_match(text, qtype):
+        return frozenset()
     found = _TYPE_PATTERNS[qtype].findall(text)  # whole matches: the patterns have no capturing groups
     return frozenset(_WORDS.findall(" ".join(found).lower())) if found else frozenset()
 

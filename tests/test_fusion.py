@@ -141,3 +141,27 @@ def test_a_day_is_no_span() -> None:
     """"The first call since January 19" dates the call: no duration."""
     assert typed_tokens("In their first call since January 19, they spoke.", "measure") == frozenset()
     assert {"until", "1918"} <= typed_tokens("Warsaw was occupied from 4 August 1915 until November 1918.", "measure")
+
+
+def test_the_quick_rule_out_never_drops_a_match() -> None:
+    """typed_tokens skips its pattern when a sentence has no digit and none of
+    the kind's words: on every sentence of the seed articles (and on edge
+    cases of each kind) the result is the pattern's own."""
+    from pathlib import Path
+
+    from qa.fusion import _MATCH_WORDS, _TYPE_PATTERNS, _WORDS, TYPES
+
+    seeds = Path(__file__).resolve().parent.parent / "seeds"
+    texts = [line for f in sorted(seeds.iterdir()) if f.is_file()
+             for line in f.read_text(encoding="utf-8", errors="replace").replace(". ", ".\n").splitlines()]
+    texts += ["It took half an hour.", "Around noon, at dusk, at 5 o'clock.", "A majority of two-thirds.",
+              "They walked for miles over several centuries.", "Since the Bronze Age, in the Jurassic period.",
+              "In the Eighteenth Century, a dozen of them.", "It is 6,650 KM long.", "TWENTY YEARS LATER."]
+    # each listed word alone, with no digit beside it: where a pattern matches, its word must be listed
+    texts += [f"Then a few {w}, it said {w} of it." for kind in _MATCH_WORDS.values() for w in kind]
+    texts += ["They met at noon.", "The vote went to the majority.", "It was the stone age.", "A few leagues."]
+    assert len(texts) > 50
+    for qtype in TYPES:
+        for t in texts:
+            plain = frozenset(_WORDS.findall(" ".join(_TYPE_PATTERNS[qtype].findall(t)).lower()))
+            assert typed_tokens(t, qtype) == plain, (qtype, t)
