@@ -319,10 +319,16 @@ def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
 
 def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
                    previous: tuple[Path, fmt.Manifest] | None = None) -> dict:
-    """sentences/passages .npy plus their FAISS index (exact when small,
-    IVF over 8-bit codes, tuned on this data, when large), and the document
-    vectors (meta.sqlite must be written already): returns the manifest's
-    `vector_index` (index type and parameters of each).
+    """sentence vectors (.npy) and their FAISS index (exact when small, IVF
+    over 8-bit codes, tuned on this data, when large), passage and document
+    vectors (.npy; meta.sqlite must be written already): returns the
+    manifest's `vector_index` (index type and parameters of the sentence
+    index, the document vectors' file).
+
+    Passages get no FAISS index: the retriever reads a candidate's passage
+    vectors by row and never searches them (their search added nothing a
+    sentence's neighbours do not, on the SQuAD dev half), and at 1M sentences
+    it was a second IVF index to train, tune, store and page in.
 
     `previous`: the index being replaced and its manifest (same model): an IVF
     index of it whose trained count is near the new one lends its training
@@ -334,10 +340,8 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
     from qa.doc_map import document_vectors
 
     params = {}
-    for which, vecs, faiss_name, npy_name in (
-        ("sentences", s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS),
-        ("passages", p_vecs, fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS),
-    ):
+    np.save(tmp / fmt.PASSAGE_VECTORS, np.asarray(p_vecs, dtype=np.float32), allow_pickle=False)
+    for which, vecs, faiss_name, npy_name in (("sentences", s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS),):
         # The index is built from the vectors in memory: reading the .npy
         # back memory-mapped would put a second copy of every vector in the
         # resident set (its pages), 1.5 GB at 1M sentences.

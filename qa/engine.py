@@ -96,7 +96,7 @@ class Engine:
         # memo: " "-joined stems of the sentences a typed question found a
         # typed word in, for type_proximity
         self._stems: dict[int, str] = {}
-        self.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors,
+        self.docs = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors,
                                   doc_vectors=data.doc_vectors)
 
     # -- loading -----------------------------------------------------------

@@ -8,9 +8,10 @@ An index is a directory::
     sentences.faiss        inner-product index over unique-sentence vectors: exact
                            (flat) when small, IVF over 8-bit codes when large
                            (manifest "vector_index" says which, and its settings)
-    passages.faiss         the same over passage vectors
     sentence_vectors.npy   the same vectors, float32 (embedding cache, MMR)
-    passage_vectors.npy
+    passage_vectors.npy    each passage's vector, float32, read by row (indexes
+                           built before 2026-12-04 also hold a passages.faiss,
+                           which nothing reads any more)
     doc_vectors.npy        each document's normalised mean sentence vector, float32
                            (manifest "vector_index.documents"; indexes built before
                            it lack both, and the loader computes them instead)
@@ -34,7 +35,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 META_DB = "meta.sqlite"
 SENTENCE_FAISS = "sentences.faiss"
-PASSAGE_FAISS = "passages.faiss"
 SENTENCE_VECTORS = "sentence_vectors.npy"
 PASSAGE_VECTORS = "passage_vectors.npy"
 DOC_VECTORS = "doc_vectors.npy"
@@ -176,7 +176,7 @@ class Manifest:
 
 
     def vector_params(self, which: str) -> dict[str, Any]:
-        """The FAISS index settings of "sentences" or "passages"."""
+        """The FAISS index settings of "sentences"."""
         vi = self.vector_index if isinstance(self.vector_index, dict) else {}
         return dict(vi.get(which) or {"type": "flat"})
 
@@ -185,7 +185,8 @@ class Manifest:
 
         vi = self.vector_index if isinstance(self.vector_index, dict) else {}
         out = []
-        for which in ("sentences", "passages"):
+        # (an older index's "passages" entry describes a file nothing reads)
+        for which in ("sentences",):
             p = vi.get(which, {"type": "flat"})
             if not isinstance(p, dict) or p.get("type") not in KINDS:
                 out.append(f"vector_index.{which} must name an index type of {', '.join(KINDS)}, not {p!r}")

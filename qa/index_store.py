@@ -25,7 +25,6 @@ class IndexData:
     manifest: fmt.Manifest
     db: sqlite3.Connection
     sentence_index: Any  # qa.vector_index.VectorIndex (.search(q, k), .ntotal, .kind, .params)
-    passage_index: Any
     sentence_vectors: np.ndarray  # or a qa.vector_rows.RowFile (a large file, read with pread)
     passage_vectors: np.ndarray
     bm25: Any  # bm25s.BM25
@@ -36,6 +35,10 @@ class IndexData:
     @property
     def n_sentences(self) -> int:
         return int(self.sentence_index.ntotal)
+
+    @property
+    def n_passages(self) -> int:
+        return int(self.passage_vectors.shape[0])
 
     def close(self) -> None:
         self.db.close()
@@ -258,15 +261,19 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
                 raise IndexLoadError(f"{root / faiss_name} and {root / npy_name} hold different vectors "
                                      f"(row {i}): they come from different builds: {hint}")
 
-    s_params, p_params = manifest.vector_params("sentences"), manifest.vector_params("passages")
+    s_params = manifest.vector_params("sentences")
     s_index = load_faiss(fmt.SENTENCE_FAISS, n_sent, s_params)
-    p_index = load_faiss(fmt.PASSAGE_FAISS, n_pass, p_params)
     s_vecs = load_vectors(fmt.SENTENCE_VECTORS, n_sent)
     p_vecs = load_vectors(fmt.PASSAGE_VECTORS, n_pass)
     same_vectors(s_index, s_vecs, s_params["type"], fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
-    same_vectors(p_index, p_vecs, p_params["type"], fmt.PASSAGE_FAISS, fmt.PASSAGE_VECTORS)
+    # passage vectors are unit length (normalised means, or normalised
+    # embeddings): checked on a sample of rows, as the sentence vectors are
+    for i in sorted({0, n_pass // 2, n_pass - 1} if n_pass else set()):
+        norm = float(np.linalg.norm(np.asarray(p_vecs[i], dtype=np.float32)))
+        if not np.isfinite(norm) or abs(norm - 1.0) > 1e-3:
+            raise IndexLoadError(f"{root / fmt.PASSAGE_VECTORS} holds a damaged passage vector (row {i}, "
+                                 f"length {norm}): {hint}")
     s_index = vi.VectorIndex(s_index, s_vecs, s_params)
-    p_index = vi.VectorIndex(p_index, p_vecs, p_params)
 
     import bm25s
 
@@ -296,9 +303,9 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
             if not np.isfinite(norm) or not (norm < 1e-6 or abs(norm - 1.0) < 1e-3):
                 raise IndexLoadError(f"{root / fmt.DOC_VECTORS} holds a damaged document vector (row {i}, "
                                      f"length {norm}): {hint}")
-    _prefetch([root / fmt.SENTENCE_FAISS, root / fmt.PASSAGE_FAISS, *sorted(bm_dir.glob("*.npy")),
+    _prefetch([root / fmt.SENTENCE_FAISS, *sorted(bm_dir.glob("*.npy")),
                root / fmt.SENTENCE_VECTORS, root / fmt.PASSAGE_VECTORS, root / fmt.META_DB])
-    return IndexData(root, manifest, db, s_index, p_index, s_vecs, p_vecs, bm25, d_vecs)
+    return IndexData(root, manifest, db, s_index, s_vecs, p_vecs, bm25, d_vecs)
 
 
 # Set to 0 to skip the page-cache warm-up of a freshly loaded index.

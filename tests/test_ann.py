@@ -98,9 +98,10 @@ def test_ann_index_round_trips_through_the_loader(ann_index: Path, tmp_path: Pat
     import qa
 
     m = json.loads((ann_index / "manifest.json").read_text())
-    for which in ("sentences", "passages"):
-        p = m["vector_index"][which]
-        assert p["type"] == vi.ANN_KIND == vi.IVF_SQ8 and p["nprobe"] >= 1 and p["rerank"] >= 1
+    p = m["vector_index"]["sentences"]
+    assert p["type"] == vi.ANN_KIND == vi.IVF_SQ8 and p["nprobe"] >= 1 and p["rerank"] >= 1
+    # passages are read by row, never searched: no FAISS index of them
+    assert "passages" not in m["vector_index"] and not (ann_index / "passages.faiss").exists()
     data = open_index(ann_index)
     try:
         assert isinstance(data.sentence_index, vi.VectorIndex) and data.sentence_index.kind == vi.IVF_SQ8
@@ -111,8 +112,8 @@ def test_ann_index_round_trips_through_the_loader(ann_index: Path, tmp_path: Pat
         _, ids = data.sentence_index.search(np.asarray(data.sentence_vectors[:5]), 1)
         assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
         # more candidates than there are vectors: padded with -1, as FAISS does
-        _, ids = data.passage_index.search(np.asarray(data.passage_vectors[:1]), data.passage_index.ntotal + 5)
-        assert ids[0, -5:].tolist() == [-1] * 5 and sorted(ids[0, :-5]) == list(range(data.passage_index.ntotal))
+        _, ids = data.sentence_index.search(np.asarray(data.sentence_vectors[:1]), n + 5)
+        assert ids[0, -5:].tolist() == [-1] * 5 and sorted(ids[0, :-5]) == list(range(n))
     finally:
         data.close()
     engine = qa.load(ann_index)
@@ -210,7 +211,7 @@ def test_damaged_or_mismatched_ann_files_fail_loudly(ann_index: Path, seed_index
     cases["manifest-unknown-type"] = (d, "manifest.json", "vector_index.sentences")
     d = _copy(ann_index, tmp_path / "manifest-no-nprobe")
     m = json.loads((d / "manifest.json").read_text())
-    del m["vector_index"]["passages"]["nprobe"]
+    del m["vector_index"]["sentences"]["nprobe"]
     (d / "manifest.json").write_text(json.dumps(m))
     cases["manifest-no-nprobe"] = (d, "manifest.json", "nprobe")
     for name, (d, names, words) in cases.items():

@@ -73,10 +73,10 @@ def test_builder_stores_the_document_vectors(seed_index: Path) -> None:
         # the same math as computing them at load: bit for bit
         computed = document_vectors(data.db, data.sentence_vectors)
         assert np.array_equal(np.asarray(stored), computed)
-        old_way = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors)
+        old_way = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors)
         assert np.array_equal(old_way.doc_vectors, computed)
         assert np.allclose(np.linalg.norm(computed, axis=1), 1.0, atol=1e-5)
-        new_way = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors,
+        new_way = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors,
                                 doc_vectors=stored)
         assert new_way.doc_vectors is stored
         for f in ("sent_doc_ptr", "sent_docs", "prev_sent", "next_sent", "sent_pas_ptr", "sent_pas", "pas_sent_ptr",
@@ -91,7 +91,7 @@ def test_answers_are_the_same_with_stored_document_vectors(engine) -> None:
 
     stored = qa.load(engine.data.path)
     data = stored.data
-    stored.docs = build_doc_map(data.db, data.n_sentences, int(data.passage_index.ntotal), data.sentence_vectors,
+    stored.docs = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors,
                                 doc_vectors=data.doc_vectors)
     assert stored.docs.doc_vectors is data.doc_vectors
     _same(_answers(engine), _answers(stored))
@@ -229,3 +229,25 @@ def test_incremental_build_keeps_ivf_training(tmp_path: Path, monkeypatch: pytes
     build([src], out, BuildConfig(progress=False, full=True), log=lambda m: None)
     third = json.loads((out / fmt.MANIFEST).read_text())["vector_index"]["sentences"]
     assert third["training_reused"] is False and third["trained_on"] == m["counts"]["unique_sentences"]
+
+
+def test_an_index_with_the_old_passage_faiss_file_still_loads(seed_index: Path, tmp_path: Path) -> None:
+    """Indexes built before 2026-12-04 also hold passages.faiss and describe it
+    in the manifest; nothing reads it now, and such an index must load and
+    answer as before (no forced rebuild)."""
+    import faiss
+
+    import qa
+
+    old = tmp_path / "old"
+    shutil.copytree(seed_index, old)
+    pv = np.load(old / "passage_vectors.npy")
+    flat = faiss.IndexFlatIP(pv.shape[1])
+    flat.add(pv)
+    faiss.write_index(flat, str(old / "passages.faiss"))
+    m = json.loads((old / "manifest.json").read_text())
+    assert "passages" not in m["vector_index"]  # the builder no longer writes it
+    m["vector_index"]["passages"] = {"type": "flat", "file_bytes": (old / "passages.faiss").stat().st_size}
+    (old / "manifest.json").write_text(json.dumps(m))
+    res = qa.load(old).ask("How long did the call between Biden and Netanyahu last?")
+    assert res.found and "45 minutes" in res.answers[0].text

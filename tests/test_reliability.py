@@ -108,7 +108,13 @@ def make_damaged_indexes(good: Path, root: Path) -> dict[str, tuple[Path, str]]:
     l2 = faiss.IndexFlatL2(v.shape[1])
     l2.add(v)
     faiss.write_index(l2, str(case("faiss-l2-metric", "sentences.faiss") / "sentences.faiss"))
-    shutil.copy(good / "passages.faiss", case("faiss-of-passages", "sentences.faiss") / "sentences.faiss")
+    pv = np.load(good / "passage_vectors.npy")
+    flat = faiss.IndexFlatIP(pv.shape[1])
+    flat.add(pv)
+    faiss.write_index(flat, str(case("faiss-of-passages", "sentences.faiss") / "sentences.faiss"))
+    stretched = pv.copy()
+    stretched[len(pv) // 2] *= 3.0
+    np.save(case("passage-vector-damaged", "passage_vectors.npy") / "passage_vectors.npy", stretched)
     np.save(case("npy-from-another-build", "sentence_vectors.npy") / "sentence_vectors.npy", v[::-1].copy())
     (case("npy-truncated", "sentence_vectors.npy") / "sentence_vectors.npy").write_bytes(
         (good / "sentence_vectors.npy").read_bytes()[:1000])
