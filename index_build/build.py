@@ -341,26 +341,24 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
 
     params = {}
     np.save(tmp / fmt.PASSAGE_VECTORS, np.asarray(p_vecs, dtype=np.float32), allow_pickle=False)
-    for which, vecs, faiss_name, npy_name in (("sentences", s_vecs, fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS),):
-        # The index is built from the vectors in memory: reading the .npy
-        # back memory-mapped would put a second copy of every vector in the
-        # resident set (its pages), 1.5 GB at 1M sentences.
-        mapped = np.asarray(vecs, dtype=np.float32)
-        np.save(tmp / npy_name, mapped, allow_pickle=False)
-        trained = None
-        if previous is not None:
-            old_dir, old_manifest = previous
-            trained = vi.reusable_training(old_dir / faiss_name, old_manifest.vector_params(which),
-                                           int(mapped.shape[0]), int(mapped.shape[1]))
-        index, params[which] = vi.build_index(mapped, previous=trained)
-        del trained
-        faiss.write_index(index, str(tmp / faiss_name))
-        # the loader memory-maps the file only at exactly this size
-        params[which]["file_bytes"] = (tmp / faiss_name).stat().st_size
-        del index, mapped
+    # The index is built from the vectors in memory: reading the .npy back
+    # memory-mapped would put a second copy of every vector in the resident
+    # set (its pages), 1.5 GB at 1M sentences.
+    mapped = np.asarray(s_vecs, dtype=np.float32)
+    np.save(tmp / fmt.SENTENCE_VECTORS, mapped, allow_pickle=False)
+    trained = None
+    if previous is not None:
+        old_dir, old_manifest = previous
+        trained = vi.reusable_training(old_dir / fmt.SENTENCE_FAISS, old_manifest.vector_params("sentences"),
+                                       int(mapped.shape[0]), int(mapped.shape[1]))
+    index, params["sentences"] = vi.build_index(mapped, previous=trained)
+    del trained
+    faiss.write_index(index, str(tmp / fmt.SENTENCE_FAISS))
+    # the loader memory-maps the file only at exactly this size
+    params["sentences"]["file_bytes"] = (tmp / fmt.SENTENCE_FAISS).stat().st_size
+    del index
     # each document's mean sentence vector, computed once here instead of at
     # every load (where it would read every sentence vector)
-    mapped = np.asarray(s_vecs, dtype=np.float32)
     con = fmt.connect(tmp, readonly=False)
     try:
         doc_vecs = document_vectors(con, mapped)

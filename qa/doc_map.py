@@ -39,8 +39,6 @@ class DocMap:
     next_sent: np.ndarray  # sentence after it (-1: none)
     sent_pas_ptr: np.ndarray  # CSR: sentence -> passages holding an occurrence
     sent_pas: np.ndarray
-    pas_sent_ptr: np.ndarray  # CSR: passage -> its sentences
-    pas_sents: np.ndarray
     doc_vectors: np.ndarray  # normalised mean of each document's sentence vectors
     n_docs: int
     doc_sent_ptr: np.ndarray  # CSR: document -> its answer-sentence occurrences
@@ -57,12 +55,6 @@ class DocMap:
     def passages_of(self, sents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position in `sents`, passage) for every passage holding one of `sents`."""
         return _expand(self.sent_pas_ptr, self.sent_pas, sents)
-
-    def sentences_of_passages(self, passages: np.ndarray) -> np.ndarray:
-        passages = passages[passages >= 0]
-        if len(passages) == 0:
-            return np.zeros(0, np.int64)
-        return np.concatenate([self.pas_sents[self.pas_sent_ptr[p] : self.pas_sent_ptr[p + 1]] for p in passages])
 
 
 def _occurrences(db: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, int]:
@@ -98,7 +90,7 @@ def document_vectors(db: sqlite3.Connection, sentence_vectors: np.ndarray) -> np
     return _centroids(doc, sent, n_docs, int(sentence_vectors.shape[0]), sentence_vectors)
 
 
-def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sentence_vectors: np.ndarray,
+def build_doc_map(db: sqlite3.Connection, n_sentences: int, sentence_vectors: np.ndarray,
                   doc_vectors: np.ndarray | None = None) -> DocMap:
     """`doc_vectors`: the stored document vectors (IndexData.doc_vectors);
     None (an index built before they were stored) computes them here from
@@ -126,7 +118,6 @@ def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sen
         "WHERE ds.sent_idx IS NOT NULL"
     ).fetchall(), dtype=np.int64).reshape(-1, 2)
     s_ptr, s_pas = _csr(pairs[:, 0], pairs[:, 1], n_sentences)
-    p_ptr, p_sen = _csr(pairs[:, 1], pairs[:, 0], n_passages)
 
     if doc_vectors is None:
         doc_vecs = _centroids(doc, sent, n_docs, n_sentences, sentence_vectors)
@@ -136,5 +127,5 @@ def build_doc_map(db: sqlite3.Connection, n_sentences: int, n_passages: int, sen
         doc_vecs = doc_vectors
     doc_sent_ptr = np.zeros(n_docs + 1, dtype=np.int64)
     np.cumsum(np.bincount(doc, minlength=n_docs), out=doc_sent_ptr[1:])  # `doc` is sorted: `sent` is the CSR
-    return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, p_ptr, p_sen, doc_vecs, n_docs,
+    return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, doc_vecs, n_docs,
                   doc_sent_ptr, sent)

@@ -96,7 +96,7 @@ class Engine:
         # memo: " "-joined stems of the sentences a typed question found a
         # typed word in, for type_proximity
         self._stems: dict[int, str] = {}
-        self.docs = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors,
+        self.docs = build_doc_map(data.db, data.n_sentences, data.sentence_vectors,
                                   doc_vectors=data.doc_vectors)
 
     # -- loading -----------------------------------------------------------
@@ -204,11 +204,11 @@ class Engine:
                                                                                                  allowed)
         # the sentences beside the best dense matches are candidates too: "It
         # lasted 45 minutes" follows the sentence that names the call
-        top = d_ids[0][d_ids[0] >= 0]
-        top = (top if allowed is None else top[allowed[top]])[:NEIGHBOURS_OF_TOP]
+        dense_ids = d_ids[0][d_ids[0] >= 0]
+        top = (dense_ids if allowed is None else dense_ids[allowed[dense_ids]])[:NEIGHBOURS_OF_TOP]
         nbrs = np.concatenate([self.docs.prev_sent[top], self.docs.next_sent[top]])
         beside = nbrs[nbrs >= 0]
-        cand = np.unique(np.concatenate([d_ids[0][d_ids[0] >= 0], b_ids, beside]).astype(np.int64))
+        cand = np.unique(np.concatenate([dense_ids, b_ids, beside]).astype(np.int64))
         if allowed is not None:
             cand = cand[allowed[cand]]
         vecs = np.asarray(self.data.sentence_vectors[cand])

@@ -36,10 +36,6 @@ class IndexData:
     def n_sentences(self) -> int:
         return int(self.sentence_index.ntotal)
 
-    @property
-    def n_passages(self) -> int:
-        return int(self.passage_vectors.shape[0])
-
     def close(self) -> None:
         self.db.close()
         for v in (self.sentence_vectors, self.passage_vectors, self.doc_vectors):
@@ -261,18 +257,22 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
                 raise IndexLoadError(f"{root / faiss_name} and {root / npy_name} hold different vectors "
                                      f"(row {i}): they come from different builds: {hint}")
 
+    def unit_rows(vecs: np.ndarray, name: str, what: str, zero_ok: bool) -> None:
+        """Vectors of unit length, checked on a sample of rows as the
+        sentence vectors are (reading all of them would cost the load)."""
+        n = len(vecs)
+        for i in sorted({0, n // 2, n - 1} if n else set()):
+            norm = float(np.linalg.norm(np.asarray(vecs[i], dtype=np.float32)))
+            if not np.isfinite(norm) or not ((zero_ok and norm < 1e-6) or abs(norm - 1.0) < 1e-3):
+                raise IndexLoadError(f"{root / name} holds a damaged {what} vector (row {i}, length {norm}): {hint}")
+
     s_params = manifest.vector_params("sentences")
     s_index = load_faiss(fmt.SENTENCE_FAISS, n_sent, s_params)
     s_vecs = load_vectors(fmt.SENTENCE_VECTORS, n_sent)
     p_vecs = load_vectors(fmt.PASSAGE_VECTORS, n_pass)
     same_vectors(s_index, s_vecs, s_params["type"], fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
-    # passage vectors are unit length (normalised means, or normalised
-    # embeddings): checked on a sample of rows, as the sentence vectors are
-    for i in sorted({0, n_pass // 2, n_pass - 1} if n_pass else set()):
-        norm = float(np.linalg.norm(np.asarray(p_vecs[i], dtype=np.float32)))
-        if not np.isfinite(norm) or abs(norm - 1.0) > 1e-3:
-            raise IndexLoadError(f"{root / fmt.PASSAGE_VECTORS} holds a damaged passage vector (row {i}, "
-                                 f"length {norm}): {hint}")
+    # passage vectors are unit length (normalised means, or normalised embeddings)
+    unit_rows(p_vecs, fmt.PASSAGE_VECTORS, "passage", zero_ok=False)
     s_index = vi.VectorIndex(s_index, s_vecs, s_params)
 
     import bm25s
@@ -296,13 +296,8 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
             raise IndexLoadError(f"{root / fmt.MANIFEST} records {recorded} document vectors for {n_docs} "
                                  f"documents: {hint}")
         d_vecs = load_vectors(fmt.DOC_VECTORS, n_docs, " (the manifest says the build wrote it)")
-        # unit length or zero (a document without answer sentences); checked on
-        # a sample of rows, as the sentence vectors are
-        for i in sorted({0, n_docs // 2, n_docs - 1} if n_docs else set()):
-            norm = float(np.linalg.norm(np.asarray(d_vecs[i], dtype=np.float32)))
-            if not np.isfinite(norm) or not (norm < 1e-6 or abs(norm - 1.0) < 1e-3):
-                raise IndexLoadError(f"{root / fmt.DOC_VECTORS} holds a damaged document vector (row {i}, "
-                                     f"length {norm}): {hint}")
+        # unit length or zero (a document without answer sentences)
+        unit_rows(d_vecs, fmt.DOC_VECTORS, "document", zero_ok=True)
     _prefetch([root / fmt.SENTENCE_FAISS, *sorted(bm_dir.glob("*.npy")),
                root / fmt.SENTENCE_VECTORS, root / fmt.PASSAGE_VECTORS, root / fmt.META_DB])
     return IndexData(root, manifest, db, s_index, s_vecs, p_vecs, bm25, d_vecs)

@@ -73,14 +73,13 @@ def test_builder_stores_the_document_vectors(seed_index: Path) -> None:
         # the same math as computing them at load: bit for bit
         computed = document_vectors(data.db, data.sentence_vectors)
         assert np.array_equal(np.asarray(stored), computed)
-        old_way = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors)
+        old_way = build_doc_map(data.db, data.n_sentences, data.sentence_vectors)
         assert np.array_equal(old_way.doc_vectors, computed)
         assert np.allclose(np.linalg.norm(computed, axis=1), 1.0, atol=1e-5)
-        new_way = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors,
+        new_way = build_doc_map(data.db, data.n_sentences, data.sentence_vectors,
                                 doc_vectors=stored)
         assert new_way.doc_vectors is stored
-        for f in ("sent_doc_ptr", "sent_docs", "prev_sent", "next_sent", "sent_pas_ptr", "sent_pas", "pas_sent_ptr",
-                  "pas_sents"):
+        for f in ("sent_doc_ptr", "sent_docs", "prev_sent", "next_sent", "sent_pas_ptr", "sent_pas"):
             assert np.array_equal(getattr(old_way, f), getattr(new_way, f))
     finally:
         data.close()
@@ -91,7 +90,7 @@ def test_answers_are_the_same_with_stored_document_vectors(engine) -> None:
 
     stored = qa.load(engine.data.path)
     data = stored.data
-    stored.docs = build_doc_map(data.db, data.n_sentences, data.n_passages, data.sentence_vectors,
+    stored.docs = build_doc_map(data.db, data.n_sentences, data.sentence_vectors,
                                 doc_vectors=data.doc_vectors)
     assert stored.docs.doc_vectors is data.doc_vectors
     _same(_answers(engine), _answers(stored))
