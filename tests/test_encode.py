@@ -279,3 +279,16 @@ def test_incremental_build_from_a_script_without_a_main_guard(tmp_path) -> None:
         assert "Traceback" not in got.stderr
     assert "torch here True" in runs[0].stdout  # the full build loads the model here
     assert "embedded 2 torch here False" in runs[1].stdout  # the 2 new sentences, encoded by the warm worker
+
+
+def test_engine_encode_path_gives_sentence_transformers_vectors(encoder: Encoder, sentences: list[str],
+                                                                reference: np.ndarray) -> None:
+    """Encoder.encode runs the model's own modules without the per-call
+    overhead of SentenceTransformer.encode; it must give the same vectors,
+    for one question as for a batch of mixed lengths."""
+    fp32 = _fp32(encoder)
+    assert float(np.max(np.abs(fp32.encode(sentences, batch_size=32) - reference))) < 1e-5
+    q = "How long did the call between Biden and Netanyahu last?"
+    one = fp32.encode([q])
+    want = encoder.model.encode([q], normalize_embeddings=True, convert_to_numpy=True)
+    assert one.shape == (1, fp32.dim) and float(np.max(np.abs(one - want))) < 1e-6
