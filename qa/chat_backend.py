@@ -167,7 +167,9 @@ class ChatBackend:
             m = data.manifest
             if enc.model_id == m.model and enc.dim == m.dimension:
                 try:
-                    return Engine(data, replace(enc, precision=QUERY_PRECISION))
+                    engine = Engine(data, replace(enc, precision=QUERY_PRECISION))
+                    engine.warm()
+                    return engine
                 except TypeError:  # the constructor changed: fall back to a full load
                     pass
             data.close()

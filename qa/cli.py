@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from qa.errors import QAError
 
     try:
-        engine = qa.load(args.index)
+        engine = qa.load(args.index, warm=False)  # one question: no warm-up to share the CPU with
         res = engine.ask(args.question, history=args.history, k=args.k)
     except (QAError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -31,6 +31,20 @@ def _expand(indptr: np.ndarray, vals: np.ndarray, keys: np.ndarray) -> tuple[np.
     return pos, vals[flat]
 
 
+def max_per(pos: np.ndarray, vals: np.ndarray, n: int, fill: float = 0.0) -> np.ndarray:
+    """Per-key maximum of `vals` (one row per (position, value) pair, as
+    `_expand` makes them: `pos` sorted; `vals` 1-d or 2-d) over keys 0..n-1,
+    `fill` where a key has none.
+
+    Most sentences occur once, so `pos` is usually 0..n-1 already and the
+    values are the answer: no `np.maximum.at` (a slow scatter) at all."""
+    if len(pos) == n and (n == 0 or (pos[0] == 0 and bool((np.diff(pos) == 1).all()))):  # one each
+        return np.asarray(vals, dtype=np.float64)
+    out = np.full((n,) + vals.shape[1:], fill)
+    np.maximum.at(out, pos, vals)
+    return out
+
+
 @dataclass(frozen=True)
 class DocMap:
     sent_doc_ptr: np.ndarray  # CSR: sentence -> documents holding it

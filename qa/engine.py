@@ -10,6 +10,8 @@ per-sentence facts memo are guarded or idempotent.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,8 +23,8 @@ from qa.encoder import Encoder, load_encoder, resolve_model
 from qa.errors import IndexLoadError, ModelUnavailableError
 from qa.followup import Resolved, content_words, resolve
 from qa.diversify import mmr
-from qa.doc_map import build_doc_map
-from qa.fusion import (Evidence, FusionModel, features, load_model, question_type, type_match, type_proximity,
+from qa.doc_map import build_doc_map, max_per
+from qa.fusion import (TYPES, Evidence, FusionModel, features, load_model, question_type, type_match, type_proximity,
                        typed_tokens)
 from qa.lexical import Lexical, phrase_share
 from qa.textnorm import words
@@ -71,6 +73,39 @@ def _side_pool():
 # collection slower as it grew (1.5-2 ms of each SQuAD question).
 _TYPED_MEMO_MAX = 100_000
 _NO_TOKENS: tuple[str, ...] = ()
+_WARM_CHUNK = 32  # sentences per step of the warm-up: a question waits at most one step (~1 ms)
+
+
+def _warm_memos(ref: "weakref.ref[Engine]") -> None:
+    """Fill an engine's per-sentence memos (text, words, typed words of every
+    kind, stems) for every sentence, in the background after load.
+
+    Cold memos cost a question ~2 ms of its ~5 ms of ranking on the SQuAD index
+    (SQLite, tokenising, pattern matching of candidates never seen before);
+    once warm, every question pays only for its own evidence.  Small steps,
+    and none while a question is being answered, so the warm-up never
+    delays one by more than a step; it holds only a weak reference, so an
+    engine replaced (the chat reloads after an upload) is freed and the
+    thread ends.
+    """
+    eng = ref()
+    n = eng.data.n_sentences if eng is not None else 0
+    del eng
+    for start in range(0, n, _WARM_CHUNK):
+        while True:
+            eng = ref()
+            if eng is None or eng._closed:
+                return
+            if not eng._asking:
+                break
+            del eng  # not kept alive while waiting
+            time.sleep(0.002)
+        eng._warm_facts(np.arange(start, min(n, start + _WARM_CHUNK)))
+        del eng
+        time.sleep(0)  # let a waiting question have the GIL now, not at the next switch interval
+    eng = ref()
+    if eng is not None:
+        eng._warm_done.set()
 
 
 class Engine:
@@ -92,19 +127,59 @@ class Engine:
         # memo per sentence seen: (text, " its words " for phrase matching, word
         # count); a candidate comes back question after question, and SQLite
         # plus tokenising cost more than the rest of its evidence
-        self._facts: dict[int, tuple[str, str, int]] = {}
-        # memo: " "-joined stems of the sentences a typed question found a
-        # typed word in, for type_proximity
-        self._stems: dict[int, str] = {}
+        self._facts: dict[int, tuple[str, str, int, tuple[str, ...]]] = {}
+        # memo: stems of the sentences a typed question found a typed word
+        # in, for type_proximity
+        self._stems: dict[int, tuple[str, ...]] = {}
         self.docs = build_doc_map(data.db, data.n_sentences, data.sentence_vectors,
                                   doc_vectors=data.doc_vectors)
+        self._asking = 0  # questions being answered now: the warm-up waits for them
+        self._asking_lock = threading.Lock()
+        self._closed = False
+        self._warm_done = threading.Event()
+        self._warm_thread: threading.Thread | None = None
+
+    def warm(self) -> bool:
+        """Start filling the per-sentence memos in a background thread (see
+        `_warm_memos`); False when the index is larger than the memos hold.
+        `Engine.load` calls it; `wait_warm` blocks until it is done."""
+        if self._warm_thread is not None:
+            return True
+        if self.data.n_sentences > _TYPED_MEMO_MAX:
+            return False
+        self._warm_thread = threading.Thread(target=_warm_memos, args=(weakref.ref(self),), daemon=True,
+                                             name="source-qa-warm")
+        self._warm_thread.start()
+        return True
+
+    def wait_warm(self, timeout: float | None = None) -> bool:
+        """True once every sentence's memos are filled (benchmarks, tests)."""
+        return self._warm_thread is not None and self._warm_done.wait(timeout)
+
+    def close(self) -> None:
+        """Stop the warm-up; the engine still answers (its memos fill as asked)."""
+        self._closed = True
+
+    def _warm_facts(self, ids: np.ndarray) -> None:
+        facts = self._sentence_facts(ids)
+        for kind in TYPES:
+            memo = self._typed.setdefault(kind, {})
+            for i, f in zip(ids.tolist(), facts):
+                if i not in memo:
+                    memo[i] = tuple(typed_tokens(f[0], kind)) or _NO_TOKENS
+        smemo = self._stems
+        for i, f in zip(ids.tolist(), facts):
+            if i not in smemo:
+                smemo[i] = tuple(self.lexical.stem_words(list(f[3])))
 
     # -- loading -----------------------------------------------------------
     @classmethod
     def load(cls, index_dir: str | Path = "index", model: str | None = None,
-             fusion: FusionModel | None = None) -> "Engine":
+             fusion: FusionModel | None = None, warm: bool = True) -> "Engine":
         """`fusion` replaces the fitted weights (the evaluation gathers
-        features to fit new ones, which the old weights may not fit)."""
+        features to fit new ones, which the old weights may not fit).
+        `warm=False` skips the background warm-up of the per-sentence memos
+        (a one-question command would only share its CPU with it)."""
         import faiss
 
         # one question is one small search: OpenMP threads only add wake-up
@@ -130,7 +205,10 @@ class Engine:
                 f"model {data.manifest.model!r} makes {encoder.dim}-d vectors but {index_dir} holds "
                 f"{data.manifest.dimension}-d ones: rebuild it with: python -m index_build --full"
             )
-        return cls(data, encoder, fusion)
+        engine = cls(data, encoder, fusion)
+        if warm:
+            engine.warm()
+        return engine
 
     def sql(self, query: str, params: tuple | list = ()) -> list[tuple]:
         """Rows of a read-only query on this index's metadata.
@@ -214,15 +292,11 @@ class Engine:
         vecs = np.asarray(self.data.sentence_vectors[cand])
         dense = vecs @ qv[0]
         # best passage around each candidate, best article holding it
-        passage = np.full(len(cand), -1.0)
         pos, pas = self.docs.passages_of(cand)
-        if len(pas):
-            np.maximum.at(passage, pos, np.asarray(self.data.passage_vectors[pas]) @ qv[0])
+        passage = max_per(pos, np.asarray(self.data.passage_vectors[pas]) @ qv[0], len(cand), fill=-1.0)
         passage = np.where(passage > -1.0, passage, dense)
-        doc_dense = np.full(len(cand), -1.0)
         pos, docs = self.docs.docs_of(cand)
-        if len(docs):
-            np.maximum.at(doc_dense, pos, self.docs.doc_vectors[docs] @ qv[0])
+        doc_dense = max_per(pos, self.docs.doc_vectors[docs] @ qv[0], len(cand), fill=-1.0)
         cov = self.lexical.coverage(qterms, cand, self.docs)
         facts = self._sentence_facts(cand)
         texts = [f[0] for f in facts]
@@ -272,24 +346,27 @@ class Engine:
             smemo.clear()
         for n, (i, f, tt) in enumerate(zip(ids.tolist(), facts, toks)):
             if tt and not asked.issuperset(tt):
-                w = f[1].split()
                 st = smemo.get(i)
                 if st is None:
-                    st = smemo[i] = " ".join(self.lexical.stem_words(w))
-                near[n] = type_proximity(w, st.split(), tt, asked, stems)
+                    st = smemo[i] = tuple(self.lexical.stem_words(list(f[3])))
+                near[n] = type_proximity(f[3], st, tt, asked, stems)
         return type_match(toks, asked_text), qtype, near
 
-    def _sentence_facts(self, ids: np.ndarray) -> list[tuple[str, str, int]]:
-        """(text, " words ", word count) of each sentence,
-        from the memo or one SQLite query for the ones not seen yet."""
+    def _sentence_facts(self, ids: np.ndarray) -> list[tuple[str, str, int, tuple[str, ...]]]:
+        """(text, " words " for phrase matching, word count, the words) of
+        each sentence, from the memo or one SQLite query for the ones not
+        seen yet."""
         memo = self._facts
         out = [memo.get(i) for i in ids.tolist()]
         missing = [int(i) for i, f in zip(ids.tolist(), out) if f is None]
         if missing:
             if len(memo) > _TYPED_MEMO_MAX:  # bounded, as the typed-words memo
                 memo.clear()
-            fresh = {i: (t, f" {' '.join(words(t))} ", len(t.split())) for i, t in self.sql(
-                f"SELECT sent_idx, text FROM sentences WHERE sent_idx IN ({','.join('?' * len(missing))})", missing)}
+            fresh = {}
+            for i, t in self.sql(f"SELECT sent_idx, text FROM sentences WHERE sent_idx IN "
+                                 f"({','.join('?' * len(missing))})", missing):
+                ws = tuple(words(t))
+                fresh[i] = (t, f" {' '.join(ws)} ", len(t.split()), ws)
             memo.update(fresh)  # benign race: every thread writes the same values
             out = [f if f is not None else fresh[i] for i, f in zip(ids.tolist(), out)]
         return out
@@ -298,6 +375,15 @@ class Engine:
     def ask(self, question: str, history=None, k: int = 5) -> Result:
         """Best-ranked source sentences for `question`, reading it in the light
         of `history` (earlier user questions, or Gradio messages)."""
+        with self._asking_lock:
+            self._asking += 1
+        try:
+            return self._ask(question, history, k)
+        finally:
+            with self._asking_lock:
+                self._asking -= 1
+
+    def _ask(self, question: str, history, k: int) -> Result:
         q = qmod.clean_question(question)
         k = qmod.check_k(k)
         turns = qmod.user_turns(history)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.doc_map import DocMap
+from qa.doc_map import DocMap, max_per
 from qa.textnorm import _stemmer, _stopwords, lexical_terms, words
 
 
@@ -30,6 +30,9 @@ class QueryTerms:
 
 class Lexical:
     def __init__(self, bm25, language: str = "english", stopwords: bool = True, k1: float = 1.2) -> None:  # noqa: ANN001
+        # plain arrays over the same mapped memory: a np.memmap slice builds a
+        # memmap object each time (~8 us), and a question takes a dozen
+        bm25.scores = {k: np.asarray(v) if isinstance(v, np.memmap) else v for k, v in bm25.scores.items()}
         self.bm25 = bm25
         self.language, self.stopwords, self.k1 = language, stopwords, k1
         self.vocab: dict[str, int] = bm25.vocab_dict
@@ -98,19 +101,23 @@ class Lexical:
         udocs, uinv = np.unique(cdocs, return_inverse=True)
         dpos, dsents = docs.sentences_of_docs(udocs)
         has = np.zeros(self.n + 1, dtype=bool)  # slot n stands for "no neighbour"
-        for t, w in zip(q.ids, q.weights):
+        counts = np.zeros((len(q.ids), len(pos)))  # per term, per occurrence: the term's uses in that article
+        titled = np.zeros((len(q.ids), len(pos)), dtype=bool)
+        for r, (t, w) in enumerate(zip(q.ids, q.weights)):
             post = np.asarray(self.indices[self.indptr[t] : self.indptr[t + 1]])
             has[post] = True
             in_sent = has[cand]
             out["sent"] += w * in_sent
             out["ctx"] += w * (in_sent | has[prev] | has[nxt])
-            count = np.bincount(dpos, weights=has[dsents], minlength=len(udocs))[uinv]
+            counts[r] = np.bincount(dpos, weights=has[dsents], minlength=len(udocs))[uinv]
             has[post] = False
-            titled = np.isin(cdocs, self.title_docs.get(int(t), np.zeros(0, np.int64)))
-            for key, per_occ in (("doc", (count > 0) | titled), ("title", titled), ("doc_sat", count / (count + 1.0))):
-                best = np.zeros(len(cand))
-                np.maximum.at(best, pos, per_occ)
-                out[key] += w * best
+            docs_titled = self.title_docs.get(int(t))
+            if docs_titled is not None:
+                titled[r] = np.isin(cdocs, docs_titled)
+        # best occurrence per candidate and term (all terms at once), weighted over the terms
+        w = np.asarray(q.weights, dtype=np.float64)
+        for key, per_occ in (("doc", (counts > 0) | titled), ("title", titled), ("doc_sat", counts / (counts + 1.0))):
+            out[key] = max_per(pos, per_occ.T.astype(np.float64), len(cand)) @ w
         return out
 
 
@@ -126,12 +133,14 @@ def phrase_share(question: str, sentences: list[str]) -> np.ndarray:
     joined = "\n".join(sentences)
     starts = np.cumsum([0] + [len(t) + 1 for t in sentences[:-1]])
     counts = np.zeros(len(sentences))
+    hit = np.zeros(len(sentences), dtype=bool)
     for p, times in Counter(pairs).items():
-        found, at = set(), joined.find(p)
+        found, at = [], joined.find(p)
         while at >= 0:
-            found.add(at)
+            found.append(at)
             at = joined.find(p, at + 1)
         if found:
-            rows = np.unique(np.searchsorted(starts, np.fromiter(found, dtype=np.int64), side="right") - 1)
-            counts[rows] += times
+            hit[:] = False
+            hit[np.searchsorted(starts, found, side="right") - 1] = True  # a sentence counts once per pair
+            counts[hit] += times
     return counts / len(pairs)

@@ -113,5 +113,5 @@ def open_rows(path: str | Path, mapped: np.memmap) -> np.ndarray | RowFile:
     """`mapped` itself for a small file, a RowFile over the same file for a
     large one (see the module docstring)."""
     if Path(path).stat().st_size < pread_min_bytes():
-        return mapped
+        return np.asarray(mapped)  # the mapped memory, without np.memmap's per-slice overhead
     return RowFile(path, mapped)

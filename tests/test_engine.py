@@ -202,3 +202,41 @@ def test_seeds_gold_targets(seed_index: Path) -> None:
     assert r["hit@3"] == 1.0 and r["hit@1"] >= 0.93, report
     assert not r["refused_answerable"] and not r["answered_unanswerable"], report
     assert r["followup_accuracy"] == 1.0 and r["topic_shift_accuracy"] == 1.0, report
+
+
+def test_memo_warm_up_fills_every_sentence_and_changes_no_answer(seed_index: Path, monkeypatch) -> None:
+    import gc
+
+    import qa
+    from qa import engine as engine_mod
+    from qa.fusion import TYPES
+
+    questions = ["How long did the call last?", "Who is the Prime Minister of Israel?",
+                 "How many hostages were released?", "When did the ceasefire begin?", "What is the capital of France?"]
+    cold = qa.load(seed_index, warm=False)
+    assert cold._warm_thread is None and not cold._facts
+    want = [cold.ask(q).to_dict() for q in questions]
+    warm = qa.load(seed_index)
+    assert warm.wait_warm(60)
+    n = warm.data.n_sentences
+    assert len(warm._facts) == n and len(warm._stems) == n
+    assert all(len(warm._typed[kind]) == n for kind in TYPES)
+    assert [warm.ask(q).to_dict() for q in questions] == want
+
+    # it waits while a question is being answered, and ends once its engine is gone
+    monkeypatch.setattr(engine_mod, "_WARM_CHUNK", 1)
+    e = qa.load(seed_index, warm=False)
+    e._asking = 1
+    assert e.warm()
+    thread = e._warm_thread
+    assert not e.wait_warm(0.3) and not e._facts
+    e._asking = 0
+    assert e.wait_warm(30) and len(e._facts) == n
+    e2 = qa.load(seed_index, warm=False)
+    e2._asking = 1
+    e2.warm()
+    thread = e2._warm_thread
+    del e2
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
