@@ -45,45 +45,94 @@ def build(quiet: bool = True):
     return build_index([root / "articles"], root / "index", quiet=quiet)
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def turn_answers(examples: list[dict]) -> dict[tuple[str, int], str]:
+    """(dialog, turn number) -> the answer QuAC recorded for that turn, read
+    from the History of later turns (a dialog's last turn has none); "I don't
+    know" turns are left out: no sentence answers them."""
+    out: dict[tuple[str, int], str] = {}
+    for e in examples:
+        h = e["History"]
+        for i, a in enumerate(h[3::2], start=1):
+            if a and a.strip() not in ("I don't know.", "CANNOTANSWER"):
+                out[(e["QuAC_dialog_id"], i)] = _norm(a)
+    return out
+
+
+def dialog_half(dialog_id: str) -> str:
+    """"dev" or "test": a fixed split by dialog (hash of its id), so changes
+    to the resolver are tuned on one half and reported on the other, as with
+    SQuAD."""
+    return "dev" if hashlib.sha1(dialog_id.encode()).digest()[0] < 128 else "test"
+
+
 def run(k: int = 5, limit: int | None = None) -> dict:
+    """overlap@5 with the gold rewrite's retrieval, and answer@5 -- the turn's
+    own QuAC answer among the top 5 (a returned sentence is part of it) --
+    for the raw question, our resolved one and the gold rewrite; per half of
+    the dialogs."""
     import qa
 
     t0 = time.perf_counter()
     engine = qa.load(build())
-    ex = [e for e in _examples() if e["Question_no"] > 1]
+    every = _examples()
+    answers = turn_answers(every)
+    ex = [e for e in every if e["Question_no"] > 1]
     if limit:
         ex = ex[:: max(1, len(ex) // limit)][:limit]
     engine.prime([e["Question"] for e in ex] + [e["Rewrite"] for e in ex])
-    stats = defaultdict(list)
+    stats: dict[str, list] = defaultdict(list)
     for e in ex:
         h = e["History"]
         turns = [f"{h[0]} {h[1]}"] + h[2::2]
-        gold = {a.sentence_id for a in engine.ask(e["Rewrite"], k=k).answers}
-        raw = {a.sentence_id for a in engine.ask(e["Question"], k=k).answers}
+        gold_res = engine.ask(e["Rewrite"], k=k)
+        raw_res = engine.ask(e["Question"], k=k)
         res = engine.ask(e["Question"], history=turns, k=k)
-        mine = {a.sentence_id for a in res.answers}
+        gold = {a.sentence_id for a in gold_res.answers}
+        half = dialog_half(e["QuAC_dialog_id"])
+        stats[f"{half}/raw"].append(len({a.sentence_id for a in raw_res.answers} & gold) / k)
+        stats[f"{half}/resolved"].append(len({a.sentence_id for a in res.answers} & gold) / k)
+        answer = answers.get((e["QuAC_dialog_id"], e["Question_no"]))
+        if answer:
+            for name, r in (("raw", raw_res), ("resolved", res), ("rewrite", gold_res)):
+                stats[f"{half}/answer_{name}"].append(any(_norm(a.text) in answer for a in r.answers))
         self_contained = e["Question"].strip().lower() == e["Rewrite"].strip().lower()
-        stats["raw"].append(len(raw & gold) / k)
-        stats["resolved"].append(len(mine & gold) / k)
         stats["read_as_followup" if not self_contained else "self_contained_read_as_followup"].append(res.followup)
+    mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
     n = len(ex)
-    out = {
+    out: dict = {
         "followup_turns": n,
-        "overlap@5_raw": sum(stats["raw"]) / n,
-        "overlap@5_resolved": sum(stats["resolved"]) / n,
-        "detected_followups": sum(stats["read_as_followup"]) / max(len(stats["read_as_followup"]), 1),
+        "overlap@5_raw": mean(stats["dev/raw"] + stats["test/raw"]),
+        "overlap@5_resolved": mean(stats["dev/resolved"] + stats["test/resolved"]),
+        "detected_followups": mean(stats["read_as_followup"]),
         "self_contained_turns": len(stats["self_contained_read_as_followup"]),
-        "self_contained_read_as_followup": sum(stats["self_contained_read_as_followup"])
-        / max(len(stats["self_contained_read_as_followup"]), 1),
-        "seconds": round(time.perf_counter() - t0, 1),
+        "self_contained_read_as_followup": mean(stats["self_contained_read_as_followup"]),
     }
+    for half in ("dev", "test"):
+        out[half] = {"turns": len(stats[f"{half}/raw"]), "overlap@5_raw": mean(stats[f"{half}/raw"]),
+                     "overlap@5_resolved": mean(stats[f"{half}/resolved"]),
+                     "turns_with_answer": len(stats[f"{half}/answer_raw"])}
+        for name in ("raw", "resolved", "rewrite"):
+            out[half][f"answer@5_{name}"] = mean(stats[f"{half}/answer_{name}"])
+    out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
 
 def table(r: dict) -> str:
-    rows = [["raw question", r["overlap@5_raw"]], ["resolved (ours)", r["overlap@5_resolved"]]]
-    return (f"CANARD dev follow-up turns ({r['followup_turns']}): overlap@5 with retrieval by the gold rewrite\n"
-            + format_table(["query", "overlap@5"], rows)
+    rows = [["raw question", r["overlap@5_raw"], r["dev"]["overlap@5_raw"], r["test"]["overlap@5_raw"],
+             r["dev"]["answer@5_raw"], r["test"]["answer@5_raw"]],
+            ["resolved (ours)", r["overlap@5_resolved"], r["dev"]["overlap@5_resolved"],
+             r["test"]["overlap@5_resolved"], r["dev"]["answer@5_resolved"], r["test"]["answer@5_resolved"]],
+            ["gold rewrite", 1.0, 1.0, 1.0, r["dev"]["answer@5_rewrite"], r["test"]["answer@5_rewrite"]]]
+    return (f"CANARD dev follow-up turns ({r['followup_turns']}; dialogs split in two halves by id hash: "
+            f"{r['dev']['turns']} / {r['test']['turns']} turns): overlap@5 with retrieval by the gold rewrite, and "
+            f"answer@5 = the turn's own QuAC answer among the top 5 ({r['dev']['turns_with_answer']} / "
+            f"{r['test']['turns_with_answer']} turns with a recorded answer)\n"
+            + format_table(["query", "overlap@5", "overlap dev", "overlap test", "answer@5 dev", "answer@5 test"],
+                           rows)
             + f"\nread as follow-up: {r['detected_followups']:.3f} of turns that needed a rewrite; "
               f"{r['self_contained_read_as_followup']:.3f} of {r['self_contained_turns']} self-contained turns"
             + f"\nseconds: {r['seconds']}\n")
