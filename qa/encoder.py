@@ -105,7 +105,6 @@ class Encoder:
                     on_batch(len(idx))
         return out
 
-
     def _encode_batch(self, texts: list[str], batch_size: int) -> np.ndarray:
         """One batch through the model's own modules (tokenizer, transformer,
         pooling), then L2-normalised.

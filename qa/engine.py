@@ -73,6 +73,12 @@ def _side_pool():
 # collection slower as it grew (1.5-2 ms of each SQuAD question).
 _TYPED_MEMO_MAX = 100_000
 _NO_TOKENS: tuple[str, ...] = ()
+
+
+def _typed_words(text: str, kind: str) -> tuple[str, ...]:
+    """A typed-words memo value: a tuple (one shared empty one), which the
+    garbage collector stops tracking, not a frozenset."""
+    return tuple(typed_tokens(text, kind)) or _NO_TOKENS
 _WARM_CHUNK = 32  # sentences per step of the warm-up: a question waits at most one step (~1 ms)
 
 
@@ -125,8 +131,8 @@ class Engine:
         self._typed: dict[str, dict[int, tuple[str, ...]]] = {}  # memo: typed_tokens per kind, per sentence seen
         self.lexical.index_titles([t for (t,) in data.db.execute("SELECT title FROM documents ORDER BY doc_idx")])
         # memo per sentence seen: (text, " its words " for phrase matching, word
-        # count); a candidate comes back question after question, and SQLite
-        # plus tokenising cost more than the rest of its evidence
+        # count, its words); a candidate comes back question after question,
+        # and SQLite plus tokenising cost more than the rest of its evidence
         self._facts: dict[int, tuple[str, str, int, tuple[str, ...]]] = {}
         # memo: stems of the sentences a typed question found a typed word
         # in, for type_proximity
@@ -166,11 +172,11 @@ class Engine:
             memo = self._typed.setdefault(kind, {})
             for i, f in zip(ids.tolist(), facts):
                 if i not in memo:
-                    memo[i] = tuple(typed_tokens(f[0], kind)) or _NO_TOKENS
+                    memo[i] = _typed_words(f[0], kind)
         smemo = self._stems
         for i, f in zip(ids.tolist(), facts):
             if i not in smemo:
-                smemo[i] = tuple(self.lexical.stem_words(list(f[3])))
+                smemo[i] = self._stems_of(f[3])
 
     # -- loading -----------------------------------------------------------
     @classmethod
@@ -335,7 +341,7 @@ class Engine:
         for i, f in zip(ids.tolist(), facts):
             tt = memo.get(i)
             if tt is None:  # benign race: every thread writes the same value
-                tt = memo[i] = tuple(typed_tokens(f[0], qtype)) or _NO_TOKENS
+                tt = memo[i] = _typed_words(f[0], qtype)
             toks.append(tt)
         asked_text = f"{resolved.type_text} {resolved.lexical}"
         asked = set(words(asked_text))
@@ -348,9 +354,13 @@ class Engine:
             if tt and not asked.issuperset(tt):
                 st = smemo.get(i)
                 if st is None:
-                    st = smemo[i] = tuple(self.lexical.stem_words(list(f[3])))
+                    st = smemo[i] = self._stems_of(f[3])
                 near[n] = type_proximity(f[3], st, tt, asked, stems)
         return type_match(toks, asked_text), qtype, near
+
+    def _stems_of(self, ws: tuple[str, ...]) -> tuple[str, ...]:
+        """A stems memo value: the stems of a sentence's words, side by side."""
+        return tuple(self.lexical.stem_words(list(ws)))
 
     def _sentence_facts(self, ids: np.ndarray) -> list[tuple[str, str, int, tuple[str, ...]]]:
         """(text, " words " for phrase matching, word count, the words) of
