@@ -68,3 +68,17 @@ def test_the_noun_the_question_word_governs_points_at_the_referent() -> None:
               "discussed Israel’s ongoing campaign in Gaza, the return of hostages held by Hamas, and Israel’s "
               "anticipated ground assault on the city of Rafah, which has drawn concern from the US.")
     assert _answer_terms(answer, "Which city is Israel expected to launch a ground assault on?", set())[0] == "Rafah"
+
+
+def test_canard_answer_check_matches_whole_sentences_of_the_answer() -> None:
+    """The CANARD answer@5 check: a corpus sentence counts when it is part of
+    the turn's answer, including the "." the corpus added to an answer with no
+    stop of its own; a few letters of it do not."""
+    from qa.eval.canard import _norm, in_answer
+
+    answer = _norm("He received honorary doctorates and a number of professional honours, mostly in Europe")
+    assert in_answer("He received honorary doctorates and a number of professional honours, mostly in Europe.", answer)
+    assert in_answer("He received honorary doctorates", answer)
+    assert not in_answer("He received a knighthood.", answer)
+    assert not in_answer("Yes.", _norm("Yesterday he said no"))
+    assert in_answer("Yes.", _norm("Yes."))

@@ -49,6 +49,16 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def in_answer(sentence: str, answer: str) -> bool:
+    """Whether a retrieved sentence is part of a (normalised) QuAC answer.  The
+    corpus gave every answer not ending in a stop a "." of its own (see
+    `build`), so that one is not asked for; a short piece ("Yes.") must be
+    the whole answer, not a few letters of it."""
+    s = _norm(sentence)
+    s = s[:-1] if s.endswith(".") else s
+    return bool(s) and s in answer and (len(s) >= 15 or s == answer.rstrip("."))
+
+
 def turn_answers(examples: list[dict]) -> dict[tuple[str, int], str]:
     """(dialog, turn number) -> the answer QuAC recorded for that turn, read
     from the History of later turns (a dialog's last turn has none); "I don't
@@ -98,7 +108,7 @@ def run(k: int = 5, limit: int | None = None) -> dict:
         answer = answers.get((e["QuAC_dialog_id"], e["Question_no"]))
         if answer:
             for name, r in (("raw", raw_res), ("resolved", res), ("rewrite", gold_res)):
-                stats[f"{half}/answer_{name}"].append(any(_norm(a.text) in answer for a in r.answers))
+                stats[f"{half}/answer_{name}"].append(any(in_answer(a.text, answer) for a in r.answers))
         self_contained = e["Question"].strip().lower() == e["Rewrite"].strip().lower()
         stats["read_as_followup" if not self_contained else "self_contained_read_as_followup"].append(res.followup)
     mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
