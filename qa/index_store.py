@@ -273,7 +273,7 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
     same_vectors(s_index, s_vecs, s_params["type"], fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
     # passage vectors are unit length (normalised means, or normalised embeddings)
     unit_rows(p_vecs, fmt.PASSAGE_VECTORS, "passage", zero_ok=False)
-    s_index = vi.VectorIndex(s_index, s_vecs, s_params, half_scan=True)
+    s_index = vi.VectorIndex(s_index, s_vecs, s_params, coarse_scan=True)
 
     import bm25s
 

@@ -233,23 +233,23 @@ def test_every_damage_to_an_ann_index_gives_one_clear_error(ann_index: Path, tmp
         assert names in o["message"] and str(d) in o["message"], (name, o["message"])
 
 
-def test_half_scan_finds_the_exact_top_k_with_exact_scores(tmp_path: Path) -> None:
-    """The float16 scan of a flat index only chooses candidates: the results
+def test_coarse_scan_finds_the_exact_top_k_with_exact_scores(tmp_path: Path) -> None:
+    """The 8-bit scan of a flat index only chooses candidates: the results
     are the float32 scan's, scores included (clustered vectors: many close
-    scores, where float16 rounding would reorder a plain float16 search)."""
+    scores, where 8-bit rounding would reorder a plain 8-bit search)."""
     np.save(tmp_path / "v.npy", _clustered(6000, clusters=20))
     vecs = np.load(tmp_path / "v.npy", mmap_mode="r")
     flat, params = vi.build_index(vecs, exact_limit_=10_000)
-    half = vi.VectorIndex(flat, vecs, params, half_scan=True)
-    assert half.half is not None and half.half.ntotal == 6000
+    coarse = vi.VectorIndex(flat, vecs, params, coarse_scan=True)
+    assert coarse.coarse is not None and coarse.coarse.ntotal == 6000
     queries = vi.probe_queries(vecs, 100, seed=3)
     for k in (1, 50, 200):
         want_s, want = flat.search(queries, k)
-        got_s, got = half.search(queries, k)
+        got_s, got = coarse.search(queries, k)
         assert all(set(a) == set(b) for a, b in zip(want, got))
         assert np.allclose(got_s, want_s, atol=1e-5) and np.all(np.diff(got_s, axis=1) <= 0)
     # more wanted than there are: -1 ids past the end, as FAISS gives
     five = np.asarray(vecs[:5])
-    small = vi.VectorIndex(vi.build_index(five, exact_limit_=10)[0], five, half_scan=True)
+    small = vi.VectorIndex(vi.build_index(five, exact_limit_=10)[0], five, coarse_scan=True)
     s, ids = small.search(queries[:2], 8)
     assert ids.shape == (2, 8) and np.all(ids[:, 5:] == -1) and sorted(ids[0, :5]) == [0, 1, 2, 3, 4]
