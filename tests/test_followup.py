@@ -82,3 +82,31 @@ def test_canard_answer_check_matches_whole_sentences_of_the_answer() -> None:
     assert not in_answer("He received a knighthood.", answer)
     assert not in_answer("Yes.", _norm("Yesterday he said no"))
     assert in_answer("Yes.", _norm("Yes."))
+
+
+def test_inscit_turns_take_gold_passages_from_direct_answers_only() -> None:
+    """INSCIT: a turn's question is the last utterance and its history the
+    earlier *user* utterances (every other one); gold passages come only from
+    annotations that answered directly, and a turn is "no answer" only when
+    every annotator found nothing relevant."""
+    from qa.eval.inscit import half, passage_file, passages, turns
+
+    ev = lambda pid, text: {"passage_id": pid, "passage_text": text, "passage_titles": [pid.split(":")[0], "Sec"]}  # noqa: E731
+    convs = {"c1": {"turns": [
+        {"context": ["Can cheese be made from soy?"],
+         "labels": [{"responseType": "directAnswer", "evidence": [ev("Vegan cheese:17", "Soy  milk is used.")]},
+                    {"responseType": "relatedInfo", "evidence": [ev("Cheese:2", "Cheese is old.")]}]},
+        {"context": ["Can cheese be made from soy?", "Yes.", "Who invented it?"],
+         "prevEvidence": [[ev("Vegan cheese:17", "Soy  milk is used.")], [ev("Tofu:1", "Tofu is curd.")]],
+         "labels": [{"responseType": "noAnswerNoRelevantInfo", "evidence": []}]},
+    ]}}
+    items = turns(convs)
+    assert [t["question"] for t in items] == ["Can cheese be made from soy?", "Who invented it?"]
+    assert items[1]["history"] == ["Can cheese be made from soy?"]
+    assert items[0]["gold"] == ["Vegan cheese:17"] and not items[0]["no_answer"]
+    assert items[1]["gold"] == [] and items[1]["no_answer"]
+    corpus = passages(convs)
+    assert set(corpus) == {"Vegan cheese:17", "Cheese:2", "Tofu:1"}
+    assert corpus["Vegan cheese:17"] == ("Vegan cheese: Sec", "Soy milk is used.")
+    assert passage_file("Vegan cheese:17") != passage_file("Vegan cheese:1") and "/" not in passage_file("a/b:1")
+    assert half("c1") in ("dev", "test") and half("c1") == half("c1")
