@@ -10,6 +10,7 @@ from qa.followup import is_followup, resolve
 
 @pytest.mark.parametrize("question", [
     "How long did it last?", "And on Sunday?", "What about the hostages?", "When?", "What did Biden say about it?",
+    "What happened there?", "Is it safe?", "What else?", "Were there other talks?",
 ])
 def test_context_dependent_questions_are_followups(question: str) -> None:
     assert is_followup(question)
@@ -18,6 +19,9 @@ def test_context_dependent_questions_are_followups(question: str) -> None:
 @pytest.mark.parametrize("question", [
     "What is the capital of France?", "How many Palestinian prisoners convicted of murder would Israel release?",
     "Which city is Israel planning a ground assault on?",
+    # existential "there", expletive "it", and "that"/"other" beside a name of its own (INSCIT users)
+    "Was there a revival in Juneteenth celebrations?", "Is it possible to be addicted to sweetened beverages?",
+    "What were the remarks that Vicente Fox Quesada made?", "Do other languages have an abbreviation for OJ?",
 ])
 def test_self_contained_questions_stand_alone(question: str) -> None:
     r = resolve(question, ["How long did the Thursday call between Biden and Netanyahu last?"])
