@@ -28,6 +28,7 @@ from qa import index_format as fmt
 from qa.config import BuildConfig
 from qa.encoder import Encoder, bf16_agreement, cpu_has_fast_bf16, load_encoder, resolve_model
 from qa.errors import BuildError, IndexLoadError
+from qa.vector_store import MILVUS, StoreSpec, parse_store
 
 _PROBE_SIZE = 64
 
@@ -74,6 +75,11 @@ def build(
     report = BuildReport(index=str(index_dir))
 
     publish.check_target(index_dir)
+    try:
+        store = parse_store(cfg.store)
+    except ValueError as e:
+        raise BuildError(str(e)) from e
+    report.vector_store = str(store)
     with publish.build_lock(index_dir), contextlib.ExitStack() as stack:
         model_id, _ = resolve_model(cfg.model)
         old = None if cfg.full else _old_manifest(index_dir)
@@ -151,6 +157,8 @@ def build(
             tmp = publish.temp_dir(index_dir)
         except OSError as e:
             raise _write_error(index_dir, e) from e
+        build_id = uuid.uuid4().hex
+        milvus = None  # this build's Milvus collection, dropped unless published
         try:
             # 3. BM25 and the metadata first: no vectors exist yet to share the
             # memory with (BM25 takes 2.2 GB at 1M), and in an incremental
@@ -214,14 +222,20 @@ def build(
             # 5. the rest of the index, then swap it in
             try:
                 # the previous index's IVF training is kept when it is of the same model
+                if store.kind == MILVUS:
+                    milvus, store_entry = _write_milvus(store, build_id, s_vecs, dd, log)
                 vector_index = _write_vectors(tmp, s_vecs, p_vecs, previous=(
-                    (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None))
+                    (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None),
+                    sentence_index=milvus is None)
                 del s_vecs, p_vecs
                 s_cache = p_cache = None
                 report.seconds = time.perf_counter() - t0
                 manifest = _manifest(cfg, model_id, precision, max_len, dim,
                                      bf16_check, documents, report, vocab)
                 manifest.vector_index = vector_index
+                manifest.build_id = build_id
+                if milvus is not None:
+                    manifest.store = store_entry
                 _write_identity(tmp, manifest)
                 (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
                 publish.fsync_tree(tmp)
@@ -230,7 +244,11 @@ def build(
             publish.publish(tmp, index_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if milvus is not None:
+                milvus.drop()
             raise
+    if milvus is not None:
+        _publish_milvus(store, milvus, old, log)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -317,8 +335,50 @@ def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
         con.close()
 
 
+def _write_milvus(store: StoreSpec, build_id: str, s_vecs: np.ndarray, dd, log: Callable[[str], None]):
+    """This build's collection, filled and flushed (not yet what the alias
+    names): (the MilvusStore, the manifest's `store` entry)."""
+    from qa.errors import QAError
+    from qa.milvus_store import MilvusStore
+
+    n, dim = int(s_vecs.shape[0]), int(s_vecs.shape[1])
+    log(f"writing {n} sentence vectors to Milvus ({store.uri}) ...")
+    try:
+        ms = MilvusStore.create(store, build_id, dim, n)
+    except QAError as e:
+        raise BuildError(f"{e} (nothing was changed)") from e
+    try:
+        first_doc = np.fromiter((u.occurrences[0].doc_idx for u in dd.unique), dtype=np.int64, count=n)
+        ms.add(np.arange(n, dtype=np.int64), s_vecs, first_doc)
+        entry = ms.persist()
+    except BaseException:
+        ms.drop()
+        raise
+    return ms, entry
+
+
+def _publish_milvus(store: StoreSpec, ms, old: fmt.Manifest | None, log: Callable[[str], None]) -> None:
+    """After the index directory is swapped in: the alias follows the new
+    collection; collections older than the previous build's are dropped.
+    Failures here are warnings: readers follow their manifest, not the alias."""
+    from qa.milvus_store import publish_alias
+
+    keep = set()
+    if old is not None and isinstance(old.store, dict) and old.store.get("kind") == MILVUS:
+        keep.add(str(old.store.get("collection")))
+    try:
+        dropped = publish_alias(store, ms.collection, keep)
+        if dropped:
+            log(f"dropped {len(dropped)} old Milvus collection(s): {', '.join(dropped)}")
+    except Exception as e:  # noqa: BLE001
+        log(f"warning: the index is built, but the Milvus alias {store.collection} was not moved to "
+            f"{ms.collection} ({str(e).splitlines()[0][:200]}); readers of this index are not affected")
+    finally:
+        ms.close()
+
+
 def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
-                   previous: tuple[Path, fmt.Manifest] | None = None) -> dict:
+                   previous: tuple[Path, fmt.Manifest] | None = None, sentence_index: bool = True) -> dict:
     """sentence vectors (.npy) and their FAISS index (exact when small, IVF
     over 8-bit codes, tuned on this data, when large), passage and document
     vectors (.npy; meta.sqlite must be written already): returns the
@@ -329,6 +389,9 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
     vectors by row and never searches them (their search added nothing a
     sentence's neighbours do not, on the SQuAD dev half), and at 1M sentences
     it was a second IVF index to train, tune, store and page in.
+
+    `sentence_index=False`: the sentences are searched in Milvus, so no
+    FAISS file is written for them.
 
     `previous`: the index being replaced and its manifest (same model): an IVF
     index of it whose trained count is near the new one lends its training
@@ -346,17 +409,20 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
     # set (its pages), 1.5 GB at 1M sentences.
     mapped = np.asarray(s_vecs, dtype=np.float32)
     np.save(tmp / fmt.SENTENCE_VECTORS, mapped, allow_pickle=False)
-    trained = None
-    if previous is not None:
-        old_dir, old_manifest = previous
-        trained = vi.reusable_training(old_dir / fmt.SENTENCE_FAISS, old_manifest.vector_params("sentences"),
-                                       int(mapped.shape[0]), int(mapped.shape[1]))
-    index, params["sentences"] = vi.build_index(mapped, previous=trained)
-    del trained
-    faiss.write_index(index, str(tmp / fmt.SENTENCE_FAISS))
-    # the loader memory-maps the file only at exactly this size
-    params["sentences"]["file_bytes"] = (tmp / fmt.SENTENCE_FAISS).stat().st_size
-    del index
+    if sentence_index:
+        trained = None
+        if previous is not None:
+            old_dir, old_manifest = previous
+            trained = vi.reusable_training(old_dir / fmt.SENTENCE_FAISS, old_manifest.vector_params("sentences"),
+                                           int(mapped.shape[0]), int(mapped.shape[1]))
+        index, params["sentences"] = vi.build_index(mapped, previous=trained)
+        del trained
+        faiss.write_index(index, str(tmp / fmt.SENTENCE_FAISS))
+        # the loader memory-maps the file only at exactly this size
+        params["sentences"]["file_bytes"] = (tmp / fmt.SENTENCE_FAISS).stat().st_size
+        del index
+    else:  # searched in another store (the manifest's `store`): no FAISS file
+        params["sentences"] = {"type": vi.FLAT}
     # each document's mean sentence vector, computed once here instead of at
     # every load (where it would read every sentence vector)
     con = fmt.connect(tmp, readonly=False)
@@ -398,7 +464,7 @@ def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim
                 "near_duplicates_merged": report.near_duplicates_merged, "skipped_files": len(report.files_skipped)},
         files={d.doc_id: {"path": d.path, "sha256": d.sha256, "bytes": d.size, "encoding": d.encoding} for d in documents},
         bf16_check=bf16_check,
-        build_id=uuid.uuid4().hex,
+        build_id=uuid.uuid4().hex,  # the caller sets the build's own
     )
 
 

@@ -36,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
                    help="passage vectors: mean of sentence vectors, or encode the passage text (default: %(default)s)")
     p.add_argument("--max-file-mb", type=float, default=d.max_file_bytes / 2**20, metavar="MB",
                    help="skip (with a warning) files larger than this (default: %(default)g)")
+    p.add_argument("--store", default=d.store, metavar="STORE",
+                   help="where the sentence vectors are searched: faiss (default, in the index folder), "
+                        "milvus:PATH.db[#collection] (Milvus Lite) or milvus:http://HOST:19530[#collection] "
+                        '(a Milvus server; needs pip install "source-qa[milvus]")')
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, precision=args.precision, batch_size=args.batch_size,
         passage_size=args.passage_size, passage_stride=args.passage_stride,
         passage_embedding=args.passage_embedding, strict=args.strict, full=args.full,
-        max_file_bytes=int(args.max_file_mb * 2**20),
+        max_file_bytes=int(args.max_file_mb * 2**20), store=args.store,
         progress=not args.no_progress and not args.json,
     )
     signal.signal(signal.SIGTERM, _terminate)  # kill: clean up like Ctrl-C

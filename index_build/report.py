@@ -26,6 +26,7 @@ class BuildReport:
     precision: str = "fp32"
     bf16_min_cosine: float | None = None
     stale_temp_dirs_removed: int = 0
+    vector_store: str = "faiss"  # where the sentence vectors are searched (qa.vector_store)
     seconds: float = 0.0
 
     @property
@@ -55,6 +56,7 @@ class BuildReport:
             ("passages", self.passages),
             ("sentences embedded / reused", f"{self.sentences_embedded} / {self.sentences_reused}"),
             ("passages embedded / reused", f"{self.passages_embedded} / {self.passages_reused}"),
+            ("vector store", self.vector_store),
             ("precision", self.precision + (f" (min cosine to fp32 {self.bf16_min_cosine:.5f})" if self.bf16_min_cosine is not None else "")),
             ("seconds", f"{self.seconds:.2f}"),
             ("unique sentences/s", f"{self.sentences_per_second:.1f}"),

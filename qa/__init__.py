@@ -21,17 +21,20 @@ from qa.errors import IndexLoadError, QAError  # noqa: E402  (light)
 _default: "Engine | None" = None
 
 
-def load(index_dir: str | _Path = "index", model: str | None = None, warm: bool = True) -> "Engine":
+def load(index_dir: str | _Path = "index", model: str | None = None, warm: bool = True,
+         store: str | None = None) -> "Engine":
     """Open an index for asking questions.
 
     Checks manifest.json, every index file and the model, and raises
     IndexLoadError naming what is wrong and the command that fixes it.
     `warm=False` skips the background warm-up that makes later questions
-    faster (worth it for a single question).
+    faster (worth it for a single question).  `store` ("milvus:URI[#name]")
+    reaches the Milvus collection the index was built into by another
+    address; without it the manifest's is used.
     """
     from qa.engine import Engine
 
-    return Engine.load(index_dir, model=model, warm=warm)
+    return Engine.load(index_dir, model=model, warm=warm, store=store)
 
 
 def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path | None = None) -> "Result":

@@ -333,7 +333,8 @@ def exposure_warning(host: str, credentials: tuple[str, str] | None, allow_uploa
 
 
 def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int = 7860,
-          auth: str | None = None, allow_upload: bool = True, build_missing: bool = True) -> int:
+          auth: str | None = None, allow_upload: bool = True, build_missing: bool = True,
+          store: str | None = None) -> int:
     """The `qa chat` command: build the index on first start, then serve."""
     try:
         credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
@@ -351,7 +352,7 @@ def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int
         print(f"No index at {index_dir} yet: building one from {sources_dir} (first start only) …",
               file=sys.stderr, flush=True)
         try:
-            report = build([sources_dir], index_dir, BuildConfig(progress=True))
+            report = build([sources_dir], index_dir, BuildConfig(progress=True, store=store or "faiss"))
         except QAError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -359,7 +360,7 @@ def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int
             print("interrupted; no index was written", file=sys.stderr)
             return 130
         print(report.table(), file=sys.stderr, flush=True)
-    backend = ChatBackend(index_dir, sources_dir, allow_upload=allow_upload)
+    backend = ChatBackend(index_dir, sources_dir, allow_upload=allow_upload, store=store)
     try:
         print(f"loading the index at {index_dir} …", file=sys.stderr, flush=True)
         backend.refresh()

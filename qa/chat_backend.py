@@ -119,8 +119,9 @@ class ChatBackend:
     def __init__(self, index_dir: str | Path, sources_dir: str | Path, *, workers: int = 2,
                  query_threads: int | None = 1, allow_upload: bool = True,
                  max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_files: int = MAX_UPLOAD_FILES,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, store: str | None = None) -> None:
         self.index_dir = Path(index_dir)
+        self.store = store  # a --store value (qa.vector_store); None: the manifest's
         self.sources_dir = Path(sources_dir)
         self.workers = max(1, workers)
         self.query_threads = query_threads
@@ -140,6 +141,8 @@ class ChatBackend:
     # -- commands that fix things ------------------------------------------------
     def build_command(self, full: bool = False) -> str:
         cmd = ["python", "-m", "index_build", str(self.sources_dir), "--index", str(self.index_dir)]
+        if self.store:
+            cmd += ["--store", self.store]
         return shlex.join(cmd + (["--full"] if full else []))
 
     def _unavailable(self, e: Exception) -> Unavailable:
@@ -162,7 +165,7 @@ class ChatBackend:
 
             from qa.index_store import open_index
 
-            data = open_index(self.index_dir)
+            data = open_index(self.index_dir, store=self.store)
             enc = previous.encoder
             m = data.manifest
             if enc.model_id == m.model and enc.dim == m.dimension:
@@ -173,7 +176,7 @@ class ChatBackend:
                 except TypeError:  # the constructor changed: fall back to a full load
                     pass
             data.close()
-        return Engine.load(self.index_dir)
+        return Engine.load(self.index_dir, store=self.store)
 
     def _set_query_threads(self) -> None:
         # One short question is a few milliseconds of matmuls: more threads
@@ -375,11 +378,15 @@ class ChatBackend:
         every existing vector is reused)."""
         from qa.config import BuildConfig
 
+        from qa.vector_store import spec_from_manifest
+
         try:
             m = self.refresh().engine.manifest
         except Unavailable:
-            return BuildConfig(progress=False)
-        kw: dict[str, Any] = {"model": m.model, "progress": False}
+            return BuildConfig(progress=False, store=self.store or "faiss")
+        # the same vector store, at the address this chat reaches it by
+        kw: dict[str, Any] = {"model": m.model, "progress": False,
+                              "store": self.store or str(spec_from_manifest(m.store))}
         p, d, g = m.passages or {}, m.dedup or {}, m.segmenter or {}
         for key, src, name in (("passage_size", p, "size"), ("passage_stride", p, "stride"),
                                ("passage_embedding", p, "embedding"), ("near_dup_similarity", d, "near_dup_similarity"),

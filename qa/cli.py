@@ -26,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--history", action="append", default=[], metavar="Q",
                      help="an earlier question of the conversation (repeat, oldest first)")
     ask.add_argument("--json", action="store_true", help="print the result as JSON")
+    ask.add_argument("--store", default=None, metavar="STORE",
+                     help="reach the index's Milvus collection at this address (milvus:PATH.db|URI[#collection]); "
+                          "default: the one the index was built with")
 
     from qa.config import DEFAULT_INDEX, DEFAULT_SOURCES
 
@@ -38,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--auth", metavar="USER:PASS", default=None,
                       help="require this login (or set $SOURCE_QA_AUTH); needed when --host is not local")
     chat.add_argument("--no-upload", action="store_true", help="hide the 'Add articles' control")
+    chat.add_argument("--store", default=None, metavar="STORE",
+                      help="vector store: builds into it on first start (faiss, milvus:PATH.db[#collection], "
+                           "milvus:http://HOST:19530[#collection]); default: the index's own")
     return p
 
 
@@ -65,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         from qa.chat import serve
 
         return serve(args.index, args.sources, host=args.host, port=args.port, auth=args.auth,
-                     allow_upload=not args.no_upload)
+                     allow_upload=not args.no_upload, store=args.store)
     import qa
     from qa.errors import QAError
 
     try:
-        engine = qa.load(args.index, warm=False)  # one question: no warm-up to share the CPU with
+        engine = qa.load(args.index, warm=False, store=args.store)  # one question: no warm-up to share the CPU with
         res = engine.ask(args.question, history=args.history, k=args.k)
     except (QAError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -64,3 +64,7 @@ class BuildConfig:
     full: bool = False
     progress: bool = True
     lexical: LexicalConfig = field(default_factory=LexicalConfig)
+    # Where the sentence vectors are searched: "faiss" (a file in the index)
+    # or "milvus:PATH.db|URI[#collection]" (qa.vector_store; needs the
+    # [milvus] extra).
+    store: str = "faiss"

@@ -181,18 +181,20 @@ class Engine:
     # -- loading -----------------------------------------------------------
     @classmethod
     def load(cls, index_dir: str | Path = "index", model: str | None = None,
-             fusion: FusionModel | None = None, warm: bool = True) -> "Engine":
+             fusion: FusionModel | None = None, warm: bool = True, store: str | None = None) -> "Engine":
         """`fusion` replaces the fitted weights (the evaluation gathers
         features to fit new ones, which the old weights may not fit).
         `warm=False` skips the background warm-up of the per-sentence memos
-        (a one-question command would only share its CPU with it)."""
+        (a one-question command would only share its CPU with it).
+        `store`: the manifest's vector store reached at another address
+        (qa.vector_store)."""
         import faiss
 
         # one question is one small search: OpenMP threads only add wake-up
         # latency (measured 0.33 ms on 1 thread vs 0.96 ms on 2, 10k vectors)
         # and steal the core another user's question could run on
         faiss.omp_set_num_threads(1)
-        data = open_index(index_dir)
+        data = open_index(index_dir, store=store)
         if model is not None and resolve_model(model)[0] != data.manifest.model:
             raise IndexLoadError(
                 f"{index_dir} was built with model {data.manifest.model!r}, not {model!r}: "

@@ -113,6 +113,10 @@ class Manifest:
     # "documents": {"file": DOC_VECTORS, "rows": n}: the stored document vectors
     # (absent in older indexes: the loader computes them from the sentence vectors)
     vector_index: dict[str, Any] = field(default_factory=dict)
+    # where the sentence vectors are searched (qa.vector_store): empty or
+    # {"kind": "faiss"} = sentences.faiss here; {"kind": "milvus", "uri",
+    # "alias", "collection", "index", "rows"} = that Milvus collection
+    store: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
         """What meta.sqlite's index_info holds (as text)."""
@@ -156,9 +160,11 @@ class Manifest:
         """Fields of the wrong type or out of range (an edited manifest)."""
         want = {"package_version": str, "model": str, "dtype": str, "precision": str, "built_at": str,
                 "segmenter": dict, "passages": dict, "dedup": dict, "lexical": dict, "counts": dict,
-                "files": dict, "bf16_check": dict, "build_id": str, "vector_index": dict}
+                "files": dict, "bf16_check": dict, "build_id": str, "vector_index": dict,
+                "store": dict}
         out = [f"{k} must be a {t.__name__}" for k, t in want.items() if not isinstance(getattr(self, k), t)]
         out += self.vector_index_problems()
+        out += self.store_problems()
         for k in ("dimension", "max_seq_length"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -207,6 +213,24 @@ class Manifest:
                 out.append(f"vector_index.documents must be {{\"file\": \"{DOC_VECTORS}\", \"rows\": <count>}}, "
                            f"not {p!r}")
         return out
+
+    def store_problems(self) -> list[str]:
+        st = self.store if isinstance(self.store, dict) else {}
+        kind = st.get("kind", "faiss")
+        if kind == "faiss":
+            return []
+        if kind != "milvus":
+            return [f"store.kind must be faiss or milvus, not {kind!r}"]
+        out = [f"store.{k} must be a non-empty text" for k in ("uri", "alias", "collection")
+               if not isinstance(st.get(k), str) or not st.get(k)]
+        rows = st.get("rows")
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            out.append(f"store.rows must be a whole number, not {rows!r}")
+        return out
+
+    def store_kind(self) -> str:
+        st = self.store if isinstance(self.store, dict) else {}
+        return str(st.get("kind", "faiss"))
 
     def doc_vectors_file(self) -> str | None:
         """The stored document vectors' file name, None in an index built before them."""

@@ -38,6 +38,8 @@ class IndexData:
 
     def close(self) -> None:
         self.db.close()
+        if hasattr(self.sentence_index, "close"):  # a Milvus client
+            self.sentence_index.close()
         for v in (self.sentence_vectors, self.passage_vectors, self.doc_vectors):
             if hasattr(v, "close"):
                 v.close()
@@ -139,8 +141,11 @@ def _check_graph(index: Any, path: Path, hint: str) -> None:
         raise IndexLoadError(f"{path} is damaged (its HNSW graph links outside the index): {hint}")
 
 
-def open_index(index_dir: Path | str) -> IndexData:
-    """Load and cross-check an index; IndexLoadError names the bad file and the fix."""
+def open_index(index_dir: Path | str, store: str | None = None) -> IndexData:
+    """Load and cross-check an index; IndexLoadError names the bad file and the fix.
+
+    `store` (a `--store` value) reaches the vector store the manifest names
+    by another address: the same Milvus collection through another URI."""
     root = Path(index_dir)
     manifest = fmt.Manifest.read(root)
     hint = fmt.REBUILD_HINT
@@ -151,14 +156,14 @@ def open_index(index_dir: Path | str) -> IndexData:
             n_sent, n_pass = _check_metadata(root, db, manifest, hint)
         except sqlite3.DatabaseError as e:
             raise IndexLoadError(f"{root / fmt.META_DB} is damaged ({e}): {hint}") from e
-        return _open_rest(root, manifest, db, n_sent, n_pass, hint)
+        return _open_rest(root, manifest, db, n_sent, n_pass, hint, store)
     except BaseException:
         db.close()
         raise
 
 
 def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sent: int, n_pass: int,
-               hint: str) -> IndexData:
+               hint: str, store: str | None = None) -> IndexData:
     import faiss
 
     from qa import vector_index as vi
@@ -267,13 +272,17 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
                 raise IndexLoadError(f"{root / name} holds a damaged {what} vector (row {i}, length {norm}): {hint}")
 
     s_params = manifest.vector_params("sentences")
-    s_index = load_faiss(fmt.SENTENCE_FAISS, n_sent, s_params)
+    spec = _store_spec(root, manifest, store)
     s_vecs = load_vectors(fmt.SENTENCE_VECTORS, n_sent)
+    if spec.kind == "milvus":
+        s_index = _open_milvus(root, manifest, spec, n_sent, s_vecs)
+    else:
+        s_index = load_faiss(fmt.SENTENCE_FAISS, n_sent, s_params)
+        same_vectors(s_index, s_vecs, s_params["type"], fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
+        s_index = vi.VectorIndex(s_index, s_vecs, s_params, coarse_scan=True)
     p_vecs = load_vectors(fmt.PASSAGE_VECTORS, n_pass)
-    same_vectors(s_index, s_vecs, s_params["type"], fmt.SENTENCE_FAISS, fmt.SENTENCE_VECTORS)
     # passage vectors are unit length (normalised means, or normalised embeddings)
     unit_rows(p_vecs, fmt.PASSAGE_VECTORS, "passage", zero_ok=False)
-    s_index = vi.VectorIndex(s_index, s_vecs, s_params, coarse_scan=True)
 
     import bm25s
 
@@ -298,9 +307,49 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
         d_vecs = load_vectors(fmt.DOC_VECTORS, n_docs, " (the manifest says the build wrote it)")
         # unit length or zero (a document without answer sentences)
         unit_rows(d_vecs, fmt.DOC_VECTORS, "document", zero_ok=True)
-    _prefetch([root / fmt.SENTENCE_FAISS, *sorted(bm_dir.glob("*.npy")),
+    _prefetch([*([root / fmt.SENTENCE_FAISS] if spec.kind != "milvus" else []), *sorted(bm_dir.glob("*.npy")),
                root / fmt.SENTENCE_VECTORS, root / fmt.PASSAGE_VECTORS, root / fmt.META_DB])
     return IndexData(root, manifest, db, s_index, s_vecs, p_vecs, bm25, d_vecs)
+
+
+def _store_spec(root: Path, manifest: fmt.Manifest, store: str | None):
+    """The store to read: the manifest's, or the same kind at the address `store` gives."""
+    from qa.vector_store import MILVUS, StoreSpec, parse_store, spec_from_manifest
+
+    built = spec_from_manifest(manifest.store)
+    if store is None:
+        return built
+    try:
+        given = parse_store(store)
+    except ValueError as e:
+        raise IndexLoadError(str(e)) from e
+    if given.kind != built.kind:
+        raise IndexLoadError(f"{root} keeps its sentence vectors in {built.kind}, not {given.kind}: drop --store, "
+                             f"or rebuild with: python -m index_build --index {root} --store {store}")
+    return StoreSpec(MILVUS, given.uri, built.collection) if given.kind == MILVUS else built
+
+
+def _open_milvus(root: Path, manifest: fmt.Manifest, spec, n_sent: int, s_vecs: np.ndarray):
+    """The Milvus collection of this build, checked against the local vectors
+    on sampled rows (a collection of another build would rank silently wrong)."""
+    from qa.milvus_store import MilvusStore
+
+    st = manifest.store
+    s_index = MilvusStore.open(spec, st, manifest.dimension, n_sent, root)
+    try:
+        for i in sorted({0, n_sent // 2, n_sent - 1} if n_sent else set()):
+            try:
+                got = s_index.reconstruct(i)
+            except KeyError:
+                got = None
+            if got is None or not np.allclose(got, np.asarray(s_vecs[i], dtype=np.float32), atol=1e-5):
+                raise IndexLoadError(
+                    f"the Milvus collection {st.get('collection')} and {root / fmt.SENTENCE_VECTORS} hold different "
+                    f"vectors (row {i}): rebuild with: python -m index_build --index {root} --store {spec}")
+    except BaseException:
+        s_index.close()
+        raise
+    return s_index
 
 
 # Set to 0 to skip the page-cache warm-up of a freshly loaded index.
