@@ -222,9 +222,12 @@ def build(
             # 5. the rest of the index, then swap it in
             try:
                 # the previous index's IVF training is kept when it is of the same model
+                # the document each unique sentence first appears in (a store's delete-by-document key)
+                first_doc = np.fromiter((u.occurrences[0].doc_idx for u in dd.unique), dtype=np.int64,
+                                        count=len(dd.unique))
                 if store.kind == MILVUS:
-                    milvus, store_entry = _write_milvus(store, build_id, s_vecs, dd, log)
-                vector_index = _write_vectors(tmp, s_vecs, p_vecs, previous=(
+                    milvus, store_entry = _write_milvus(store, build_id, s_vecs, first_doc, log)
+                vector_index = _write_vectors(tmp, s_vecs, p_vecs, first_doc, previous=(
                     (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None),
                     sentence_index=milvus is None)
                 del s_vecs, p_vecs
@@ -335,7 +338,8 @@ def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
         con.close()
 
 
-def _write_milvus(store: StoreSpec, build_id: str, s_vecs: np.ndarray, dd, log: Callable[[str], None]):
+def _write_milvus(store: StoreSpec, build_id: str, s_vecs: np.ndarray, first_doc: np.ndarray,
+                  log: Callable[[str], None]):
     """This build's collection, filled and flushed (not yet what the alias
     names): (the MilvusStore, the manifest's `store` entry)."""
     from qa.errors import QAError
@@ -348,7 +352,6 @@ def _write_milvus(store: StoreSpec, build_id: str, s_vecs: np.ndarray, dd, log: 
     except QAError as e:
         raise BuildError(f"{e} (nothing was changed)") from e
     try:
-        first_doc = np.fromiter((u.occurrences[0].doc_idx for u in dd.unique), dtype=np.int64, count=n)
         ms.add(np.arange(n, dtype=np.int64), s_vecs, first_doc)
         entry = ms.persist()
     except BaseException:
@@ -377,7 +380,7 @@ def _publish_milvus(store: StoreSpec, ms, old: fmt.Manifest | None, log: Callabl
         ms.close()
 
 
-def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
+def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray, first_doc: np.ndarray,
                    previous: tuple[Path, fmt.Manifest] | None = None, sentence_index: bool = True) -> dict:
     """sentence vectors (.npy) and their FAISS index (exact when small, IVF
     over 8-bit codes, tuned on this data, when large), passage and document
@@ -397,10 +400,9 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
     index of it whose trained count is near the new one lends its training
     and tuned nprobe (qa.vector_index.reusable_training), so adding a few
     articles does not train and tune again."""
-    import faiss
-
     from qa import vector_index as vi
     from qa.doc_map import document_vectors
+    from qa.faiss_store import FaissStore
 
     params = {}
     np.save(tmp / fmt.PASSAGE_VECTORS, np.asarray(p_vecs, dtype=np.float32), allow_pickle=False)
@@ -415,12 +417,11 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray,
             old_dir, old_manifest = previous
             trained = vi.reusable_training(old_dir / fmt.SENTENCE_FAISS, old_manifest.vector_params("sentences"),
                                            int(mapped.shape[0]), int(mapped.shape[1]))
-        index, params["sentences"] = vi.build_index(mapped, previous=trained)
+        store = FaissStore(tmp, previous=trained)
         del trained
-        faiss.write_index(index, str(tmp / fmt.SENTENCE_FAISS))
-        # the loader memory-maps the file only at exactly this size
-        params["sentences"]["file_bytes"] = (tmp / fmt.SENTENCE_FAISS).stat().st_size
-        del index
+        store.add(np.arange(len(mapped), dtype=np.int64), mapped, first_doc)
+        params["sentences"] = store.persist()
+        del store  # its FAISS index in memory
     else:  # searched in another store (the manifest's `store`): no FAISS file
         params["sentences"] = {"type": vi.FLAT}
     # each document's mean sentence vector, computed once here instead of at

@@ -164,22 +164,37 @@ def test_a_failed_build_drops_its_collection_and_the_old_one_serves(tmp_path, mo
     assert res.answers and "45 minutes" in res.answers[0].text
 
 
-def test_delete_by_document_count_and_search_on_a_store(tmp_path):
+@pytest.mark.parametrize("kind", ["faiss", "milvus"])
+def test_both_stores_add_delete_by_document_count_persist_and_search(tmp_path, kind):
+    from qa.faiss_store import FaissStore
     from qa.milvus_store import MilvusStore
     from qa.vector_store import VectorStore, parse_store
 
-    spec = parse_store(f"milvus:{tmp_path / 'v.db'}#unit")
-    store = MilvusStore.create(spec, "0123456789abcdef", 4, 6)
-    assert isinstance(store, VectorStore)
+    if kind == "faiss":
+        store = FaissStore(tmp_path)
+    else:
+        store = MilvusStore.create(parse_store(f"milvus:{tmp_path / 'v.db'}#unit"), "0123456789abcdef", 4, 6)
+    assert isinstance(store, VectorStore) and store.kind == kind
     vecs = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1]]
     store.add(np.arange(6), vecs, np.array([0, 0, 1, 1, 2, 2]))
-    entry = store.persist()
-    assert entry["rows"] == 6 == store.count()
-    scores, ids = store.search(np.eye(4, dtype=np.float32)[:1], 3)
-    assert sorted(ids[0][:2].tolist()) == [0, 4] and scores[0][0] == pytest.approx(1.0)
-    assert store.delete_docs([0]) == 2 and store.count() == 4
-    _, ids = store.search(np.eye(4, dtype=np.float32)[:1], 8)
-    assert ids.shape == (1, 8) and set(ids[0][ids[0] >= 0].tolist()) == {2, 3, 4, 5} and (ids[0][4:] == -1).all()
+    assert store.count() == 6
+    assert store.delete_docs([2]) == 2 and store.delete_docs([2]) == 0 and store.count() == 4
+    store.persist()
+    assert store.ntotal == 4
+    scores, ids = store.search(np.eye(4, dtype=np.float32)[:2], 6)
+    assert ids.shape == (2, 6) and ids[0][0] == 0 and ids[1][0] == 1 and scores[0][0] == pytest.approx(1.0)
+    assert set(ids[0][ids[0] >= 0].tolist()) == {0, 1, 2, 3} and (ids[0][4:] == -1).all()
+    if kind == "faiss":
+        assert (tmp_path / "sentences.faiss").is_file()
+        gap = FaissStore(tmp_path)
+        gap.add(np.arange(4), vecs[:4], np.array([0, 1, 0, 1]))
+        gap.delete_docs([0])  # rows 0 and 2 gone: FAISS rows must stay the ids 0..n-1
+        with pytest.raises(ValueError, match="0..n-1"):
+            gap.persist()
+    else:
+        assert store.delete_docs([1]) == 2 and store.count() == 2  # a live collection deletes in place
+        _, ids = store.search(np.eye(4, dtype=np.float32)[:1], 4)
+        assert set(ids[0][ids[0] >= 0].tolist()) == {0, 1}
 
 
 def test_bad_store_values_are_one_line_errors(tmp_path, seed_index):
