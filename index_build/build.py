@@ -87,7 +87,7 @@ def build(
         # An incremental build loads the model in worker processes while this
         # one finds, reads, deduplicates and indexes words (embed.warm_pool);
         # started first thing, and stopped again if no file looks new.
-        pool = warm_pool(model_id, old.precision) if reuse_model else None
+        pool = warm_pool(model_id, old.precision) if reuse_model and not cfg.ray else None
         if pool is not None:
             stack.callback(pool.close)
         files, skipped = docs_mod.discover(sources, cfg.max_file_bytes)
@@ -201,14 +201,21 @@ def build(
                 encoder.precision = precision
                 return encoder
 
+            remote = None
+            if cfg.ray:
+                from index_build.ray_encode import RayEncoder
+
+                log(f"starting Ray ({cfg.ray}) ...")
+                remote = stack.enter_context(RayEncoder(cfg.ray, model_id, precision, cfg.batch_size))
             s_vecs, _, s_stats = embed_texts(need_encoder, dim, unique_texts, s_cache, cfg.batch_size,
-                                             cfg.progress, "sentences", log, pool=pool, hashes=s_hashes)
+                                             cfg.progress, "sentences", log, pool=pool, hashes=s_hashes,
+                                             remote=remote)
             report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
 
             if cfg.passage_embedding == "encode":
                 p_vecs, _, p_stats = embed_texts(need_encoder, dim, [p.text_in(documents) for p in passages],
                                                  p_cache, cfg.batch_size, cfg.progress, "passages", log,
-                                                 pool=pool, hashes=p_hashes)
+                                                 pool=pool, hashes=p_hashes, remote=remote)
             else:
                 p_vecs = mean_vectors(rows, s_vecs)
                 del rows

@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
                    help="where the sentence vectors are searched: faiss (default, in the index folder), "
                         "milvus:PATH.db[#collection] (Milvus Lite) or milvus:http://HOST:19530[#collection] "
                         '(a Milvus server; needs pip install "source-qa[milvus]")')
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="encode on Ray: a running cluster's HOST:PORT, or no address for a local Ray instance "
+                        '(needs pip install "source-qa[ray]")')
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, precision=args.precision, batch_size=args.batch_size,
         passage_size=args.passage_size, passage_stride=args.passage_stride,
         passage_embedding=args.passage_embedding, strict=args.strict, full=args.full,
-        max_file_bytes=int(args.max_file_mb * 2**20), store=args.store,
+        max_file_bytes=int(args.max_file_mb * 2**20), store=args.store, ray=args.ray,
         progress=not args.no_progress and not args.json,
     )
     signal.signal(signal.SIGTERM, _terminate)  # kill: clean up like Ctrl-C

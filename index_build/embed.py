@@ -11,7 +11,7 @@ import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from qa.textnorm import text_hash
 # Texts encoded per call of the encoder: its result (chunk x dim float32, 6 MB
 # at 384 dimensions) is the only vector memory besides the output array.
 CHUNK_SIZE = 4096
+REMOTE_CHUNK = 65_536  # texts per Ray job: 100 MB of vectors at 384 dimensions
 # Encode in this many single-threaded processes (this one + workers) when at
 # least POOL_MIN_TEXTS texts need encoding: below that, starting a worker
 # (import torch, load the model: seconds of CPU) costs more than it gains.
@@ -81,6 +82,7 @@ def embed_texts(
     processes: int | None = None,
     pool: EncoderPool | None = None,
     hashes: list[str] | None = None,
+    remote: Any = None,
 ) -> tuple[np.ndarray, list[str], EmbedStats]:
     """Vectors for `texts` (row-aligned), their hashes, and what was encoded;
     `hashes`: their `text_hash`es (the cache keys) if the caller has them.
@@ -93,6 +95,10 @@ def embed_texts(
     `pool`: workers started earlier (`warm_pool`), whose model is loading or
     loaded.  A small job goes to them alone and this process never loads the
     model; a large one is shared between them and this process.
+
+    `remote`: an entered index_build.ray_encode.RayEncoder: everything not
+    cached is encoded on Ray instead (in chunks of REMOTE_CHUNK texts, so
+    only one chunk's vectors exist besides the result).
     """
     if hashes is None:
         hashes = [text_hash(t) for t in texts]
@@ -110,7 +116,20 @@ def embed_texts(
         hit[:] = False
     stats.reused = int(hit.sum())
     todo: list[int] = np.flatnonzero(~hit).tolist()
-    if todo:
+    if todo and remote is not None:
+        from tqdm.auto import tqdm
+
+        log(f"embedding {len(todo)} {label} on Ray ({stats.reused} cached, {remote.precision}, "
+            f"{remote.actors} actors)")
+        with tqdm(total=len(todo), desc=f"embedding {label} (Ray)", unit="sent", disable=not progress,
+                  file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+            for start in range(0, len(todo), REMOTE_CHUNK):
+                rows = todo[start : start + REMOTE_CHUNK]
+                got = np.zeros((len(rows), dim), dtype=np.float32)
+                remote.encode([texts[i] for i in rows], got, bar.update)
+                out[rows] = got
+        stats.encoded = len(todo)
+    elif todo:
         from tqdm.auto import tqdm
 
         warm = pool is not None and pool.healthy()

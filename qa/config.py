@@ -68,3 +68,6 @@ class BuildConfig:
     # or "milvus:PATH.db|URI[#collection]" (qa.vector_store; needs the
     # [milvus] extra).
     store: str = "faiss"
+    # Encode on Ray (index_build.ray_encode): None = in this process;
+    # "local" = a local Ray instance; "HOST:PORT" = a running cluster.
+    ray: str | None = None
