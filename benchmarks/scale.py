@@ -479,7 +479,8 @@ def child_build(args: argparse.Namespace) -> None:
 
         prof = cProfile.Profile()
         prof.enable()
-    rep = build([Path(args.sources)], Path(args.index), BuildConfig(full=args.full, progress=False),
+    rep = build([Path(args.sources)], Path(args.index),
+                BuildConfig(full=args.full, progress=False, store=args.store or "faiss", ray=args.ray),
                 log=lambda m: None)
     if prof is not None:
         prof.disable()
@@ -667,7 +668,11 @@ def measure_size(target: int, work: Path, rw: Rewriter, args: argparse.Namespace
     say(f"[{label}] load {row.load_s:.2f} s, ask p50 {row.ask_p50_ms:.1f} ms p95 {row.ask_p95_ms:.1f} ms, "
         f"peak RSS {row.serve_peak_rss_mb:.0f} MB, recall@10 {row.recall_at_10} ({row.sentence_index_type})")
 
-    if target == 100_000 or args.checks_at == target:
+    if "milvus" in args.stores:
+        measure_milvus(row, index, work, label, args, say)
+    if args.ray and not synthetic:
+        measure_ray(row, corpus.folder, work, label, say)
+    if (target == 100_000 or args.checks_at == target) and not args.skip_checks:
         if not args.quick:
             say(f"[{label}] start-up: fresh-process qa.load vs bare sentence-transformers load, 3 each ...")
             qa_s, bare_s = [row.load_s], []
@@ -698,6 +703,50 @@ def measure_size(target: int, work: Path, rw: Rewriter, args: argparse.Namespace
         if corpus.vector_map:
             corpus.vector_map.unlink(missing_ok=True)
     return row
+
+
+def measure_milvus(row: Row, index: Path, work: Path, label: str, args: argparse.Namespace, say) -> None:
+    """The same index with its sentence vectors in Milvus Lite: a copy of the
+    FAISS index rebuilt with --store milvus (every vector comes from the
+    embedding cache, so the build time is writing the collection), then
+    served like the FAISS one."""
+    m_index = work / f"index-{label}-milvus"
+    shutil.rmtree(m_index, ignore_errors=True)
+    shutil.copytree(index, m_index)
+    db = work / f"vectors-{label}.db"
+    say(f"[{label}] Milvus Lite: writing the collection ...")
+    b = run_child("_build", "--sources", str(work / f"corpus-{label}"), "--index", str(m_index),
+                  "--store", f"milvus:{db}")
+    say(f"[{label}] Milvus Lite: serving ...")
+    s = run_child("_serve", "--index", str(m_index), "--questions", str(args.questions), "--recall")
+    m = {"build_s": b["seconds"], "build_seconds_by_step": b.get("seconds_by_step"),
+         "sentences_embedded": b["sentences_embedded"], "db_mb": round(dir_mb(db), 1),
+         "load_s": s["load_s"], "ask_p50_ms": s.get("ask_p50_ms"), "ask_p95_ms": s.get("ask_p95_ms"),
+         "recall_at_10": s.get("recall_at_10"), "index": (s.get("sentence_index_params") or {}).get("index"),
+         "serve_peak_rss_mb": s["peak_rss_mb"]}
+    row.extra["milvus"] = m
+    say(f"[{label}] Milvus Lite: rebuild writing {row.unique_sentences} vectors {m['build_s']:.1f} s "
+        f"({m['sentences_embedded']} encoded), {m['db_mb']:.0f} MB; load {m['load_s']:.2f} s, ask p50 "
+        f"{m['ask_p50_ms']:.1f} ms p95 {m['ask_p95_ms']:.1f} ms, recall@10 {m['recall_at_10']} ({m['index']})")
+    if not args.keep:
+        shutil.rmtree(m_index, ignore_errors=True)
+        shutil.rmtree(db, ignore_errors=True)
+
+
+def measure_ray(row: Row, corpus: Path, work: Path, label: str, say) -> None:
+    """A full build with the encoding on a local Ray instance, against the
+    plain full build of the same corpus (row.build_s)."""
+    r_index = work / f"index-{label}-ray"
+    shutil.rmtree(r_index, ignore_errors=True)
+    say(f"[{label}] full build encoding on local Ray ...")
+    b = run_child("_build", "--sources", str(corpus), "--index", str(r_index), "--full", "--ray", "local")
+    steps = b.get("seconds_by_step") or {}
+    row.extra["ray"] = {"build_s": b["seconds"], "seconds_by_step": steps, "sentences_embedded": b["sentences_embedded"],
+                        "ratio_to_plain_build": round(b["seconds"] / row.build_s, 3)}
+    say(f"[{label}] Ray-local full build {b['seconds']:.1f} s ({b['sentences_embedded']} encoded, "
+        f"{b['sentences_embedded'] / b['seconds']:.0f} sentences/s) vs plain {row.build_s:.1f} s "
+        f"({row.unique_sentences / row.build_s:.0f}/s): {b['seconds'] / row.build_s:.2f}x the time")
+    shutil.rmtree(r_index, ignore_errors=True)
 
 
 def make_corpus_map_for_added(corpus: Corpus, rw: Rewriter) -> Path:
@@ -802,6 +851,16 @@ def table(rows: list[Row]) -> str:
             txt.append(f"incremental at {r.size}: +{INCREMENTAL_ARTICLES} articles {r.incremental_s:.2f} s = "
                        f"{100 * r.incremental_share_of_full:.1f}% of the full build {r.build_s:.1f} s "
                        f"(target < {100 * INCREMENTAL_TARGET:.0f}%: {'met' if ok else 'NOT met'})")
+        m = r.extra.get("milvus")
+        if m:
+            txt.append(f"Milvus Lite at {r.size} ({m['index']}): writing the collection {m['build_s']:.1f} s, "
+                       f"load {m['load_s']:.2f} s, ask p50 {m['ask_p50_ms']:.1f} / p95 {m['ask_p95_ms']:.1f} ms, "
+                       f"recall@10 {m['recall_at_10']}  (FAISS: load {r.load_s:.2f} s, ask p50 {r.ask_p50_ms:.1f} / "
+                       f"p95 {r.ask_p95_ms:.1f} ms, recall@10 {r.recall_at_10})")
+        ray = r.extra.get("ray")
+        if ray:
+            txt.append(f"Ray-local full build at {r.size}: {ray['build_s']:.1f} s vs plain {r.build_s:.1f} s "
+                       f"= {ray['ratio_to_plain_build']:.2f}x the time")
         if r.startup_ratio is not None:
             ok = r.startup_ratio <= STARTUP_TARGET
             txt.append(f"start-up at {r.size}: qa.load {r.startup_qa_load_s:.2f} s vs bare import + model load "
@@ -826,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--vector-map")
         p.add_argument("--base-vectors")
         p.add_argument("--profile")
+        p.add_argument("--store")
+        p.add_argument("--ray")
         p.add_argument("--questions", type=int, default=100)
         p.add_argument("--recall", action="store_true")
         a = p.parse_args(argv)
@@ -846,6 +907,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checks-at", type=parse_size, default=None,
                    help="also run the incremental/start-up checks at this size (always at 100k)")
     p.add_argument("--profile", action="store_true", help="cProfile the incremental build into --out")
+    p.add_argument("--stores", default="faiss",
+                   help="faiss,milvus: also serve each size from Milvus Lite (default: faiss only)")
+    p.add_argument("--ray", action="store_true", help="also time a full build encoding on a local Ray instance")
+    p.add_argument("--skip-checks", action="store_true", help="no start-up and incremental checks at 100k")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other sizes already in --out/scale.json (e.g. add 1M to an earlier run)")
     args = p.parse_args(argv)
