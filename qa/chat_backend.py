@@ -141,9 +141,21 @@ class ChatBackend:
     # -- commands that fix things ------------------------------------------------
     def build_command(self, full: bool = False) -> str:
         cmd = ["python", "-m", "index_build", str(self.sources_dir), "--index", str(self.index_dir)]
-        if self.store:
-            cmd += ["--store", self.store]
+        store = self.store or self._manifest_store()
+        if store and store != "faiss":
+            cmd += ["--store", store]
         return shlex.join(cmd + (["--full"] if full else []))
+
+    def _manifest_store(self) -> str | None:
+        """The --store value of the index's manifest, if it can be read (a
+        rebuild must go to the same store, or readers lose their vectors)."""
+        from qa.index_format import Manifest
+        from qa.vector_store import spec_from_manifest
+
+        try:
+            return str(spec_from_manifest(Manifest.read(self.index_dir).store))
+        except Exception:  # noqa: BLE001 - no manifest, or a damaged one: the default store
+            return None
 
     def _unavailable(self, e: Exception) -> Unavailable:
         if isinstance(e, IndexLoadError):

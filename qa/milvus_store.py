@@ -92,7 +92,15 @@ def connect(spec: StoreSpec, create: bool = False, timeout: float | None = None)
             raise MilvusUnavailable(f"a Milvus Lite file needs milvus-lite, which is not installed: "
                                     f"{INSTALL_HINT}") from e
     try:
-        return pm.MilvusClient(uri=spec.uri, timeout=timeout)
+        try:
+            return pm.MilvusClient(uri=spec.uri, timeout=timeout)
+        except pm.exceptions.MilvusException:
+            if not spec.is_lite:
+                raise
+            # this process's embedded server for the file can have gone away
+            # (its gRPC side closes idle connections): start it afresh, once
+            release(spec)
+            return pm.MilvusClient(uri=spec.uri, timeout=timeout)
     except pm.exceptions.MilvusException as e:
         if spec.is_lite:
             raise MilvusUnavailable(

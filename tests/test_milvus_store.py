@@ -5,6 +5,7 @@ the previous collection serving, and clear errors for unreachable stores."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import socket
 import time
@@ -247,3 +248,21 @@ def test_a_lite_file_open_in_another_process_is_named_as_such(milvus_seeds):
     r = run_cli("qa", "ask", "How long did they talk?", "--index", str(index), timeout=120)
     assert r.returncode == 1 and "open in another process" in r.stderr and "Traceback" not in r.stderr
     assert holder.ask("How long did Biden and Netanyahu talk on Sunday?").answers
+
+
+def test_the_chat_rebuilds_into_the_store_its_index_was_built_with(milvus_seeds, tmp_path):
+    """An upload rebuild, and the fix command the chat shows, keep the Milvus
+    store: a rebuild into FAISS would leave the chat's collection behind."""
+    from qa.chat_backend import ChatBackend
+
+    index, db = milvus_seeds
+    backend = ChatBackend(index, SEEDS, log=lambda m: None)
+    try:
+        assert backend._build_config().store == f"milvus:{db}#source_qa"
+        cmd = shlex.split(backend.build_command())
+        assert cmd[cmd.index("--store") + 1] == f"milvus:{db}#source_qa"
+    finally:
+        backend.close()
+    other = ChatBackend(tmp_path / "none", SEEDS, log=lambda m: None, store=f"milvus:{tmp_path / 'n.db'}")
+    cmd = shlex.split(other.build_command())
+    assert cmd[cmd.index("--store") + 1] == f"milvus:{tmp_path / 'n.db'}"
