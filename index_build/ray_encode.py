@@ -107,7 +107,10 @@ class RayEncoder:
         quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="warning",
                      runtime_env={"env_vars": env})
         if self.address == LOCAL:
-            ray.init(num_cpus=os.cpu_count() or 1, **quiet)
+            # "local": always a new instance of our own, never a cluster some
+            # other program left running on this machine (ray.init() with no
+            # address would join that one)
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)
         else:
             check_reachable(self.address)
             try:
