@@ -241,9 +241,8 @@ def build(
                 s_cache = p_cache = None
                 report.seconds = time.perf_counter() - t0
                 manifest = _manifest(cfg, model_id, precision, max_len, dim,
-                                     bf16_check, documents, report, vocab)
+                                     bf16_check, documents, report, vocab, build_id)
                 manifest.vector_index = vector_index
-                manifest.build_id = build_id
                 if milvus is not None:
                     manifest.store = store_entry
                 _write_identity(tmp, manifest)
@@ -445,7 +444,7 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray, first_doc:
 
 
 def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim: int, bf16_check: dict,
-              documents, report: BuildReport, vocab: int) -> fmt.Manifest:
+              documents, report: BuildReport, vocab: int, build_id: str) -> fmt.Manifest:
     import sentencex  # noqa: F401
 
     from importlib.metadata import version
@@ -472,7 +471,7 @@ def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim
                 "near_duplicates_merged": report.near_duplicates_merged, "skipped_files": len(report.files_skipped)},
         files={d.doc_id: {"path": d.path, "sha256": d.sha256, "bytes": d.size, "encoding": d.encoding} for d in documents},
         bf16_check=bf16_check,
-        build_id=uuid.uuid4().hex,  # the caller sets the build's own
+        build_id=build_id,  # also names the build's Milvus collection
     )
 
 
