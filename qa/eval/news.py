@@ -1,323 +1,367 @@
-"""The news suite: hand-written questions over real BBC News articles
-(qa/eval/news_gold.json), asked through the real engine against an index of
-the WHOLE corpus (2,225 articles, bench/bbc), so every other article competes.
+"""The blind news suite: questions a reader would ask of real news it was
+never tuned on (qa/eval/news_gold.json), asked through the real engine over
+an index of every article at hand (the 2,225 BBC articles and the 34 saved
+web pages of ../shared/bench), so every other article competes.
 
-    python -m qa.eval.news [--index DIR] [-k 5] [--json]
+    python -m qa.eval news                   # both halves, the test half is the one to report
+    python -m qa.eval.news [--half test] [--json] [-v]
+    python -m qa.eval.news sentences DOC_ID  # an article as the builder splits it (for writing gold)
+    python -m qa.eval.news check [FILE]      # validate a gold file against the index
 
-Ranking: hit at rank i = answer i contains an expect substring AND one of its
-sources is a gold article.  For questions whose sentence occurs in several gold
-articles (byte-identical duplicates), the hit answer must also cite every one
-of them ("copies cited").
+The gold was written before any tuning, split by article into a tune half
+and a test half (fixed in the file): reader training, fusion and follow-up
+tuning may look at the tune half only; the test half is reported.
 
-Citations: every source of every returned answer (all questions, all ranks) is
-re-read from disk the way the builder reads it (index_build.readers.read) and
-checked: text[start:end] is the source's sentence verbatim, the doc id names
-that file, and the sentence is the answer's text (equal after normalisation)
-or a near-duplicate wording of it (word similarity >= the index's
-near_dup_similarity and no changed number, negation or name).
+A question is answered at rank i when the i-th answer contains one of its
+`expect` substrings and cites one of its articles (or a byte-identical copy
+of one, or one of its `other_docs`: articles outside the split that carry
+the same answer).  Conversations are asked turn by turn with the earlier questions as
+history; the follow-up turns are scored the same way.  Unanswerable
+questions should be refused (`found` False).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import re
 import sys
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from qa.eval.common import bench_dir, build_index, cache_dir, format_table
 
 GOLD = Path(__file__).with_name("news_gold.json")
-TOP = 3
+HALVES = ("tune", "test")
+KINDS = ("who", "what", "when", "where", "why", "how many", "how much", "how long", "how", "which", "yes-no")
+SHIFTS = ("focus", "ellipsis", "pronoun", "demonstrative", "topic")
+K = 5
 
 
-def corpus_dir() -> Path:
-    return bench_dir() / "bbc"
+def corpus_dirs() -> list[Path]:
+    return [bench_dir() / "bbc", bench_dir() / "web"]
 
 
-def load_gold(path: Path = GOLD) -> list[dict[str, Any]]:
-    items = json.loads(path.read_text(encoding="utf-8"))
-    for it in items:
-        it["doc_ids"] = list(it["doc_ids"])
-        it["expect"] = list(it["expect"])
-    return items
+def index_dir() -> Path:
+    """The suite's index (built incrementally: a no-op when nothing changed)."""
+    return build_index(corpus_dirs(), cache_dir("news") / "index")
 
 
-def _article_path(doc_id: str) -> Path:
-    return corpus_dir() / f"{doc_id}.txt"
+# -- the gold file -------------------------------------------------------------
+def load_gold(path: Path = GOLD) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _read(path: Path, cache: dict[Path, str]) -> str:
-    """The article text exactly as the builder extracts it."""
-    from index_build.readers import read
-
-    if path not in cache:
-        cache[path] = read(path).text
-    return cache[path]
-
-
-def check_gold(gold: list[dict[str, Any]], doc_sentences: dict[str, list[str]], texts: dict[Path, str]) -> list[str]:
-    """Problems with the gold file: an expect substring that is not in any
-    named article, a named article with none of the expect substrings, or an
-    expect that is not inside one indexed sentence of a named article (so it
-    could never be hit)."""
-    problems = []
-    for it in gold:
-        q, docs, expect = it["question"], it["doc_ids"], it["expect"]
-        if not docs or not expect:
-            problems.append(f"{q!r}: needs doc_ids and expect")
-            continue
-        for d in docs:
-            p = _article_path(d)
-            if not p.exists():
-                problems.append(f"{q!r}: no article {d} ({p})")
-                continue
-            text = _read(p, texts)
-            if not any(e in text for e in expect):
-                problems.append(f"{q!r}: article {d} holds none of {expect}")
-            if d not in doc_sentences:
-                problems.append(f"{q!r}: article {d} is not in the index")
-        for e in expect:
-            if not any(_article_path(d).exists() and e in _read(_article_path(d), texts) for d in docs):
-                problems.append(f"{q!r}: expect {e!r} occurs in none of {docs}")
-            if not any(e in s for d in docs for s in doc_sentences.get(d, [])):
-                problems.append(f"{q!r}: expect {e!r} is in no indexed sentence of {docs}")
-    return problems
-
-
-def _indexed_sentences(index_dir: Path, doc_ids: set[str]) -> dict[str, list[str]]:
-    from qa.index_format import connect
-
-    con = connect(index_dir)
-    try:
-        rows = con.execute(
-            "SELECT d.doc_id, substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds "
-            "JOIN documents d USING(doc_idx) WHERE ds.sent_idx IS NOT NULL"
-        ).fetchall()
-    finally:
-        con.close()
-    out: dict[str, list[str]] = {}
-    for d, s in rows:
-        if d in doc_ids:
-            out.setdefault(d, []).append(s)
+def _items(gold: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, item) of every answerable item: questions and conversation turns."""
+    out = [(f"question {i}", q) for i, q in enumerate(gold.get("questions", []))]
+    for c, conv in enumerate(gold.get("conversations", [])):
+        for t, turn in enumerate(conv["turns"]):
+            if not turn.get("unanswerable"):
+                out.append((f"conversation {c} turn {t}", turn))
     return out
 
 
-def _is_hit(answer, expect: list[str], docs: list[str]) -> bool:
+def half_of(gold: dict[str, Any], item: dict[str, Any]) -> str | None:
+    """An answerable item's half: its articles'."""
+    halves = {gold["articles"].get(d) for d in item.get("doc_ids", [])}
+    return halves.pop() if len(halves) == 1 else None
+
+
+def conversation_half(gold: dict[str, Any], conv: dict[str, Any]) -> str | None:
+    halves = {half_of(gold, t) for t in conv["turns"] if not t.get("unanswerable")}
+    return halves.pop() if len(halves) == 1 else None
+
+
+_WORD = re.compile(r"[A-Za-z0-9£$€%']+")
+_NAMEISH = re.compile(r"^(?:[A-Z0-9£$€].*|of|the|and|de|du|la|van|von)$")
+
+
+def copied_phrases(question: str, sentence: str, n: int = 4) -> list[str]:
+    """Runs of n words the question shares with the sentence, other than
+    names (every word capitalised or a number): a reader's own question does
+    not repeat the answer's wording."""
+    qw = _WORD.findall(question)
+    sw = [w.lower() for w in _WORD.findall(sentence)]
+    grams = {tuple(sw[i:i + n]) for i in range(len(sw) - n + 1)}
+    out = []
+    for i in range(len(qw) - n + 1):
+        g = qw[i:i + n]
+        if tuple(w.lower() for w in g) in grams and not all(_NAMEISH.match(w) for w in g):
+            out.append(" ".join(g))
+    return out
+
+
+def indexed_sentences(index: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(doc_id -> its answerable sentences in order, doc_id -> the doc_ids
+    of its byte-identical copies, itself included)."""
+    from qa.index_format import connect
+
+    con = connect(index)
+    try:
+        docs = {i: (d, sha) for i, d, sha in con.execute("SELECT doc_idx, doc_id, sha256 FROM documents")}
+        sents: dict[str, list[str]] = defaultdict(list)
+        for i, s in con.execute("SELECT ds.doc_idx, substr(d.text, ds.start + 1, ds.end - ds.start) "
+                                "FROM doc_sentences ds JOIN documents d USING(doc_idx) "
+                                "WHERE ds.sent_idx IS NOT NULL ORDER BY ds.doc_idx, ds.sent_no"):
+            sents[docs[i][0]].append(s)
+    finally:
+        con.close()
+    by_sha: dict[str, list[str]] = defaultdict(list)
+    for d, sha in docs.values():
+        by_sha[sha].append(d)
+    copies = {d: sorted(by_sha[sha]) for d, sha in docs.values()}
+    return dict(sents), copies
+
+
+def check_gold(gold: dict[str, Any], sents: dict[str, list[str]], copies: dict[str, list[str]],
+               notes: list[str] | None = None) -> list[str]:
+    """Problems that make the gold wrong (empty list: usable).  `notes`, when
+    given, collects what a writer should look at but may keep: other articles
+    whose sentences hold the same expect substring."""
+    problems: list[str] = []
+    arts = gold.get("articles", {})
+    for d, h in arts.items():
+        if d not in sents:
+            problems.append(f"article {d!r} is not in the index")
+        if h not in HALVES:
+            problems.append(f"article {d!r}: half {h!r} is not one of {HALVES}")
+    for where, it in _items(gold):
+        q = it.get("question", "")
+        docs, expect = it.get("doc_ids", []), it.get("expect", [])
+        if not q or not docs or not expect:
+            problems.append(f"{where} {q!r}: needs question, doc_ids and expect")
+            continue
+        if "kind" in it and it["kind"] not in KINDS:
+            problems.append(f"{where} {q!r}: kind {it['kind']!r} is not one of {KINDS}")
+        for d in docs:
+            if d not in arts:
+                problems.append(f"{where} {q!r}: article {d!r} is not listed under 'articles'")
+        for d in it.get("other_docs", []):
+            if d not in sents:
+                problems.append(f"{where} {q!r}: other_docs article {d!r} is not in the index")
+        if half_of(gold, it) is None:
+            problems.append(f"{where} {q!r}: its articles are not all in one half")
+        for e in expect:
+            holding = [s for d in docs for s in sents.get(d, []) if e in s]
+            if not holding:
+                problems.append(f"{where} {q!r}: expect {e!r} is in no indexed sentence of {docs}")
+            for s in holding:
+                for phrase in copied_phrases(q, s):
+                    problems.append(f"{where} {q!r}: copies {phrase!r} from its answer sentence")
+            if notes is not None:
+                same = {c for d in docs + it.get("other_docs", []) for c in copies.get(d, [d])}
+                others = sorted(d for d, ss in sents.items() if d not in same and any(e in s for s in ss))
+                if others:
+                    notes.append(f"{where} {q!r}: expect {e!r} is also in {others[:8]}"
+                                 f"{' ...' if len(others) > 8 else ''}")
+    for c, conv in enumerate(gold.get("conversations", [])):
+        if not 2 <= len(conv.get("turns", [])) <= 3:
+            problems.append(f"conversation {c}: needs 2-3 turns")
+        if conv.get("shift") not in SHIFTS:
+            problems.append(f"conversation {c}: shift {conv.get('shift')!r} is not one of {SHIFTS}")
+        if conv.get("turns") and conv["turns"][0].get("unanswerable"):
+            problems.append(f"conversation {c}: the first turn must be answerable")
+        if conversation_half(gold, conv) is None:
+            problems.append(f"conversation {c}: its turns' articles are not all in one half")
+    for u, it in enumerate(gold.get("unanswerable", [])):
+        if not it.get("question") or it.get("half") not in HALVES:
+            problems.append(f"unanswerable {u}: needs a question and a half")
+        near = it.get("near")
+        if near is not None and arts.get(near) != it.get("half"):
+            problems.append(f"unanswerable {u} {it.get('question')!r}: near article {near!r} is not in its half")
+    return problems
+
+
+# -- running -------------------------------------------------------------------
+def _hit(answer, expect: list[str], docs: set[str]) -> bool:
     return any(e in answer.text for e in expect) and any(s.doc_id in docs for s in answer.sources)
 
 
-def _copies(answer, docs: list[str], texts: dict[Path, str]) -> tuple[list[str], list[str]]:
-    """(gold articles that carry this answer's sentence, those of them it cites)."""
-    carried = [d for d in docs if any(s.text in _read(_article_path(d), texts) for s in answer.sources)
-               or answer.text in _read(_article_path(d), texts)]
-    cited = {s.doc_id for s in answer.sources}
-    return carried, [d for d in carried if d in cited]
+def _rank(result, expect: list[str], docs: set[str]) -> int | None:
+    return next((i for i, a in enumerate(result.answers, 1) if _hit(a, expect, docs)), None)
 
 
-def check_citations(results: list[tuple[str, Any]], near_dup_similarity: float, texts: dict[Path, str]) -> dict[str, Any]:
-    """Every Source of every answer, re-read from disk."""
-    from index_build.dedup import fact_changes, word_similarity
-    from qa.textnorm import dedup_key, words
-
-    root = corpus_dir().resolve()
-    checked = exact = normalised = near = 0
-    violations: list[dict[str, Any]] = []
-
-    def bad(q, a, s, kind, detail):
-        violations.append({"question": q, "kind": kind, "detail": detail, "doc_id": s.doc_id, "path": s.path,
-                           "start": s.start, "end": s.end, "source_text": s.text, "answer_text": a.text})
-
-    for q, res in results:
-        for a in res.answers:
-            if not a.sources:
-                violations.append({"question": q, "kind": "no-sources", "detail": "answer has no source",
-                                   "answer_text": a.text})
-            for s in a.sources:
-                checked += 1
-                path = Path(s.path)
-                try:
-                    text = _read(path, texts)
-                except Exception as e:  # noqa: BLE001  (unreadable = a violation, not a crash)
-                    bad(q, a, s, "unreadable", f"{type(e).__name__}: {e}")
-                    continue
-                if text[s.start : s.end] != s.text:
-                    bad(q, a, s, "span", f"file text[{s.start}:{s.end}] = {text[s.start:s.end]!r}")
-                try:
-                    rel = path.resolve().relative_to(root).with_suffix("").as_posix()
-                except ValueError:
-                    rel = None
-                if rel != s.doc_id:
-                    bad(q, a, s, "doc_id", f"path is {rel!r} under the corpus")
-                if s.text == a.text:
-                    exact += 1
-                    continue
-                if dedup_key(s.text) == dedup_key(a.text):
-                    normalised += 1
-                    continue
-                wa, ws = words(a.text), words(s.text)
-                sim = word_similarity(wa, ws)
-                changes = fact_changes(a.text, s.text, wa, ws)
-                if sim < near_dup_similarity:
-                    bad(q, a, s, "not-similar", f"word similarity {sim:.3f} < {near_dup_similarity}")
-                elif changes:
-                    bad(q, a, s, "fact-change", f"similarity {sim:.3f} but changes {sorted(changes)}")
-                else:
-                    near += 1
-    return {"checked": checked, "verbatim": exact, "normalised_equal": normalised, "near_duplicate": near,
-            "violations": violations}
+def _view(result, expect: list[str], docs: set[str]) -> list[dict[str, Any]]:
+    return [{"text": a.text, "score": a.score, "hit": _hit(a, expect, docs),
+             "doc_ids": [s.doc_id for s in a.sources][:4]} for a in result.answers[:3]]
 
 
-def _index(index_dir: Path | None) -> tuple[Path, float]:
-    t0 = time.perf_counter()
-    if index_dir is None:
-        # incremental: a no-op when the corpus has not changed
-        index_dir = build_index([corpus_dir()], cache_dir("bbc") / "index")
-    else:
-        index_dir = Path(index_dir)
-        if not (index_dir / "manifest.json").exists():
-            build_index([corpus_dir()], index_dir)
-    return index_dir, time.perf_counter() - t0
+def _rates(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {"n": len(ranks), "hit@1": sum(r == 1 for r in ranks) / n,
+            "hit@3": sum(r is not None and r <= 3 for r in ranks) / n,
+            f"hit@{K}": sum(r is not None for r in ranks) / n}
 
 
-def _answer_view(a, docs: list[str], expect: list[str]) -> dict[str, Any]:
-    return {"text": a.text, "score": a.score, "weak": a.weak, "hit": _is_hit(a, expect, docs),
-            "doc_ids": [s.doc_id for s in a.sources]}
+def evaluate(engine, gold: dict[str, Any], copies: dict[str, list[str]], halves=HALVES) -> dict[str, Any]:
+    """Every number of the suite, per half."""
+    def expand(docs: list[str]) -> set[str]:
+        return {c for d in docs for c in copies.get(d, [d])}
+
+    out: dict[str, Any] = {}
+    for half in halves:
+        per_q, per_turn, per_unans = [], [], []
+        for it in gold["questions"]:
+            if half_of(gold, it) != half:
+                continue
+            docs = expand(it["doc_ids"] + it.get("other_docs", []))
+            res = engine.ask(it["question"], k=K)
+            per_q.append({"question": it["question"], "kind": it.get("kind"), "rank": _rank(res, it["expect"], docs),
+                          "found": res.found, "expect": it["expect"], "doc_ids": it["doc_ids"],
+                          "top": _view(res, it["expect"], docs)})
+        for c, conv in enumerate(gold["conversations"]):
+            if conversation_half(gold, conv) != half:
+                continue
+            history: list[str] = []
+            for t, turn in enumerate(conv["turns"]):
+                res = engine.ask(turn["question"], history=list(history), k=K)
+                if t > 0:
+                    rec = {"conversation": c, "turn": t, "shift": conv["shift"], "question": turn["question"],
+                           "history": list(history), "query": res.query, "followup": res.followup,
+                           "found": res.found, "unanswerable": bool(turn.get("unanswerable"))}
+                    if not turn.get("unanswerable"):
+                        docs = expand(turn["doc_ids"] + turn.get("other_docs", []))
+                        rec.update(rank=_rank(res, turn["expect"], docs), expect=turn["expect"],
+                                   top=_view(res, turn["expect"], docs))
+                    else:
+                        rec.update(rank=None, expect=[], top=_view(res, [], set()))
+                    per_turn.append(rec)
+                history.append(turn["question"])
+        for it in gold["unanswerable"]:
+            if it["half"] != half:
+                continue
+            res = engine.ask(it["question"], k=K)
+            per_unans.append({"question": it["question"], "near": it.get("near"), "found": res.found,
+                              "top": _view(res, [], set())})
+        answerable_turns = [r for r in per_turn if not r["unanswerable"]]
+        unanswerable_turns = [r for r in per_turn if r["unanswerable"]]
+        kinds: dict[str, list] = defaultdict(list)
+        for r in per_q:
+            kinds[r["kind"] or "?"].append(r["rank"])
+        shifts: dict[str, list] = defaultdict(list)
+        for r in answerable_turns:
+            shifts[r["shift"]].append(r["rank"])
+        n_q = len(per_q) or 1
+        n_u = len(per_unans) or 1
+        near = [r for r in per_unans if r["near"]]
+        out[half] = {
+            "questions": {**_rates([r["rank"] for r in per_q]),
+                          "refused": sum(not r["found"] for r in per_q) / n_q},
+            "kinds": {k: _rates(v) for k, v in sorted(kinds.items())},
+            "followups": {**_rates([r["rank"] for r in answerable_turns]),
+                          "refused": sum(not r["found"] for r in answerable_turns) / (len(answerable_turns) or 1),
+                          "unanswerable_turns": len(unanswerable_turns),
+                          "unanswerable_turns_answered": sum(r["found"] for r in unanswerable_turns)},
+            "shifts": {k: _rates(v) for k, v in sorted(shifts.items())},
+            "unanswerable": {"n": len(per_unans), "answered": sum(r["found"] for r in per_unans) / n_u,
+                             "near_topic": len(near),
+                             "near_topic_answered": sum(r["found"] for r in near) / (len(near) or 1)},
+            "per_question": per_q, "per_turn": per_turn, "per_unanswerable": per_unans,
+        }
+    return out
 
 
-def run(index_dir: Path | None = None, k: int = 5) -> dict[str, Any]:
+def run(halves=HALVES) -> dict[str, Any]:
     import qa
 
-    index_dir, build_s = _index(index_dir)
     t0 = time.perf_counter()
-    engine = qa.load(index_dir)
-    load_s = time.perf_counter() - t0
+    index = index_dir()
+    sents, copies = indexed_sentences(index)
     gold = load_gold()
-    texts: dict[Path, str] = {}
-    problems = check_gold(gold, _indexed_sentences(index_dir, {d for it in gold for d in it["doc_ids"]}), texts)
+    problems = check_gold(gold, sents, copies)
     if problems:
         raise ValueError("news gold file is inconsistent with the corpus/index:\n  " + "\n  ".join(problems))
-
-    # the first ask pays for lazy initialisation (model graph, caches): not timed
-    t0 = time.perf_counter()
-    engine.ask("What happened to the economy last year?", k=k)
-    warmup_s = time.perf_counter() - t0
-
-    per_question: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    results: list[tuple[str, Any]] = []
-    seconds: list[float] = []
-    for it in gold:
-        q, docs, expect = it["question"], it["doc_ids"], it["expect"]
-        t0 = time.perf_counter()
-        res = engine.ask(q, k=k)
-        dt = time.perf_counter() - t0
-        seconds.append(dt)
-        results.append((q, res))
-        rank = next((i for i, a in enumerate(res.answers, 1) if _is_hit(a, expect, docs)), None)
-        carried, cited = _copies(res.answers[rank - 1], docs, texts) if rank else ([], [])
-        rec = {
-            "question": q, "doc_ids": docs, "expect": expect, "rank": rank, "found": res.found,
-            "seconds": round(dt, 3), "copies": carried, "copies_cited": cited,
-            "top": [_answer_view(a, docs, expect) for a in res.answers[:TOP]],
-            "threshold": res.threshold,
-        }
-        per_question.append(rec)
-        reasons = []
-        if rank != 1:
-            reasons.append("miss@%d" % k if rank is None else f"rank {rank}")
-        if rank is not None and len(cited) < len(carried):
-            reasons.append(f"cites {len(cited)}/{len(carried)} copies")
-        if not res.found:
-            reasons.append("refused")
-        if reasons:
-            failures.append({**rec, "reason": ", ".join(reasons)})
-
-    near = float(engine.manifest.dedup.get("near_dup_similarity", 0.9))
-    citations = check_citations(results, near, texts)
-
-    n = len(gold)
-    ranks = [r["rank"] for r in per_question]
-    multi = [r for r in per_question if len(r["copies"]) > 1]
-    return {
-        "index": str(index_dir),
-        "k": k,
-        "n_questions": n,
-        "n_documents": int(engine.manifest.counts.get("documents", 0)),
-        "hit@1": sum(r == 1 for r in ranks) / n if n else 0.0,
-        "hit@3": sum(r is not None and r <= 3 for r in ranks) / n if n else 0.0,
-        f"hit@{k}": sum(r is not None for r in ranks) / n if n else 0.0,
-        "answered": sum(r["found"] for r in per_question) / n if n else 0.0,
-        "multi_copy_hits": len(multi),
-        "multi_copy_all_cited": sum(len(r["copies_cited"]) == len(r["copies"]) for r in multi),
-        "seconds_per_question": {
-            "mean": statistics.mean(seconds) if seconds else 0.0,
-            "median": statistics.median(seconds) if seconds else 0.0,
-            "max": max(seconds) if seconds else 0.0,
-        },
-        "seconds_build_check": round(build_s, 3),
-        "seconds_load": round(load_s, 3),
-        "seconds_first_ask": round(warmup_s, 3),
-        "citations": citations,
-        "questions": per_question,
-        "failures": failures,
-    }
+    engine = qa.load(index)
+    t1 = time.perf_counter()
+    result = evaluate(engine, gold, copies, halves)
+    result["seconds"] = {"build_and_load": round(t1 - t0, 1), "asking": round(time.perf_counter() - t1, 1)}
+    result["articles"] = dict(Counter(gold["articles"].values()))
+    return result
 
 
-def table(result: dict[str, Any]) -> str:
-    k = result.get("k", 5)
-    n = result["n_questions"]
-    c = result["citations"]
-    t = result["seconds_per_question"]
-    rows = [
-        ["hit@1", result["hit@1"], f"{n} questions, {result['n_documents']} articles indexed"],
-        ["hit@3", result["hit@3"], ""],
-        [f"hit@{k}", result.get(f"hit@{k}", ""), ""],
-        ["answered (found)", result["answered"], ""],
-        ["duplicate copies all cited", f"{result['multi_copy_all_cited']}/{result['multi_copy_hits']}",
-         "hits whose sentence is in several gold articles"],
-        ["sources checked", c["checked"], f"{c['verbatim']} verbatim, {c['normalised_equal']} normalised, "
-                                          f"{c['near_duplicate']} near-dup wordings"],
-        ["citation violations", len(c["violations"]), ""],
-        ["s / question", t["mean"], f"median {t['median']:.3f}, max {t['max']:.3f}"],
-        ["s load / first ask", f"{result['seconds_load']:.2f} / {result['seconds_first_ask']:.2f}",
-         f"index check/build {result['seconds_build_check']:.1f} s"],
-    ]
-    out = [format_table(["news (BBC)", "value", "over"], rows)]
-    fails = result["failures"]
-    if fails:
-        out.append(f"\nfailures ({len(fails)}):")
-        for f in fails:
-            out.append(f"- [{f['reason']}] {f['question']}")
-            out.append(f"    expected: {f['expect']} in {f['doc_ids']}")
-            out.append(f"    found={f['found']} threshold={f['threshold']:.3f}")
-            for i, a in enumerate(f["top"], 1):
-                mark = "*" if a["hit"] else " "
-                docs = ",".join(a["doc_ids"][:4]) + ("..." if len(a["doc_ids"]) > 4 else "")
-                out.append(f"   {mark}{i}. ({a['score']:.3f}) [{docs}] {a['text'][:150]}")
-    if c["violations"]:
-        out.append(f"\ncitation violations ({len(c['violations'])}):")
-        for v in c["violations"]:
-            out.append(f"- [{v['kind']}] {v['question']} :: {v.get('doc_id', '')} {v['detail']}")
-            out.append(f"    source: {v.get('source_text', '')[:150]!r}")
-            out.append(f"    answer: {v['answer_text'][:150]!r}")
+def table(result: dict[str, Any], verbose: bool = False) -> str:
+    out = []
+    for half in HALVES:
+        if half not in result:
+            continue
+        r = result[half]
+        q, f, u = r["questions"], r["followups"], r["unanswerable"]
+        label = "TEST half (held out, reported)" if half == "test" else "tune half (tuned on)"
+        rows = [
+            ["questions", q["n"], q["hit@1"], q["hit@3"], q[f"hit@{K}"], f"refused {q['refused']:.3f}"],
+            ["follow-up turns", f["n"], f["hit@1"], f["hit@3"], f[f"hit@{K}"],
+             f"refused {f['refused']:.3f}; unanswerable turns answered "
+             f"{f['unanswerable_turns_answered']}/{f['unanswerable_turns']}"],
+            ["unanswerable", u["n"], "", "", "", f"answered {u['answered']:.3f} (near-topic {u['near_topic']}: "
+                                                 f"{u['near_topic_answered']:.3f})"],
+        ]
+        for k, v in r["kinds"].items():
+            rows.append([f"  {k}", v["n"], v["hit@1"], v["hit@3"], v[f"hit@{K}"], ""])
+        for k, v in r["shifts"].items():
+            rows.append([f"  follow-up: {k}", v["n"], v["hit@1"], v["hit@3"], v[f"hit@{K}"], ""])
+        out.append(f"news, {label}:")
+        out.append(format_table(["", "n", "hit@1", "hit@3", f"hit@{K}", ""], rows))
+        if verbose:
+            for rec in r["per_question"] + r["per_turn"]:
+                if rec["rank"] != 1 or not rec["found"]:
+                    out.append(f"- [rank {rec['rank']}{'' if rec['found'] else ', refused'}] {rec['question']}"
+                               + (f"  (after {rec['history']!r}; searched {rec['query']!r})" if "history" in rec else ""))
+                    out.append(f"    expected {rec['expect']}")
+                    for i, a in enumerate(rec["top"], 1):
+                        out.append(f"   {'*' if a['hit'] else ' '}{i}. ({a['score']:.3f}) [{','.join(a['doc_ids'])}] "
+                                   f"{a['text'][:140]}")
+            for rec in r["per_unanswerable"]:
+                if rec["found"]:
+                    out.append(f"- [answered, unanswerable] {rec['question']}")
+                    out.append(f"    1. ({rec['top'][0]['score']:.3f}) {rec['top'][0]['text'][:140]}")
+        out.append("")
+    if "seconds" in result:
+        out.append(f"seconds: {result['seconds']}")
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m qa.eval.news", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--index", type=Path, default=None, help="index directory (default: a cached index of bench/bbc)")
-    ap.add_argument("-k", type=int, default=5)
+    sub = ap.add_subparsers(dest="cmd")
+    s = sub.add_parser("sentences", help="print articles as the builder splits them (answerable sentences numbered)")
+    s.add_argument("doc_ids", nargs="+")
+    c = sub.add_parser("check", help="validate a gold file against the index")
+    c.add_argument("file", nargs="?", type=Path, default=GOLD)
+    ap.add_argument("--half", choices=HALVES, default=None, help="only this half (default: both)")
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
+    ap.add_argument("-v", "--verbose", action="store_true", help="list every miss with the top answers")
     args = ap.parse_args(argv)
-    result = run(args.index, k=args.k)
+    if args.cmd == "sentences":
+        sents, _ = indexed_sentences(index_dir())
+        for d in args.doc_ids:
+            print(f"== {d} ({len(sents.get(d, []))} answerable sentences)")
+            for i, t in enumerate(sents.get(d, [])):
+                print(f"{i:3d}  {t}")
+        return 0
+    if args.cmd == "check":
+        sents, copies = indexed_sentences(index_dir())
+        gold = load_gold(args.file)
+        notes: list[str] = []
+        problems = check_gold(gold, sents, copies, notes)
+        for n in notes:
+            print("note:", n)
+        for p in problems:
+            print("PROBLEM:", p)
+        qs = [it for it in gold.get("questions", [])]
+        print(f"{len(problems)} problems; {len(qs)} questions, {len(gold.get('conversations', []))} conversations, "
+              f"{len(gold.get('unanswerable', []))} unanswerable; kinds "
+              f"{dict(Counter(it.get('kind') for it in qs))}; halves "
+              f"{dict(Counter(half_of(gold, it) for it in qs))}")
+        return 1 if problems else 0
+    result = run((args.half,) if args.half else HALVES)
     if args.json:
-        json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(result, sys.stdout, indent=2, ensure_ascii=False, default=str)
         print()
     else:
-        print(table(result))
+        print(table(result, args.verbose))
     return 0
 
 
