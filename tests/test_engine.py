@@ -76,6 +76,17 @@ def test_followup_from_strings_and_gradio_messages(engine) -> None:
     assert not alone.followup and alone.query == "How long did the call last?"
 
 
+def test_a_followup_is_not_answered_with_the_sentence_just_shown(engine) -> None:
+    first = "How long did the Thursday call between Biden and Netanyahu last?"
+    shown = engine.ask(first).answers[0].text
+    res = engine.ask("What else did they discuss?", history=[first])
+    assert res.followup
+    texts = [a.text for a in res.answers]
+    # the previous answer stays in reach, second, below something new
+    assert texts[0] != shown and texts[1] == shown
+    assert res.answers[0].score >= res.answers[1].score
+
+
 def test_new_topic_is_not_dragged_back(engine) -> None:
     res = engine.ask("What is the capital of France?", history=["How long did the Thursday call between Biden and Netanyahu last?"])
     assert not res.followup and res.query == "What is the capital of France?"

@@ -114,3 +114,36 @@ def test_inscit_turns_take_gold_passages_from_direct_answers_only() -> None:
     assert corpus["Vegan cheese:17"] == ("Vegan cheese: Sec", "Soy milk is used.")
     assert passage_file("Vegan cheese:17") != passage_file("Vegan cheese:1") and "/" not in passage_file("a/b:1")
     assert half("c1") in ("dev", "test") and half("c1") == half("c1")
+
+
+@pytest.mark.parametrize("question, previous, standalone", [
+    # "And X?" keeps the previous question's frame with X in place of its focus
+    ("And Vera Drake?", "How many Bafta nominations did The Aviator get?",
+     "How many Bafta nominations did Vera Drake get?"),
+    ("And the Liberal Democrats?", "What do the Tories want done about the 24-hour licensing changes?",
+     "What do the Liberal Democrats want done about the 24-hour licensing changes?"),
+    ("And his shotgun?", "Where did hunter Bharrat Ramdehol leave his tractor?",
+     "Where did hunter Bharrat Ramdehol leave his shotgun?"),
+    ("And how many in 2022 so far?", "How many migrants crossed the Darien jungle in 2021?",
+     "How many migrants crossed the Darien jungle in 2022?"),
+    ("What about Spain?", "How many people have died of the virus in Italy?",
+     "How many people have died of the virus in Spain?"),
+])
+def test_ellipsis_puts_the_new_focus_in_the_previous_frame(question: str, previous: str, standalone: str) -> None:
+    r = resolve(question, [previous])
+    assert r.followup and r.query == standalone
+    # what was swapped out is not carried back in
+    old = set(previous.split()) - set(standalone.split())
+    assert not old & set(r.lexical.split()), r.lexical
+
+
+@pytest.mark.parametrize("question", [
+    "Why was that decision a mistake, according to Jupiter's analyst?",  # names its own source, still points back
+    "Does Bloomberg admit to making those comments?",
+    "Which other England players are already out injured?",
+    "When is that body expected to report back?",
+])
+def test_demonstratives_point_back_even_beside_a_name(question: str) -> None:
+    assert is_followup(question)
+    r = resolve(question, ["When did Yahoo hand its search over to Google?"])
+    assert r.followup and "Yahoo" in r.carried
