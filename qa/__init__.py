@@ -22,7 +22,7 @@ _default: "Engine | None" = None
 
 
 def load(index_dir: str | _Path = "index", model: str | None = None, warm: bool = True,
-         store: str | None = None) -> "Engine":
+         store: str | None = None, reader: bool = True) -> "Engine":
     """Open an index for asking questions.
 
     Checks manifest.json, every index file and the model, and raises
@@ -30,11 +30,13 @@ def load(index_dir: str | _Path = "index", model: str | None = None, warm: bool 
     `warm=False` skips the background warm-up that makes later questions
     faster (worth it for a single question).  `store` ("milvus:URI[#name]")
     reaches the Milvus collection the index was built into by another
-    address; without it the manifest's is used.
+    address; without it the manifest's is used.  `reader=False` ranks by
+    the fused score alone even when a trained reader and its second stage
+    are installed (qa.reader, qa.rerank; none ships: docs/evaluation.md).
     """
     from qa.engine import Engine
 
-    return Engine.load(index_dir, model=model, warm=warm, store=store)
+    return Engine.load(index_dir, model=model, warm=warm, store=store, reader=reader)
 
 
 def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path | None = None) -> "Result":

@@ -28,6 +28,9 @@ import numpy as np
 TYPES = ("name", "date", "number", "measure", "share", "clock")  # "any" is the baseline
 QUESTION_FEATURES = ("top_logit", "second_logit", "top5_log_mass", "top_dense", "top_cov_sent", "top_cov_doc",
                      "max_dense", "top_kind_near", "top_lacks_kind") + tuple(f"asks_{t}" for t in TYPES)
+# with the reader (qa.rerank): its logit for the best answer, its best logit
+# of all read, and how far that one is ahead of the next
+READER_FEATURES = ("reader_top", "reader_best", "reader_margin")
 # 0/1 flags, left unstandardised: a rare one standardised is z = 10-40, and
 # any weight on it a swing ("none of the top five holds the kind" was in
 # 0.6% of the questions, and its small weight added 1.8 logits when it held)
@@ -39,9 +42,21 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def question_features(prob: np.ndarray, X: np.ndarray, qtype: str) -> np.ndarray:
+def question_features(prob: np.ndarray, X: np.ndarray, qtype: str, reader: np.ndarray | None = None) -> np.ndarray:
     """QUESTION_FEATURES of one question from its candidates, best first
-    (`prob` the fused probabilities, `X` their feature rows)."""
+    (`prob` the fused probabilities, `X` their feature rows), and with
+    `reader` (the reader's logits of the first candidates, same order) the
+    READER_FEATURES after them."""
+    base = _base_features(prob, X, qtype)
+    if reader is None:
+        return base
+    if len(reader) == 0:
+        return np.r_[base, -10.0, -10.0, 0.0]
+    top2 = np.sort(reader)[::-1][:2]
+    return np.r_[base, reader[0], top2[0], top2[0] - (top2[1] if len(top2) > 1 else -10.0)]
+
+
+def _base_features(prob: np.ndarray, X: np.ndarray, qtype: str) -> np.ndarray:
     from qa.fusion import FEATURES
 
     flags = [float(qtype == t) for t in TYPES]
@@ -65,38 +80,46 @@ class AbstentionModel:
     scale: np.ndarray
     coef: np.ndarray
     bias: float
+    uses_reader: bool = False  # READER_FEATURES follow QUESTION_FEATURES
 
-    def answerable(self, prob: np.ndarray, X: np.ndarray, qtype: str) -> float:
-        z = (question_features(prob, X, qtype) - self.mean) / self.scale
+    def answerable(self, prob: np.ndarray, X: np.ndarray, qtype: str, reader: np.ndarray | None = None) -> float:
+        f = question_features(prob, X, qtype, reader if self.uses_reader else None)
+        z = (f - self.mean) / self.scale
         return float(1.0 / (1.0 + np.exp(-np.clip(z @ self.coef + self.bias, -30, 30))))
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return QUESTION_FEATURES + (READER_FEATURES if self.uses_reader else ())
 
     def to_json(self) -> dict:
         r6 = lambda v: [round(float(x), 6) for x in v]  # noqa: E731
-        return {"features": list(QUESTION_FEATURES), "mean": r6(self.mean), "scale": r6(self.scale),
+        return {"features": list(self.features), "mean": r6(self.mean), "scale": r6(self.scale),
                 "coef": r6(self.coef), "bias": round(float(self.bias), 6)}
 
     @classmethod
     def from_json(cls, data: dict) -> "AbstentionModel":
-        if list(data.get("features", [])) != list(QUESTION_FEATURES):
+        names = tuple(data.get("features", []))
+        if names not in (QUESTION_FEATURES, QUESTION_FEATURES + READER_FEATURES):
             raise ValueError("abstention model fitted for other features: refit with python -m qa.eval squad --fit")
         return cls(np.asarray(data["mean"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64),
-                   np.asarray(data["coef"], dtype=np.float64), float(data["bias"]))
+                   np.asarray(data["coef"], dtype=np.float64), float(data["bias"]), names != QUESTION_FEATURES)
 
 
-def fit(answerable: list[tuple[np.ndarray, np.ndarray, str]],
-        hidden: list[tuple[np.ndarray, np.ndarray, str]]) -> AbstentionModel:
+def fit(answerable: list[tuple], hidden: list[tuple], weights: np.ndarray | None = None) -> AbstentionModel:
     """Fit on questions asked with their answer in the index (`answerable`)
     and without it (`hidden`): each a (probabilities best first, feature rows,
-    type)."""
+    type[, reader logits]).  With reader logits, the model uses them."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     F = np.array([question_features(*a) for a in answerable] + [question_features(*h) for h in hidden])
     y = np.r_[np.ones(len(answerable)), np.zeros(len(hidden))]
+    uses_reader = F.shape[1] > len(QUESTION_FEATURES)
     scaler = StandardScaler().fit(F)
-    scaler.mean_[-_N_FLAGS:], scaler.scale_[-_N_FLAGS:] = 0.0, 1.0  # flags stay 0/1
-    lr = LogisticRegression(C=1.0, max_iter=3000).fit(scaler.transform(F), y)
-    return AbstentionModel(scaler.mean_, scaler.scale_, lr.coef_[0], float(lr.intercept_[0]))
+    flags = slice(len(QUESTION_FEATURES) - _N_FLAGS, len(QUESTION_FEATURES))
+    scaler.mean_[flags], scaler.scale_[flags] = 0.0, 1.0  # flags stay 0/1
+    lr = LogisticRegression(C=1.0, max_iter=3000).fit(scaler.transform(F), y, sample_weight=weights)
+    return AbstentionModel(scaler.mean_, scaler.scale_, lr.coef_[0], float(lr.intercept_[0]), uses_reader)
 
 
 def answer_scores(prob: np.ndarray, p_answerable: float) -> np.ndarray:

@@ -29,6 +29,8 @@ from qa.fusion import (TYPES, Evidence, FusionModel, features, load_model, quest
 from qa.lexical import Lexical, phrase_share
 from qa.textnorm import words
 from qa.index_store import IndexData, open_index
+from qa.reader import Reader
+from qa.rerank import RerankModel
 from qa.vector_index import FLAT
 
 # Candidates per question: the best dense matches, the best BM25 matches, and
@@ -120,10 +122,13 @@ def _warm_memos(ref: "weakref.ref[Engine]") -> None:
 class Engine:
     """A loaded index plus the model that embeds questions."""
 
-    def __init__(self, data: IndexData, encoder: Encoder, fusion: FusionModel | None = None) -> None:
+    def __init__(self, data: IndexData, encoder: Encoder, fusion: FusionModel | None = None,
+                 reader: "Reader | None" = None, rerank: "RerankModel | None" = None) -> None:
         self.data = data
         self.encoder = encoder
         self.fusion = fusion or load_model()
+        # the second stage (qa.rerank): both or neither
+        self.reader, self.rerank = (reader, rerank) if reader is not None and rerank is not None else (None, None)
         self.manifest = data.manifest
         self._db_lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -184,13 +189,17 @@ class Engine:
     # -- loading -----------------------------------------------------------
     @classmethod
     def load(cls, index_dir: str | Path = "index", model: str | None = None,
-             fusion: FusionModel | None = None, warm: bool = True, store: str | None = None) -> "Engine":
+             fusion: FusionModel | None = None, warm: bool = True, store: str | None = None,
+             reader: bool = True) -> "Engine":
         """`fusion` replaces the fitted weights (the evaluation gathers
         features to fit new ones, which the old weights may not fit).
         `warm=False` skips the background warm-up of the per-sentence memos
         (a one-question command would only share its CPU with it).
         `store`: the manifest's vector store reached at another address
-        (qa.vector_store)."""
+        (qa.vector_store).  `reader=False` ranks by the fused score alone
+        (the evaluation's baseline); by default a reader reads the best
+        candidates when one and its fitted second stage are installed
+        (qa/models/reader, qa/rerank_weights.json; none ships)."""
         import faiss
 
         # one question is one small search: OpenMP threads only add wake-up
@@ -216,7 +225,15 @@ class Engine:
                 f"model {data.manifest.model!r} makes {encoder.dim}-d vectors but {index_dir} holds "
                 f"{data.manifest.dimension}-d ones: rebuild it with: python -m index_build --full"
             )
-        engine = cls(data, encoder, fusion)
+        rd, rr = None, None
+        if reader and fusion is None:
+            from qa import reader as reader_mod
+            from qa.rerank import load_model as load_rerank
+
+            rr = load_rerank()
+            if rr is not None and reader_mod.available():
+                rd = reader_mod.load_reader()
+        engine = cls(data, encoder, fusion, rd, rr)
         if warm:
             engine.warm()
         return engine
@@ -407,9 +424,9 @@ class Engine:
             # a follow-up asks for something new: the sentence the user was
             # just shown is kept, second
             order = np.r_[1, 0, np.arange(2, len(texts))]
-            ids, score, vecs, texts = ids[order], score, vecs[order], [texts[i] for i in order]
+            ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
         chosen = mmr(score, vecs, k, self.fusion.mmr_lambda)
-        threshold = self.fusion.threshold
+        threshold = self.threshold
         found = bool(len(score) and score[0] >= threshold)
         answers = self._answers([(int(ids[i]), texts[i], float(score[i]), bool(score[i] < threshold)) for i in chosen])
         return Result(question=q, query=resolved.query, found=found, answers=answers,
@@ -439,12 +456,25 @@ class Engine:
         _, score, _, texts = self._scored(resolve(turns[-1], turns[:-1]))
         return texts[0] if len(score) else None
 
+    @property
+    def threshold(self) -> float:
+        """The score an answer needs (the second stage's when it runs)."""
+        return self.rerank.threshold if self.rerank is not None else self.fusion.threshold
+
     def _scored(self, resolved: Resolved) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(candidate ids, answer scores, vectors, texts), best first: the
-        fused ranking, scored so the best answer's score is P(answerable)."""
+        fused ranking, its best few re-read by the reader when there is one,
+        scored so the best answer's score is P(answerable)."""
         qtype = question_type(resolved.type_text)
         ids, prob, X, vecs, texts = self.score_candidates(resolved, qtype)
-        return ids, self.fusion.answer_scores(prob, X, qtype), vecs, texts
+        if self.rerank is None or not len(prob):
+            return ids, self.fusion.answer_scores(prob, X, qtype), vecs, texts
+        n = min(self.rerank.n, len(prob))
+        read = self.reader.score(resolved.query, texts[:n])
+        lead = (self.docs.prev_sent[ids[:n]] < 0).astype(np.float64)
+        order, p2 = self.rerank.rerank(prob, read, lead)
+        scores = self.rerank.answer_scores(p2, X[order], qtype, read[order[:n]])
+        return ids[order], scores, vecs[order], [texts[i] for i in order]
 
     def _answers(self, picks: list[tuple[int, str, float, bool]]) -> list[Answer]:
         """Answers for (sentence id, text, score, weak) picks, with every source

@@ -163,14 +163,25 @@ def collect(engine, qs: list[Question]) -> list[dict]:
         src_docs.setdefault(s, set()).add(d)
     masks = _article_masks(engine, qs)
     rows = []
+    n_read = engine.rerank.n if engine.rerank is not None else 0
+
+    def read(ids: np.ndarray, texts: list[str]) -> dict:
+        """The reader's logits of the first candidates and their lead flags
+        (qa.rerank), when the engine has a reader."""
+        if not n_read:
+            return {}
+        return {"read": engine.reader.score(r.query, texts[:n_read]),
+                "lead": (engine.docs.prev_sent[ids] < 0).astype(np.float64)}
+
     for q in qs:
         r = resolve(q.text, [])
         ids, _, X, _, texts = engine.score_candidates(r)
         hit = np.array([q.is_hit(t) and q.doc_idx in src_docs.get(int(s), ())
                         and (q.in_paragraph is None or int(s) in q.in_paragraph)
                         for s, t in zip(ids, texts)], dtype=bool)
-        _, _, hX, _, _ = engine.score_candidates(r, allowed=masks[q.article])
-        row = {"q": q, "ids": ids, "X": X, "hit": hit, "texts": texts, "hX": hX}
+        h_ids, _, hX, _, h_texts = engine.score_candidates(r, allowed=masks[q.article])
+        row = {"q": q, "ids": ids, "X": X, "hit": hit, "texts": texts, "hX": hX, **read(ids, texts),
+               **{f"h{k}": v for k, v in read(h_ids, h_texts).items()}}
         if q.in_paragraph is not None:
             # the answer's paragraph hidden, the rest of its article kept: the
             # topic is there and the answer is not, as in "What time does
@@ -213,15 +224,32 @@ def _ranked(model, X: np.ndarray, question: str) -> tuple[np.ndarray, np.ndarray
     return prob[order], X[order], question_type(question)
 
 
-def _top_score(model, X: np.ndarray, question: str) -> float:
-    """The best answer's score as engine.ask computes it (0 with no candidates)."""
+def _top_score(model, X: np.ndarray, question: str, rerank=None, read=None, lead=None) -> float:
+    """The best answer's score as engine.ask computes it (0 with no
+    candidates); with `rerank` (qa.rerank) and the reader's logits `read` of
+    the first candidates, after the second stage."""
     if len(X) == 0:
         return 0.0
-    return float(model.answer_scores(*_ranked(model, X, question))[0])
+    if rerank is None or read is None:
+        return float(model.answer_scores(*_ranked(model, X, question))[0])
+    prob, X, qtype = _ranked(model, X, question)
+    order, p2 = rerank.rerank(prob, read, lead)
+    return float(rerank.answer_scores(p2, X[order], qtype, read[order[:len(read)]])[0])
 
 
-def metrics(rows: list[dict], model) -> dict:
-    """Every table number for both halves, under fusion `model`."""
+def _order(model, r: dict, rerank=None) -> np.ndarray:
+    """The engine's order of a row's candidates (fused, then the second stage)."""
+    order = np.argsort(-model.score(r["X"]), kind="stable")
+    if rerank is None or "read" not in r:
+        return order
+    second, _ = rerank.rerank(model.score(r["X"])[order], r["read"], r["lead"][order])
+    return order[second]
+
+
+def metrics(rows: list[dict], model, rerank=None) -> dict:
+    """Every table number for both halves, under fusion `model` (and the
+    second stage `rerank`, when the rows carry the reader's logits: the
+    "full" system and the product metric are then the engine's final order)."""
     out: dict[str, dict] = {}
     for half in ("dev", "test"):
         part = [r for r in rows if r["q"].half == half]
@@ -233,14 +261,16 @@ def metrics(rows: list[dict], model) -> dict:
             q = r["q"]
             prob = model.score(r["X"])
             orders = _alt_orders(r["X"])
-            orders["full"] = np.argsort(-prob, kind="stable")
+            orders["full"] = _order(model, r, rerank)
             for name, order in orders.items():
                 ranks[name].append(_rank(r["ids"][order], q.gold_sents))
                 top1[name].append(bool(len(order)) and q.is_hit(r["texts"][order[0]]))
             hits = np.flatnonzero(r["hit"][orders["full"]][:10])
             prod.append(int(hits[0]) + 1 if len(hits) else None)
-            answered += _top_score(model, r["X"], q.text) >= model.threshold
-            refused += _top_score(model, r["hX"], q.text) < model.threshold
+            threshold = rerank.threshold if rerank is not None and "read" in r else model.threshold
+            rr = rerank if "read" in r else None
+            answered += _top_score(model, r["X"], q.text, rr, r.get("read"), r.get("lead")) >= threshold
+            refused += _top_score(model, r["hX"], q.text, rr, r.get("hread"), r.get("hlead")) < threshold
             if r.get("pX") is not None:
                 near_asked += 1
                 near_refused += _top_score(model, r["pX"], q.text) < model.threshold
@@ -377,6 +407,11 @@ def table(result: dict) -> str:
         parts.append(format_table(["system", "MRR", "R@1", "R@5", "R@10", "top1 has answer"], rows))
         p, a = r["product"], r["abstention"]
         parts.append(f"product metric (engine.ask): R@1 {p['R@1']:.3f}  MRR@10 {p['MRR@10']:.3f}  R@10 {p['R@10']:.3f}")
+        if "fused_only" in result:
+            f = result["fused_only"][half]
+            parts.append(f"  without the reader (fused ranking alone): R@1 {f['product']['R@1']:.3f}  MRR@10 "
+                         f"{f['product']['MRR@10']:.3f}; answered {f['abstention']['answered_when_answerable']:.3f}, "
+                         f"refused hidden {f['abstention']['refused_when_hidden']:.3f}")
         near = (f", with its paragraph hidden {a['refused_when_paragraph_hidden']:.3f}"
                 if a.get("refused_when_paragraph_hidden") is not None else "")
         parts.append(f"abstention: answered when answerable {a['answered_when_answerable']:.3f}, "
@@ -430,7 +465,11 @@ def run(fit_weights: bool = False, limit: int | None = None, quiet: bool = True)
         fitted = fit(rows + art_rows, neg_rate=FIT_NEGATIVES)
         load_model.cache_clear()
         result_articles = metrics(art_rows, load_model())
-    result = metrics(rows, load_model())
+    result = metrics(rows, load_model(), engine.rerank)
+    if engine.rerank is not None:
+        fused = metrics(rows, load_model())
+        result["fused_only"] = {h: {"product": fused[h]["product"], "abstention": fused[h]["abstention"]}
+                                for h in ("dev", "test")}
     result["mmr"] = diversity(engine, rows, load_model())
     result["seconds"] = {"build_and_load": round(t1 - t0, 1), "ranking": round(t2 - t1, 1),
                          "per_question_ms": round(1000 * (t2 - t1) / max(len(qs), 1) / 2, 2)}
