@@ -45,6 +45,7 @@ NEGATIONS = frozenset(
     """not no never nor none nothing nobody neither without cannot t nt didn doesn don isn wasn
     weren aren hasn haven hadn couldn wouldn shouldn won mustn""".split()
 )
+PRONOUNS = frozenset("he she it they him her them his hers its their theirs we us our i me my".split())
 HONORIFICS = frozenset("mr mrs ms miss dr sir lord lady prof capt".split())
 _WORD = re.compile(r"\w+", re.UNICODE)
 _BLOCK_WORDS = 4
@@ -89,7 +90,8 @@ def names(text: str) -> set[str]:
 
 def fact_changes(text_a: str, text_b: str, a: list[str], b: list[str]) -> set[str]:
     """What the word edit from a to b changes that makes them different facts:
-    "digit", "numword", "negation", "name-swap" (empty set: only wording)."""
+    "digit", "numword", "negation", "name-swap", "name-pronoun" (empty set:
+    only wording)."""
     return _fact_changes(text_a, text_b, a, b, lambda: names(text_a), lambda: names(text_b))
 
 
@@ -107,8 +109,10 @@ def _fact_changes(text_a: str, text_b: str, a: list[str], b: list[str],
         kinds.add("numword")
     if sum(w in NEGATIONS for w in a) != sum(w in NEGATIONS for w in b):
         kinds.add("negation")
-    # one wording drops a name and the other brings in a different one; a name
-    # moved, added, or replaced by "he" is only rewording
+    # one wording drops a name and the other brings in a different one, or a
+    # pronoun: "Mr Kilroy-Silk is due to" and "he is due to" name the same man
+    # only inside their own articles, so each keeps its own wording; a name
+    # moved or added is only rewording
     if not a_ch or not b_ch:  # only insertions or only deletions: nothing dropped *and* brought
         return kinds
     in_a, in_b = names_a(), names_b()
@@ -116,6 +120,8 @@ def _fact_changes(text_a: str, text_b: str, a: list[str], b: list[str],
     brought = {w for w in b_ch if w in in_b} - set(a)
     if dropped and brought:
         kinds.add("name-swap")
+    elif (dropped and any(w in PRONOUNS for w in b_ch)) or (brought and any(w in PRONOUNS for w in a_ch)):
+        kinds.add("name-pronoun")
     return kinds
 
 
@@ -200,6 +206,37 @@ def near_duplicate_pairs(
     return pairs
 
 
+def _canonical(members: list[int], reps: list[str]) -> int:
+    """The wording a merged sentence is shown in: the longest (earliest on ties)."""
+    return max(members, key=lambda g: (len(reps[g]), -g)) if len(members) > 1 else members[0]
+
+
+def _star(clusters: dict[int, list[int]], reps: list[str], threshold: float) -> dict[int, list[int]]:
+    """Clusters in which every wording is a near-duplicate of the one shown.
+
+    Pairs chain: "could face a sentence of 85 years" ~ "could face a jail
+    sentence of 85 years" ~ "could face a jail sentence of up to 85 years",
+    and the first and last are further apart than the threshold allows.  A
+    member that is not close enough to its cluster's canonical wording (or
+    changes a fact against it) leaves the cluster and stands alone."""
+    out: dict[int, list[int]] = {}
+    for root, members in clusters.items():
+        if len(members) <= 2:
+            out[root] = members
+            continue
+        c = _canonical(members, reps)
+        wc = words(reps[c])
+        kept = []
+        for g in members:
+            wg = words(reps[g])
+            if g == c or (word_similarity(wc, wg) >= threshold and not fact_changes(reps[c], reps[g], wc, wg)):
+                kept.append(g)
+            else:
+                out[g] = [g]
+        out[min(kept)] = kept
+    return dict(sorted(out.items()))
+
+
 def deduplicate(
     sentences: list[tuple[int, int, str]], threshold: float = 0.9, min_words: int = 6
 ) -> DedupResult:
@@ -228,6 +265,8 @@ def deduplicate(
     clusters: dict[int, list[int]] = defaultdict(list)
     for g in range(len(groups)):
         clusters[uf.find(g)].append(g)
+    if threshold < 1.0:
+        clusters = _star(clusters, reps, threshold)
     near_merged = len(groups) - len(clusters)
 
     # 3. one unique sentence per cluster, in order of first appearance
@@ -235,7 +274,7 @@ def deduplicate(
     assignment: dict[tuple[int, int], int] = {}
     for root in sorted(clusters):
         members = clusters[root]
-        canonical = max(members, key=lambda g: (len(reps[g]), -g)) if len(members) > 1 else members[0]
+        canonical = _canonical(members, reps)
         occ = [Occurrence(sentences[i][0], sentences[i][1]) for g in members for i in groups[g]]
         if len(occ) > 1:
             occ.sort(key=lambda o: (o.doc_idx, o.sent_no))

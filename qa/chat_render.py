@@ -88,6 +88,15 @@ def _doc_link(doc_id: str, title: str, path: str, start: int | None = None) -> s
     )
 
 
+def _own_wording(source: Any, shown: str) -> str:
+    """A source that words the sentence otherwise (a near-duplicate merge)
+    shows its own words: nothing is quoted under an article that it does not
+    say word for word."""
+    if not source.text or source.text == shown:
+        return ""
+    return f' <span class="sqa-worded">worded here: <q>{esc_line(source.text)}</q></span>'
+
+
 def _answer_html(n: int, a: Any, threshold: float) -> str:
     sources = list(a.sources)
     weak = bool(a.weak)
@@ -105,7 +114,8 @@ def _answer_html(n: int, a: Any, threshold: float) -> str:
                 others.setdefault(s.doc_id, s)
         if others:
             word = "article" if len(others) == 1 else "articles"
-            items = "".join(f"<li>{_doc_link(s.doc_id, s.title, s.path, s.start)}</li>" for s in others.values())
+            items = "".join(f"<li>{_doc_link(s.doc_id, s.title, s.path, s.start)}{_own_wording(s, a.text)}</li>"
+                            for s in others.values())
             parts.append(
                 f'<details class="sqa-also"><summary>also in {len(others)} other {word}</summary>'
                 f"<ul>{items}</ul></details>"
@@ -328,6 +338,7 @@ CSS = """
 .sqa-also, .sqa-context { font-size: 0.85em; margin-top: 0.15em; }
 .sqa-also summary, .sqa-context summary { cursor: pointer; opacity: 0.8; }
 .sqa-also ul { margin: 0.2em 0 0 1.2em; padding: 0; }
+.sqa-worded { display: block; font-style: italic; opacity: 0.85; }
 .sqa-context-text { margin: 0.3em 0; }
 mark.sqa-hit, mark.sqa-cited { background: #fde68a; color: inherit; padding: 0 0.1em; border-radius: 2px; }
 mark.sqa-focus { background: #fb923c; }

@@ -490,6 +490,12 @@ class Engine:
         occ: dict[int, list[tuple]] = {}
         for r in rows:
             occ.setdefault(r[0], []).append(r)
+        shown = {p[0]: p[1] for p in picks}
+        for i, o in occ.items():
+            # the quote is shown under the first source: one that words it
+            # exactly so (a near-duplicate merge keeps the longest wording,
+            # which need not be the first article's)
+            o.sort(key=lambda r: r[7] != shown.get(i))
         first = {i: (o[0][8], o[0][4]) for i, o in occ.items()}
         around: dict[tuple[int, int], str] = {}
         if first:
