@@ -119,9 +119,12 @@ def build(
             documents.append(doc)
             if doc.encoding not in ("utf-8", "pdf"):
                 report.legacy_encodings.append({"path": doc.path, "encoding": doc.encoding})
+            report.metadata_warnings.extend({"path": doc.path, "warning": w} for w in doc.warnings)
         if previous is not None:
             previous.close()
         report.files_read = len(documents)
+        report.metadata = {k: sum(getattr(d, k) is not None for d in documents)
+                           for k in ("published", "outlet", "author", "url")}
         if cfg.strict and report.files_skipped:
             bad = "; ".join(f"{s['path']}: {s['reason']}" for s in report.files_skipped)
             raise BuildError(f"{len(report.files_skipped)} unusable file(s) with --strict: {bad} "
@@ -309,8 +312,9 @@ def _write_metadata(tmp: Path, documents, dd, passages, s_hashes: list[str], p_h
     try:
         con.executescript(fmt.SCHEMA)
         con.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
-            ((i, d.doc_id, d.title, d.path, d.text, d.sha256, d.encoding, len(d.sentences)) for i, d in enumerate(documents)),
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            ((i, d.doc_id, d.title, d.path, d.text, d.sha256, d.encoding, len(d.sentences), d.published, d.outlet,
+              d.author, d.url) for i, d in enumerate(documents)),
         )
         con.executemany(
             "INSERT INTO sentences VALUES (?,?,?,?,?)",

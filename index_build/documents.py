@@ -8,12 +8,14 @@ folders stay apart and ids do not change between builds.
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from index_build import readers, segment
+from index_build.metadata import parse_date
 from qa.config import SUPPORTED_SUFFIXES
 from qa.errors import BuildError
 
@@ -45,6 +47,11 @@ class Document:
     size: int
     encoding: str
     sentences: list[Sentence] = field(default_factory=list)
+    published: str | None = None  # ISO date the article declares (index_build.metadata)
+    outlet: str | None = None
+    author: str | None = None
+    url: str | None = None
+    warnings: tuple[str, ...] = ()  # metadata declared but unusable (reported, not stored)
 
     def sentence_text(self, i: int) -> str:
         s = self.sentences[i]
@@ -113,6 +120,40 @@ def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[So
     return found, skipped
 
 
+_BOILERPLATE = re.compile(
+    r"^[(\[]?\s*(?:photo(?:graph)?s?|image|picture|video)?\s*(?:credits?|courtesy)\s*(?::|of\b)"  # (Credit: Name)
+    r"|^(?:this|the) (?:article|story|piece|post) (?:was )?(?:originally|first) (?:appeared|published|ran)\b"
+    r"|^(?:published|updated|posted|last updated|first published)\s*(?:on|at)?\s*:"
+    r"|^(?:read more|related(?: articles| stories| coverage)?|advertisement)\s*(?::|$)",
+    re.IGNORECASE)
+_FURNITURE_START = frozenset(
+    "photo photos photograph photographs image picture video credit credits courtesy this the published updated "
+    "posted last first read related advertisement by".split())
+# "By Jane Doe, Reuters", "By John Smith and Ann Lee": capitalised names only
+_BYLINE = re.compile(r"^(?i:by)\s+(?:[A-Z][\w.'’-]*\s*){1,4}(?:(?:,|and|/|\|)\s*(?:[A-Z][\w.'’-]*\s*){1,4})*\.?$")
+
+
+def boilerplate(sentence: str) -> bool:
+    """A line of page furniture inside the text: a photo credit, a dateline,
+    a byline, "This article originally appeared on ...".  Kept in the text
+    (the article reads as it was written) but never offered as an answer."""
+    if len(sentence) > 160:  # furniture is short; prose is most of an article
+        return False
+    head = sentence.lstrip("([ \t\n").split(None, 1)
+    if not head:
+        return True
+    if head[0].lower().rstrip(":") in _FURNITURE_START:
+        t = " ".join(sentence.split())
+        if _BOILERPLATE.match(t) or _BYLINE.match(t):
+            return True
+    if len(sentence) > 60:
+        return False
+    t = " ".join(sentence.split())
+    # a dateline: "Monday, 6 January 2020" (with a full stop, "25 July 1920."
+    # is more likely an answer written out: "When was he born?")
+    return len(t) <= 40 and not t.endswith(".") and any(c.isdigit() for c in t) and parse_date(t) is not None
+
+
 def _headline_like(line: str) -> bool:
     """A standalone line with no sentence-final punctuation and few words: a
     headline, photo caption or byline, never an answer sentence."""
@@ -126,7 +167,8 @@ def segmenter_settings(max_sentence_chars: int | None = segment.MAX_SENTENCE_CHA
     from importlib.metadata import version
 
     return {"name": "sentencex", "version": version("sentencex"), "language": language,
-            "quote_masking": True, "headline_caption_filter": True, "link_lists": True,
+            "quote_masking": True, "headline_caption_filter": True, "link_lists": True, "dotted_names": True,
+            "boilerplate_filter": 2,
             "max_sentence_chars": max_sentence_chars}
 
 
@@ -174,8 +216,8 @@ class PreviousDocuments:
         try:
             if self._con is None:
                 self._con = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True, check_same_thread=False)
-            row = self._con.execute("SELECT title, text, encoding, n_sentences FROM documents WHERE doc_idx=?",
-                                    (d_idx,)).fetchone()
+            row = self._con.execute("SELECT title, text, encoding, n_sentences, published, outlet, author, url "
+                                    "FROM documents WHERE doc_idx=?", (d_idx,)).fetchone()
             spans = self._con.execute(
                 "SELECT start, end, sent_idx IS NOT NULL FROM doc_sentences WHERE doc_idx=? ORDER BY sent_no",
                 (d_idx,)).fetchall()
@@ -186,7 +228,8 @@ class PreviousDocuments:
         self.reused += 1
         return Document(doc_id=source.doc_id, title=row[0], path=readable_name(str(source.path)), text=row[1],
                         sha256=sha256,
-                        size=size, encoding=row[2], sentences=[Sentence(a, b, bool(ans)) for a, b, ans in spans])
+                        size=size, encoding=row[2], sentences=[Sentence(a, b, bool(ans)) for a, b, ans in spans],
+                        published=row[4], outlet=row[5], author=row[6], url=row[7])
 
     def close(self) -> None:
         if self._con is not None:
@@ -240,20 +283,39 @@ def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
             if links is not None:  # "Related articles: ..." is kept as text, never quoted
                 sentences.append(Sentence(links.start, links.end, False))
             if s is not None:
-                sentences.append(Sentence(s.start, s.end, answer))
+                sentences.append(Sentence(s.start, s.end, answer and not boilerplate(text[s.start:s.end])))
     if not title and sentences and not sentences[0].is_answer:
         title = text[sentences[0].start : sentences[0].end]
     if title and len(title) > _MAX_TITLE:  # a hostile <title> of a megabyte would swamp every citation
         title = " ".join(title[: _MAX_TITLE * 2].split())[: _MAX_TITLE - 1].rstrip() + "…"
     if not any(s.is_answer for s in sentences):
         raise readers.Unreadable("no sentences found (only headlines or captions)")
+    m = got.meta
     return Document(
         doc_id=source.doc_id,
-        title=title or readable_name(source.path.stem),
+        title=title or _title_from_text(text, sentences) or readable_name(source.path.stem),
         path=readable_name(str(source.path)),
         text=text,
         sha256=sha256,
         size=len(data),
         encoding=got.encoding,
         sentences=sentences,
+        published=m.published, outlet=m.outlet, author=m.author, url=m.url, warnings=m.warnings,
     )
+
+
+_TITLE_CHARS = 80
+
+
+def _title_from_text(text: str, sentences: list[Sentence]) -> str | None:
+    """A title for an article without a headline: its first sentence, cut at
+    a word boundary near 80 characters (a reader cites words, not a file name
+    like "000_d94e3a040fbeca26")."""
+    first = next((s for s in sentences if s.is_answer), None)
+    if first is None:
+        return None
+    t = " ".join(text[first.start:first.end].split())
+    if len(t) <= _TITLE_CHARS:
+        return t
+    cut = t[:_TITLE_CHARS + 1].rsplit(" ", 1)[0].rstrip(",;:-–—")
+    return (cut or t[:_TITLE_CHARS]) + "…"

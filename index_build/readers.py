@@ -14,6 +14,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from index_build import metadata
+from index_build.metadata import ArticleMeta
+
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig"),
     (b"\xff\xfe\x00\x00", "utf-32"),
@@ -33,6 +36,7 @@ class Extracted:
     text: str
     encoding: str  # how the bytes were decoded ("utf-8", "cp1252", "pdf", ...)
     title: str | None = None  # a title the format itself declares (<title>, PDF metadata)
+    meta: ArticleMeta = metadata.NONE  # date, outlet, author, URL the file declares
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -121,8 +125,11 @@ def _looks_western(text: str) -> bool:
 
 
 def read_text(path: Path, data: bytes | None = None) -> Extracted:
+    """The text as it is, less a front matter block (`---` or `Title:` /
+    `Date:` / `Source:` / `URL:` / `Author:` lines), which becomes metadata."""
     text, enc = decode(read_bytes(path) if data is None else data)
-    return Extracted(text.replace("\r\n", "\n").replace("\r", "\n"), enc)
+    fields, body = metadata.front_matter(text.replace("\r\n", "\n").replace("\r", "\n"))
+    return Extracted(body, enc, fields.get("title") or None, metadata.from_fields(fields))
 
 
 def read_markdown(path: Path, data: bytes | None = None) -> Extracted:
@@ -131,8 +138,9 @@ def read_markdown(path: Path, data: bytes | None = None) -> Extracted:
     from markdown_it import MarkdownIt
 
     text, enc = decode(read_bytes(path) if data is None else data)
+    fields, text = metadata.front_matter(text.replace("\r\n", "\n"))
     blocks: list[str] = []
-    for tok in MarkdownIt("commonmark").parse(text.replace("\r\n", "\n")):
+    for tok in MarkdownIt("commonmark").parse(text):
         if tok.type != "inline" or not tok.children:
             continue
         parts = []
@@ -144,7 +152,7 @@ def read_markdown(path: Path, data: bytes | None = None) -> Extracted:
         block = "".join(parts).strip()
         if block:
             blocks.append(block)
-    return Extracted("\n\n".join(blocks), enc)
+    return Extracted("\n\n".join(blocks), enc, fields.get("title") or None, metadata.from_fields(fields))
 
 
 def read_html(path: Path, data: bytes | None = None) -> Extracted:
@@ -157,6 +165,7 @@ def read_html(path: Path, data: bytes | None = None) -> Extracted:
     import trafilatura
 
     raw, enc = decode(read_bytes(path) if data is None else data)
+    info = metadata.NONE
     if _too_deep(raw):
         text, title = _flat_html_text(raw)
     else:
@@ -164,10 +173,12 @@ def read_html(path: Path, data: bytes | None = None) -> Extracted:
                                    deduplicate=False)
         meta = trafilatura.extract_metadata(raw)
         title = meta.title.strip() if meta is not None and meta.title else None
+        if meta is not None:
+            info = metadata.make(meta.date, meta.sitename or meta.hostname, meta.author, meta.url)
     text = (text or "").replace("\r\n", "\n")
     # trafilatura puts one paragraph per line; blank lines make the paragraphs explicit.
     text = "\n\n".join(line.strip() for line in text.split("\n") if line.strip())
-    return Extracted(text, enc, title)
+    return Extracted(text, enc, title, info)
 
 
 def _too_deep(raw: str) -> bool:
@@ -251,6 +262,7 @@ def read_pdf(path: Path, data: bytes | None = None) -> Extracted:
                 raise Unreadable("encrypted PDF: save an unencrypted copy") from e
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         title = (reader.metadata.title or "").strip() if reader.metadata else ""
+        info = metadata.from_pdf(reader.metadata)
     except Unreadable:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as e:
@@ -258,7 +270,7 @@ def read_pdf(path: Path, data: bytes | None = None) -> Extracted:
     text = "\n\n".join(p for p in pages if p)
     if not text.strip():
         raise Unreadable("PDF has no text layer (a scan?): run OCR on it first")
-    return Extracted(text, "pdf", title or None)
+    return Extracted(text, "pdf", title or None, info)
 
 
 READERS = {

@@ -12,6 +12,9 @@ class BuildReport:
     files_read: int = 0
     files_skipped: list[dict[str, str]] = field(default_factory=list)  # path, reason
     legacy_encodings: list[dict[str, str]] = field(default_factory=list)  # path, encoding
+    # articles declaring each of published / outlet / author / url (index_build.metadata)
+    metadata: dict[str, int] = field(default_factory=dict)
+    metadata_warnings: list[dict[str, str]] = field(default_factory=list)  # path, warning (files read this build)
     documents: int = 0
     sentences: int = 0  # answer sentences, all occurrences
     non_answer_lines: int = 0  # headlines, captions
@@ -54,6 +57,8 @@ class BuildReport:
             ("identical sentences merged", self.exact_duplicates_merged),
             ("near-duplicates merged", self.near_duplicates_merged),
             ("passages", self.passages),
+            ("dated / with outlet / author / URL",
+             " / ".join(str(self.metadata.get(k, 0)) for k in ("published", "outlet", "author", "url"))),
             ("sentences embedded / reused", f"{self.sentences_embedded} / {self.sentences_reused}"),
             ("passages embedded / reused", f"{self.passages_embedded} / {self.passages_reused}"),
             ("vector store", self.vector_store),
@@ -67,4 +72,6 @@ class BuildReport:
             lines.append(f"skipped: {s['path']}: {s['reason']}")
         for e in self.legacy_encodings:
             lines.append(f"decoded as {e['encoding']}: {e['path']}")
+        for w in self.metadata_warnings:
+            lines.append(f"metadata: {w['path']}: {w['warning']}")
         return "\n".join(lines)

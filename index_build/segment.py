@@ -132,6 +132,7 @@ def sentences(text: str, para: Span, language: str = "en",
             cores.append((a2, z2))
     if not cores:
         return []
+    cores = _join_dotted(cores)
     starts = [0] + [0] * (len(cores) - 1)
     ends = [0] * (len(cores) - 1) + [len(chunk)]
     for i in range(len(cores) - 1):
@@ -145,6 +146,18 @@ def sentences(text: str, para: Span, language: str = "en",
     if max_chars and any(s.end - s.start > max_chars for s in spans):
         spans = [piece for s in spans for piece in cut_long(text, s, max_chars)]
     return spans
+
+
+def _join_dotted(cores: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Rejoin a sentence cut at a dot with no space after it: a boundary
+    always has one, so "Android/Filecoder.C" or "example.com" is one word."""
+    out = [cores[0]]
+    for a, z in cores[1:]:
+        if a == out[-1][1]:
+            out[-1] = (out[-1][0], z)
+        else:
+            out.append((a, z))
+    return out
 
 
 def cut_long(text: str, span: Span, max_chars: int) -> list[Span]:

@@ -17,6 +17,10 @@ class Source:
     start: int  # character span in the article's extracted text
     end: int
     text: str  # the sentence as this source words it
+    published: str | None = None  # ISO 8601 date the article declares (None: unknown, never guessed)
+    outlet: str | None = None  # the publication ("Reuters", "The Guardian")
+    author: str | None = None
+    url: str | None = None  # the article's own address (http/https), when it declares one
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,7 @@ class ChatBackend:
     def documents(self) -> tuple[list[DocRow], Any]:
         """Every indexed article, and the manifest of the index."""
         def q(e: Any) -> tuple[list[DocRow], Any]:
-            rows = e.sql("SELECT doc_id, title, path, n_sentences FROM documents ORDER BY doc_idx")
+            rows = e.sql("SELECT doc_id, title, path, n_sentences, outlet, published FROM documents ORDER BY doc_idx")
             return [DocRow(*r) for r in rows], e.manifest
 
         return self._run(q)

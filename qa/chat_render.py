@@ -88,6 +88,38 @@ def _doc_link(doc_id: str, title: str, path: str, start: int | None = None) -> s
     )
 
 
+def nice_date(iso: str | None) -> str:
+    """'2024-03-12' -> '12 Mar 2024' (unambiguous on both sides of the Atlantic)."""
+    try:
+        d = _dt.date.fromisoformat(str(iso)[:10])
+        return f"{d.day} {d:%b %Y}"
+    except (TypeError, ValueError):
+        return str(iso or "")
+
+
+def citation(s: Any) -> str:
+    """How a reporter cites a source: outlet · date · title · author.  The
+    title links to the article's own address when it declares one (a new
+    tab); the file name always opens the article in the side panel."""
+    parts = []
+    if getattr(s, "outlet", None):
+        parts.append(f'<span class="sqa-outlet">{esc_line(s.outlet)}</span>')
+    if getattr(s, "published", None):
+        parts.append(f'<span class="sqa-date" title="{esc(s.published)}">{esc_line(nice_date(s.published))}</span>')
+    url = getattr(s, "url", None)
+    if url and str(url).lower().startswith(("http://", "https://")):
+        parts.append(f'<a class="sqa-url" href="{esc(url)}" target="_blank" rel="noopener noreferrer" '
+                     f'title="the article on its site (new tab)">{esc_line(s.title)}</a>')
+        parts.append(f'<a class="sqa-doc" href="{esc(doc_href(s.doc_id, s.start))}" '
+                     f'title="open the article with this sentence highlighted">'
+                     f'<span class="sqa-file">{esc_line(file_label(s.doc_id, s.path))}</span></a>')
+    else:
+        parts.append(_doc_link(s.doc_id, s.title, s.path, s.start))
+    if getattr(s, "author", None):
+        parts.append(f'<span class="sqa-author">{esc_line(s.author)}</span>')
+    return ' <span class="sqa-dot">·</span> '.join(parts)
+
+
 def _own_wording(source: Any, shown: str) -> str:
     """A source that words the sentence otherwise (a near-duplicate merge)
     shows its own words: nothing is quoted under an article that it does not
@@ -105,7 +137,7 @@ def _answer_html(n: int, a: Any, threshold: float) -> str:
     cite = [_confidence_html(float(a.score), threshold, weak)]
     if sources:
         first = sources[0]
-        cite.append(f'<span class="sqa-sep">—</span> {_doc_link(first.doc_id, first.title, first.path, first.start)}')
+        cite.append(f'<span class="sqa-sep">—</span> {citation(first)}')
     parts.append(f'<div class="sqa-cite">{" ".join(cite)}</div>')
     if sources:
         others: dict[str, Any] = {}
@@ -114,7 +146,7 @@ def _answer_html(n: int, a: Any, threshold: float) -> str:
                 others.setdefault(s.doc_id, s)
         if others:
             word = "article" if len(others) == 1 else "articles"
-            items = "".join(f"<li>{_doc_link(s.doc_id, s.title, s.path, s.start)}{_own_wording(s, a.text)}</li>"
+            items = "".join(f"<li>{citation(s)}{_own_wording(s, a.text)}</li>"
                             for s in others.values())
             parts.append(
                 f'<details class="sqa-also"><summary>also in {len(others)} other {word}</summary>'
@@ -182,6 +214,8 @@ class DocRow:
     title: str
     path: str
     n_sentences: int
+    outlet: str | None = None
+    published: str | None = None
 
 
 def _when(iso: str) -> str:
@@ -210,12 +244,14 @@ def render_sources(rows: Sequence[DocRow], built_at: str | None, build_seconds: 
         head.append('<p class="sqa-empty">No articles indexed.</p></div>')
         return "".join(head)
     head.append('<input class="sqa-filter" type="search" placeholder="Filter articles…" aria-label="Filter articles">')
-    body = ['<div class="sqa-table-wrap"><table class="sqa-table"><thead><tr><th>Title</th><th>File</th>'
-            '<th class="sqa-num">Sentences</th></tr></thead><tbody>']
+    body = ['<div class="sqa-table-wrap"><table class="sqa-table"><thead><tr><th>Title</th><th>Outlet</th>'
+            '<th>Date</th><th>File</th><th class="sqa-num">Sentences</th></tr></thead><tbody>']
     for r in rows:
         body.append(
             f'<tr><td><a class="sqa-doc" href="{esc(doc_href(r.doc_id))}" '
             f'title="open this article">{esc_line(r.title)}</a></td>'
+            f'<td class="sqa-outlet">{esc_line(r.outlet or "")}</td>'
+            f'<td class="sqa-date">{esc_line(r.published or "")}</td>'
             f'<td class="sqa-file">{esc_line(file_label(r.doc_id, r.path))}</td>'
             f'<td class="sqa-num">{int(r.n_sentences)}</td></tr>'
         )
@@ -338,6 +374,9 @@ CSS = """
 .sqa-also, .sqa-context { font-size: 0.85em; margin-top: 0.15em; }
 .sqa-also summary, .sqa-context summary { cursor: pointer; opacity: 0.8; }
 .sqa-also ul { margin: 0.2em 0 0 1.2em; padding: 0; }
+.sqa-outlet { font-weight: 600; }
+.sqa-date, .sqa-author { opacity: 0.8; }
+.sqa-url { color: var(--link-text-color, #2563eb); }
 .sqa-worded { display: block; font-style: italic; opacity: 0.85; }
 .sqa-context-text { margin: 0.3em 0; }
 mark.sqa-hit, mark.sqa-cited { background: #fde68a; color: inherit; padding: 0 0.1em; border-radius: 2px; }

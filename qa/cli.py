@@ -14,6 +14,13 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
+
+
+def _cite(s: Any) -> str:
+    """outlet, date, title [doc id]: what a reporter needs to cite the quote."""
+    head = ", ".join(x for x in (s.outlet, s.published) if x)
+    return f"{head}: {s.title} [{s.doc_id}]" if head else f"{s.title} [{s.doc_id}]"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,9 +66,11 @@ def render(res) -> str:  # noqa: ANN001 - qa.answers.Result
         lines.append(textwrap.fill(f"{i}. “{a.text}”", width=100, subsequent_indent="   "))
         first = a.sources[0]
         more = f" (+ {len(a.sources) - 1} more)" if len(a.sources) > 1 else ""
-        lines.append(f"   — {first.title} [{first.doc_id}]{more}   confidence {a.score:.2f}")
+        lines.append(f"   — {_cite(first)}{more}   confidence {a.score:.2f}")
+        if first.url:
+            lines.append(f"     {first.url}")
         for s in a.sources[1:4]:
-            lines.append(f"     also in {s.title} [{s.doc_id}]")
+            lines.append(f"     also in {_cite(s)}" + (f": \"{s.text}\"" if s.text != a.text else ""))
     return "\n".join(lines)
 
 

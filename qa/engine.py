@@ -119,6 +119,13 @@ def _warm_memos(ref: "weakref.ref[Engine]") -> None:
         eng._warm_done.set()
 
 
+def _says(sentence: str, question: str) -> bool:
+    """Does `sentence` hold every one of `question`'s own content words (at
+    least two, by stem)?"""
+    own = {w.lower()[:5] for w in content_words(question)}
+    return len(own) >= 2 and own <= {w.lower()[:5] for w in words(sentence)}
+
+
 class Engine:
     """A loaded index plus the model that embeds questions."""
 
@@ -420,9 +427,12 @@ class Engine:
         k = qmod.check_k(k)
         resolved = self.resolve(q, qmod.user_turns(history))
         ids, score, vecs, texts = self._scored(resolved)
-        if DEMOTE_PREVIOUS and resolved.previous_answer and len(texts) > 1 and texts[0] == resolved.previous_answer:
+        if (DEMOTE_PREVIOUS and resolved.previous_answer and len(texts) > 1 and texts[0] == resolved.previous_answer
+                and not _says(resolved.previous_answer, q)):
             # a follow-up asks for something new: the sentence the user was
-            # just shown is kept, second
+            # just shown is kept, second (unless it holds the new question's
+            # own words: "1,500 prisoners, including 500 convicted of murder"
+            # answers "How many of them were convicted of murder?" too)
             order = np.r_[1, 0, np.arange(2, len(texts))]
             ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
         chosen = mmr(score, vecs, k, self.fusion.mmr_lambda)
@@ -484,7 +494,7 @@ class Engine:
         ids = [p[0] for p in picks]
         rows = self.sql(
             "SELECT ds.sent_idx, d.doc_id, d.title, d.path, ds.sent_no, ds.start, ds.end, "
-            "substr(d.text, ds.start + 1, ds.end - ds.start), ds.doc_idx "
+            "substr(d.text, ds.start + 1, ds.end - ds.start), ds.doc_idx, d.published, d.outlet, d.author, d.url "
             f"FROM doc_sentences ds JOIN documents d USING(doc_idx) WHERE ds.sent_idx IN ({','.join('?' * len(ids))}) "
             "ORDER BY ds.sent_idx, ds.doc_idx, ds.sent_no", ids)
         occ: dict[int, list[tuple]] = {}
@@ -507,7 +517,7 @@ class Engine:
         out = []
         for sent_idx, text, score, weak in picks:
             o = occ.get(sent_idx, [])
-            sources = [Source(r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in o]
+            sources = [Source(r[1], r[2], r[3], r[4], r[5], r[6], r[7], *r[9:13]) for r in o]
             if o:
                 d, n = first[sent_idx]
                 context = Context(o[0][1], [around[(d, n - 1)]] if (d, n - 1) in around else [],

@@ -31,7 +31,7 @@ from typing import Any
 
 from qa.errors import IndexLoadError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents carry published, outlet, author, url
 MANIFEST = "manifest.json"
 META_DB = "meta.sqlite"
 SENTENCE_FAISS = "sentences.faiss"
@@ -50,7 +50,11 @@ CREATE TABLE documents (
     text TEXT NOT NULL,               -- extracted text; all spans index into it
     sha256 TEXT NOT NULL,             -- of the file's bytes
     encoding TEXT NOT NULL,
-    n_sentences INTEGER NOT NULL
+    n_sentences INTEGER NOT NULL,
+    published TEXT,                   -- ISO 8601 date the article declares; NULL when unknown
+    outlet TEXT,
+    author TEXT,
+    url TEXT                          -- http(s) only
 );
 CREATE TABLE sentences (              -- unique sentences; sent_idx = FAISS/BM25 row
     sent_idx INTEGER PRIMARY KEY,

@@ -315,7 +315,10 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     before, _ = page.ask(UPLOAD_Q, "before-upload")
     assert not any("12,345 visitors" in a for a in answers(before)), "the fact is in the seeds already?"
     good = tmp_path / "quokka festival (Perth).txt"
-    good.write_text(f"Quokka Festival report\n\n{UPLOAD_FACT} The event ran for two days.\n", encoding="utf-8")
+    # header lines a news export carries: they become the citation, not text
+    good.write_text(f"Title: Quokka Festival report\nDate: 12 March 2024\nSource: Rottnest Times\n"
+                    f"URL: https://example.org/quokka-festival\n\n{UPLOAD_FACT} The event ran for two days.\n",
+                    encoding="utf-8")
     bad = tmp_path / "broken.txt"
     bad.write_bytes(b"\x00\x01\x02binary junk" * 10)
 
@@ -332,14 +335,22 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     assert "Added 1 article" in text and "quokka_festival_Perth.txt" in text, f"status {text!r}; screenshot: {shot}"
     assert "broken.txt" in text and "binary" in text, f"bad file not reported: {text!r}; screenshot: {shot}"
     saved = site["sources"] / "quokka_festival_Perth.txt"
-    assert saved.read_text(encoding="utf-8").startswith("Quokka Festival report")
+    assert saved.read_text(encoding="utf-8").startswith("Title: Quokka Festival report")
     assert not (site["sources"] / "broken.txt").exists(), "an unreadable upload was left in the sources"
     assert "Quokka Festival report" in page.page.locator("#sqa-sources").inner_text(), f"panel stale; {shot}"
 
     reply, shot = page.ask(UPLOAD_Q, "after-upload")
     assert "sqa-found" in (reply.get_attribute("class") or ""), f"uploaded article not found; screenshot: {shot}"
     assert "12,345 visitors" in answers(reply)[0], f"answers {answers(reply)[:2]}; screenshot: {shot}"
-    assert "quokka_festival_Perth.txt" in reply.locator(".sqa-cite").first.inner_text(), f"screenshot: {shot}"
+    cite = reply.locator(".sqa-cite").first
+    assert "quokka_festival_Perth.txt" in cite.inner_text(), f"screenshot: {shot}"
+    # outlet, date, and the title linking to the article's own page in a new tab
+    assert "Rottnest Times" in cite.inner_text() and "12 Mar 2024" in cite.inner_text(), f"screenshot: {shot}"
+    link = cite.locator("a.sqa-url")
+    assert link.inner_text() == "Quokka Festival report" and link.get_attribute("href") == \
+        "https://example.org/quokka-festival", f"screenshot: {shot}"
+    assert link.get_attribute("target") == "_blank" and "noopener" in (link.get_attribute("rel") or "")
+    assert "12,345 visitors" not in cite.inner_text()
 
 
 def test_missing_index_shows_fix_and_recovers(browser, site, tmp_path):
@@ -360,7 +371,11 @@ def test_missing_index_shows_fix_and_recovers(browser, site, tmp_path):
         # a stale index from another format: the fix rebuilds from scratch
         shutil.copytree(site["root"] / "index", index)
         manifest = index / "manifest.json"
-        manifest.write_text(manifest.read_text().replace('"format_version": 1', '"format_version": 99'))
+        from qa.index_format import FORMAT_VERSION
+
+        stale = manifest.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 99')
+        assert '"format_version": 99' in stale
+        manifest.write_text(stale)
         reply, shot = p.ask(CALL_Q, "stale-index")
         assert "format version 99" in reply.inner_text(), f"screenshot: {shot}"
         assert reply.locator(".sqa-fix-cmd").inner_text().endswith("--full"), f"screenshot: {shot}"

@@ -92,3 +92,38 @@ def test_seed_link_list_is_not_an_answer() -> None:
     assert by_text["On Wednesday, Netanyahu decided not to send back the Israeli delegation to Cairo."] is True
     lists = [t for t in by_text if t.startswith("Related articles:")]
     assert len(lists) == 1 and by_text[lists[0]] is False and "On Wednesday" not in lists[0]
+
+
+def test_a_dot_without_a_space_after_it_is_not_a_boundary() -> None:
+    from index_build import segment
+
+    t = ("The malware, known as Android/Filecoder.C, spreads by text message. Officials in the U.S. said it was "
+         "new. He lives at No. 10 Downing Street. See example.com for more.")
+    got = [t[s.start:s.end] for _, spans in segment.split(t, "en", 400) for s in spans]
+    assert got == ["The malware, known as Android/Filecoder.C, spreads by text message.",
+                   "Officials in the U.S. said it was new.", "He lives at No. 10 Downing Street.",
+                   "See example.com for more."]
+
+
+def test_page_furniture_stays_in_the_text_but_is_never_an_answer(tmp_path) -> None:
+    from index_build import documents as D
+
+    furniture = ["By Jane Doe, Reuters", "Monday, 6 January 2020", "(Credit: Sam Lee / Coastal Courier)",
+                 "This article originally appeared on The Conversation.", "Posted: Thursday, April 21, 2022."]
+    prose = ["By 2030, the city will need twice as many buses.", "Credit card debt rose 5% last year.",
+             "The story appeared in print on Monday."]
+    for line in furniture:
+        assert D.boilerplate(line), line
+    for line in prose:
+        assert not D.boilerplate(line), line
+    p = tmp_path / "story.txt"
+    p.write_text("Buses for the city\n\nBy Jane Doe, Reuters\n\nMonday, 6 January 2020\n\n"
+                 "The council approved 40 new buses on Monday. (Credit: Sam Lee / Coastal Courier)\n\n"
+                 "By 2030, the city will need twice as many buses.\n\n"
+                 "This article originally appeared on The Conversation.\n", encoding="utf-8")
+    files, _ = D.discover([tmp_path])
+    doc = D.load(files[0])
+    answers = [doc.sentence_text(i) for i, s in enumerate(doc.sentences) if s.is_answer]
+    assert answers == ["The council approved 40 new buses on Monday.",
+                       "By 2030, the city will need twice as many buses."]
+    assert all(line in doc.text for line in ("By Jane Doe, Reuters", "(Credit: Sam Lee / Coastal Courier)"))

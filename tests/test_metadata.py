@@ -1,0 +1,146 @@
+"""Article metadata (index_build.metadata): what each format declares about
+its article (date, outlet, author, URL) reaches every source of an answer,
+through a real build, a real index and the real engine.  Pages here are
+written for the test (the saved news pages of ../shared/bench stay there)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from index_build.metadata import front_matter, make, parse_date
+from qa.chat_render import citation, render_result
+
+PAGE = """<!doctype html><html><head>
+<title>Harbour bridge to close for repairs | Coastal Courier</title>
+<meta property="og:title" content="Harbour bridge to close for repairs">
+<meta property="og:site_name" content="Coastal Courier">
+<meta property="article:published_time" content="2024-03-12T08:30:00+00:00">
+<meta name="author" content="Dana Whitfield">
+<link rel="canonical" href="https://courier.example.com/news/harbour-bridge-repairs">
+</head><body><nav>Home | News | Sport</nav><article>
+<h1>Harbour bridge to close for repairs</h1>
+<p>The harbour bridge will close for six weeks from May so that engineers can replace its corroded cables.</p>
+<p>Ferries will run every ten minutes while the bridge is shut, the council said on Tuesday.</p>
+<p>The bridge carries about 40,000 vehicles a day and opened in 1932.</p>
+</article><footer>Copyright Coastal Courier</footer></body></html>
+"""
+
+
+@pytest.mark.parametrize("value, iso", [
+    ("2024-03-12", "2024-03-12"), ("2024-03-12T08:30:00Z", "2024-03-12"), ("2024-03-12T08:30:00+01:00", "2024-03-12"),
+    ("Mon, 06 Jan 2020 10:00:00 GMT", "2020-01-06"), ("6 January 2020", "2020-01-06"), ("January 6, 2020", "2020-01-06"),
+    ("Monday, 6 January 2020", "2020-01-06"), ("3rd May 2021", "2021-05-03"),
+    ("last Tuesday", None), ("2024-02-30", None), ("", None), (None, None),
+])
+def test_dates_parse_to_iso_or_not_at_all(value, iso) -> None:
+    assert parse_date(value) == iso
+
+
+def test_cleaning_drops_placeholders_and_unsafe_links_and_reports_bad_dates() -> None:
+    m = make("sometime in spring", "The Tico Times | Costa Rica News | Travel", "No Author", "javascript:alert(1)")
+    assert (m.published, m.outlet, m.author, m.url) == (None, "The Tico Times", None, None)
+    assert m.warnings and "sometime in spring" in m.warnings[0]
+
+
+def test_front_matter_blocks_and_header_lines() -> None:
+    fields, body = front_matter("---\ntitle: Floods\ndate: 2023-11-09\nsource: Valley News\n---\n\nRain fell.\n")
+    assert fields == {"title": "Floods", "published": "2023-11-09", "outlet": "Valley News"}
+    assert body == "Rain fell.\n"
+    fields, body = front_matter("Title: Floods\nDate: 9 November 2023\nURL: https://x.example/f\n\nRain fell.")
+    assert fields == {"title": "Floods", "published": "9 November 2023", "url": "https://x.example/f"}
+    assert body == "Rain fell."
+    # an article whose first words merely look like a header stays as it is
+    text = "Source: a council spokesman said the road would reopen.\nIt did not."
+    assert front_matter(text) == ({}, text)
+
+
+@pytest.fixture(scope="module")
+def dated_index(tmp_path_factory) -> tuple[Path, dict]:
+    from index_build import build
+    from qa.config import BuildConfig
+
+    root = tmp_path_factory.mktemp("dated")
+    src = root / "articles"
+    src.mkdir()
+    (src / "courier.html").write_text(PAGE, encoding="utf-8")
+    (src / "valley.md").write_text("---\ntitle: Valley floods\ndate: 9 November 2023\nauthor: Sam Reyes\n"
+                                   "source: Valley News\n---\n\nThe river rose two metres overnight and flooded "
+                                   "forty homes in the lower valley.\n\nVolunteers filled sandbags until dawn.\n",
+                                   encoding="utf-8")
+    (src / "wire.txt").write_text("Date: the day before yesterday\nSource: Wire Service\n\nThe central bank kept "
+                                  "its main interest rate at 4.5% for a third month in a row.\n", encoding="utf-8")
+    (src / "0001_a7c3.txt").write_text("Officials confirmed that the museum will reopen its east wing to visitors "
+                                       "in June after a two-year restoration of the painted ceilings.\n"
+                                       "The work cost about 12 million euros.\n", encoding="utf-8")
+    out = root / "index"
+    report = build([src], out, BuildConfig(progress=False), log=lambda m: None)
+    return out, report.to_dict()
+
+
+def test_the_build_stores_what_each_format_declares(dated_index) -> None:
+    index, report = dated_index
+    assert report["metadata"] == {"published": 2, "outlet": 3, "author": 2, "url": 1}
+    assert [w["path"].endswith("wire.txt") for w in report["metadata_warnings"]] == [True]
+    con = sqlite3.connect(index / "meta.sqlite")
+    rows = {r[0]: r[1:] for r in con.execute("SELECT doc_id, title, published, outlet, author, url FROM documents")}
+    assert rows["courier"] == ("Harbour bridge to close for repairs", "2024-03-12", "Coastal Courier",
+                               "Dana Whitfield", "https://courier.example.com/news/harbour-bridge-repairs")
+    assert rows["valley"] == ("Valley floods", "2023-11-09", "Valley News", "Sam Reyes", None)
+    assert rows["wire"][1:] == (None, "Wire Service", None, None)  # a date never guessed
+    # no headline: titled by its first words, never by the hash-like file name
+    assert rows["0001_a7c3"][0].startswith("Officials confirmed that the museum will reopen")
+    assert len(rows["0001_a7c3"][0]) <= 81 and rows["0001_a7c3"][0].endswith("…")
+    text = con.execute("SELECT text FROM documents WHERE doc_id = 'valley'").fetchone()[0]
+    assert "date:" not in text and text.startswith("The river rose")  # front matter is not quoted
+
+
+def test_every_source_of_an_answer_carries_its_metadata(dated_index) -> None:
+    import qa
+
+    res = qa.load(dated_index[0], warm=False).ask("How long will the harbour bridge be closed?")
+    s = res.answers[0].sources[0]
+    assert "six weeks" in res.answers[0].text
+    assert (s.published, s.outlet, s.author, s.url) == (
+        "2024-03-12", "Coastal Courier", "Dana Whitfield", "https://courier.example.com/news/harbour-bridge-repairs")
+    d = json.loads(json.dumps(res.to_dict()))["answers"][0]["sources"][0]
+    assert {k: d[k] for k in ("published", "outlet", "author", "url")} == {
+        "published": "2024-03-12", "outlet": "Coastal Courier", "author": "Dana Whitfield",
+        "url": "https://courier.example.com/news/harbour-bridge-repairs"}
+    html = render_result(res)
+    assert 'href="https://courier.example.com/news/harbour-bridge-repairs"' in html
+    assert 'rel="noopener noreferrer"' in html and "12 Mar 2024" in html and "Coastal Courier" in html
+    assert "Dana Whitfield" in citation(s)
+
+
+def test_the_command_line_prints_and_serialises_the_citation(dated_index) -> None:
+    q = "How high did the river rise?"
+    out = subprocess.run([sys.executable, "-m", "qa", "ask", q, "--index", str(dated_index[0])],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Valley News, 2023-11-09: Valley floods [valley]" in out.stdout
+    js = subprocess.run([sys.executable, "-m", "qa", "ask", q, "--index", str(dated_index[0]), "--json"],
+                        capture_output=True, text=True, timeout=300)
+    src = json.loads(js.stdout)["answers"][0]["sources"][0]
+    assert (src["outlet"], src["published"], src["author"], src["url"]) == ("Valley News", "2023-11-09", "Sam Reyes",
+                                                                            None)
+
+
+def test_an_index_of_the_previous_format_asks_for_a_full_rebuild(dated_index, tmp_path) -> None:
+    import shutil
+
+    import qa
+    from qa.errors import IndexLoadError
+
+    old = tmp_path / "old"
+    shutil.copytree(dated_index[0], old)
+    m = json.loads((old / "manifest.json").read_text(encoding="utf-8"))
+    m["format_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(IndexLoadError, match="--full"):
+        qa.load(old, warm=False)
