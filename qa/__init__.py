@@ -39,9 +39,11 @@ def load(index_dir: str | _Path = "index", model: str | None = None, warm: bool 
     return Engine.load(index_dir, model=model, warm=warm, store=store, reader=reader)
 
 
-def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path | None = None) -> "Result":
+def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path | None = None,
+        since: str | None = None, until: str | None = None, outlets: list[str] | None = None) -> "Result":
     """Ask the default index (``$SOURCE_QA_INDEX`` or ./index), building it
-    from the bundled seeds/ on first use if it does not exist yet."""
+    from the bundled seeds/ on first use if it does not exist yet.
+    `since` / `until` / `outlets`: search only those articles (Engine.ask)."""
     import os
 
     global _default
@@ -54,7 +56,7 @@ def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path |
 
             build([DEFAULT_SOURCES], path)
         _default = load(path)
-    return _default.ask(question, history=history, k=k)
+    return _default.ask(question, history=history, k=k, since=since, until=until, outlets=outlets)
 
 
 def __getattr__(name: str) -> Any:

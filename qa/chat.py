@@ -116,6 +116,12 @@ def history_questions(messages: Any) -> list[str]:
     return out
 
 
+def split_outlets(text: str | None) -> list[str] | None:
+    """The outlets box: names separated by commas (None when empty)."""
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    return names or None
+
+
 def _as_cites(items: list[dict]) -> list[R.Cite]:
     return [R.Cite(**c) for c in items]
 
@@ -125,13 +131,15 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
     examples = EXAMPLES if examples is None else examples
 
     # -- handlers ------------------------------------------------------------
-    def answer(question: str, messages: list, k: float, cites: list) -> tuple[list, str, list]:
+    def answer(question: str, messages: list, k: float, cites: list, since: str = "", until: str = "",
+               outlets: str = "") -> tuple[list, str, list]:
         messages = list(messages or [])
         cites = list(cites or [])
         question = question or ""
         turn = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user") + 1
         try:
-            reply = backend.ask(question, history=history_questions(messages), k=int(k or 5))
+            reply = backend.ask(question, history=history_questions(messages), k=int(k or 5), since=since or None,
+                                until=until or None, outlets=split_outlets(outlets))
         except Unavailable as e:
             body = R.render_error(e.message, e.fix, "The chat keeps running and uses the index as soon as it is built.")
         except ValueError as e:
@@ -212,14 +220,17 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
         panel, gen = sources_panel()
         yield R.render_upload_outcome(out, str(backend.sources_dir)), panel, None, gen
 
-    def ask_api(question: str, history: list[str] | None = None, k: int = 5) -> dict:
+    def ask_api(question: str, history: list[str] | None = None, k: int = 5, since: str | None = None,
+                until: str | None = None, outlets: list[str] | None = None) -> dict:
         """Ask the articles a question.  `history`: earlier questions of the
-        conversation, oldest first.  Returns the qa Result as JSON: `found`,
-        `query` (after follow-up resolution), `followup`, `threshold`,
+        conversation, oldest first; `since` / `until` (ISO dates) and
+        `outlets` search only those articles.  Returns the qa Result as JSON:
+        `found`, `query` (after follow-up resolution), `followup`, `threshold`,
         `answers` (text, score, weak, sources with doc_id/title/file/
-        sentence_no/start/end/text, context)."""
+        sentence_no/start/end/text/published/outlet/author/url, context)."""
         try:
-            reply = backend.ask(question, history=history or [], k=int(k))
+            reply = backend.ask(question, history=history or [], k=int(k), since=since or None, until=until or None,
+                                outlets=outlets or None)
         except Unavailable as e:
             raise gr.Error(f"{e.message}" + (f" -- fix: {e.fix}" if e.fix else "")) from e
         except ValueError as e:
@@ -260,6 +271,13 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
                     ex_buttons = [gr.Button(q, size="sm", variant="secondary", elem_classes=["sqa-example"])
                                   for q in examples]
                 k = gr.Slider(1, 10, value=5, step=1, label="Quotes per answer (k)", elem_id="sqa-k")
+                with gr.Row(elem_id="sqa-filters", equal_height=True):
+                    since = gr.Textbox(label="Published from", placeholder="2024-01-01", elem_id="sqa-since",
+                                       max_lines=1, max_length=40, scale=1)
+                    until = gr.Textbox(label="Published until", placeholder="2024-12-31", elem_id="sqa-until",
+                                       max_lines=1, max_length=40, scale=1)
+                    outlets = gr.Textbox(label="Outlets (comma-separated)", placeholder="all", elem_id="sqa-outlets",
+                                         max_lines=1, max_length=400, scale=2)
             with gr.Column(scale=2, min_width=320):
                 with gr.Tabs(selected="sources") as tabs:
                     with gr.Tab("Sources", id="sources", elem_id="sqa-tab-sources"):
@@ -278,14 +296,15 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
                             gr.HTML("<p>Adding articles is switched off on this server.</p>", js_on_load=None)
 
         # -- events ----------------------------------------------------------------
-        chat_io = dict(inputs=[question, chatbot, k, cites], outputs=[chatbot, question, cites])
+        chat_io = dict(inputs=[question, chatbot, k, cites, since, until, outlets], outputs=[chatbot, question, cites])
         panel_gen = gr.State(None)  # the index generation the sources panel shows
         refresh_io = dict(fn=sources_if_changed, inputs=[panel_gen], outputs=[sources, panel_gen],
                           api_visibility="private", queue=False, show_progress="hidden")
         question.submit(answer, **chat_io, api_visibility="undocumented", show_progress="minimal",
                         concurrency_limit=backend.workers, concurrency_id="ask").then(**refresh_io)
         for b, q in zip(ex_buttons, examples):
-            b.click(lambda m, kk, c, q=q: answer(q, m, kk, c), inputs=[chatbot, k, cites],
+            b.click(lambda m, kk, c, a, z, o, q=q: answer(q, m, kk, c, a, z, o),
+                    inputs=[chatbot, k, cites, since, until, outlets],
                     outputs=[chatbot, question, cites], api_visibility="private", show_progress="minimal",
                     concurrency_limit=backend.workers, concurrency_id="ask").then(**refresh_io)
         clear_btn.click(clear, outputs=[chatbot, cites, article, question], api_visibility="private", queue=False)

@@ -266,11 +266,12 @@ class ChatBackend:
         return self.refresh().run(fn, *args)
 
     # -- questions -----------------------------------------------------------
-    def ask(self, question: str, history: Any = None, k: int = 5) -> Reply:
-        """Raises Unavailable (no index), ValueError (bad question); anything
-        else is an engine failure the caller reports."""
+    def ask(self, question: str, history: Any = None, k: int = 5, since: str | None = None,
+            until: str | None = None, outlets: list[str] | None = None) -> Reply:
+        """Raises Unavailable (no index), ValueError (bad question or filter);
+        anything else is an engine failure the caller reports."""
         t0 = time.perf_counter()
-        res = self._run(lambda e: e.ask(question, history=history, k=k))
+        res = self._run(lambda e: e.ask(question, history=history, k=k, since=since, until=until, outlets=outlets))
         return Reply(res, self._notice(), time.perf_counter() - t0)
 
     def documents(self) -> tuple[list[DocRow], Any]:

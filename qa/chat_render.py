@@ -163,6 +163,22 @@ def _answer_html(n: int, a: Any, threshold: float) -> str:
     return "".join(parts)
 
 
+def _by_date_html(answers: list[Any]) -> str:
+    """The reply's quotes ordered by their articles' dates, oldest first: how
+    a story developed across reports.  Only when two or more are dated."""
+    dated = [(a.sources[0].published, i, a) for i, a in enumerate(answers, 1)
+             if a.sources and getattr(a.sources[0], "published", None)]
+    if len(dated) < 2:
+        return ""
+    items = "".join(
+        f'<li><span class="sqa-date">{esc_line(nice_date(d))}</span>'
+        + (f' <span class="sqa-outlet">{esc_line(a.sources[0].outlet)}</span>' if a.sources[0].outlet else "")
+        + f' <span class="sqa-rank">(#{i})</span> <q>{esc_line(a.text)}</q></li>'
+        for d, i, a in sorted(dated, key=lambda t: (t[0], t[1])))
+    return (f'<details class="sqa-bydate"><summary>by date ({len(dated)} dated quotes)</summary>'
+            f'<ol class="sqa-bydate-list">{items}</ol></details>')
+
+
 def render_result(res: Any) -> str:
     """One chat reply for a qa.answers.Result."""
     out = [f'<div class="sqa-reply {"sqa-found" if res.found else "sqa-notfound"}">']
@@ -173,6 +189,7 @@ def render_result(res: Any) -> str:
         out.append('<ol class="sqa-answers">')
         out.extend(_answer_html(i, a, res.threshold) for i, a in enumerate(answers, 1))
         out.append("</ol>")
+        out.append(_by_date_html(answers))
     else:
         out.append('<p class="sqa-verdict"><strong>The sources do not answer this question.</strong></p>')
         if answers:
@@ -377,6 +394,8 @@ CSS = """
 .sqa-outlet { font-weight: 600; }
 .sqa-date, .sqa-author { opacity: 0.8; }
 .sqa-url { color: var(--link-text-color, #2563eb); }
+.sqa-bydate { font-size: 0.85em; margin-top: 0.3em; }
+.sqa-bydate summary { cursor: pointer; opacity: 0.8; }
 .sqa-worded { display: block; font-style: italic; opacity: 0.85; }
 .sqa-context-text { margin: 0.3em 0; }
 mark.sqa-hit, mark.sqa-cited { background: #fde68a; color: inherit; padding: 0 0.1em; border-radius: 2px; }

@@ -1,6 +1,7 @@
 """`qa` / `python -m qa`: ask questions from the command line.
 
     qa ask "How long did the call last?" --history "What did Biden and Netanyahu discuss on Thursday?"
+    qa ask "What did the council decide?" --since 2024-01-01 --until 2024-06-30 --outlet "Coastal Courier"
     qa chat [--index DIR] [--sources DIR] [--host 127.0.0.1] [--port 7860] [--auth USER:PASS]
 
 Exit codes: 0 answered (or plainly not in the sources), 1 bad input or a
@@ -33,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--history", action="append", default=[], metavar="Q",
                      help="an earlier question of the conversation (repeat, oldest first)")
     ask.add_argument("--json", action="store_true", help="print the result as JSON")
+    ask.add_argument("--since", metavar="DATE", default=None, help="only articles published on or after DATE (2024-01-31)")
+    ask.add_argument("--until", metavar="DATE", default=None, help="only articles published on or before DATE")
+    ask.add_argument("--outlet", action="append", default=[], metavar="NAME",
+                     help="only articles from this outlet (repeat for several)")
     ask.add_argument("--store", default=None, metavar="STORE",
                      help="reach the index's Milvus collection at this address (milvus:PATH.db|URI[#collection]); "
                           "default: the one the index was built with")
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         engine = qa.load(args.index, warm=False, store=args.store)  # one question: no warm-up to share the CPU with
-        res = engine.ask(args.question, history=args.history, k=args.k)
+        res = engine.ask(args.question, history=args.history, k=args.k, since=args.since, until=args.until,
+                         outlets=args.outlet or None)
     except (QAError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

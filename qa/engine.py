@@ -9,6 +9,7 @@ per-sentence facts memo are guarded or idempotent.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import weakref
@@ -119,6 +120,17 @@ def _warm_memos(ref: "weakref.ref[Engine]") -> None:
         eng._warm_done.set()
 
 
+# A question about the state of things now: among the answers, the newest
+# report's comes first ("How many have died so far?" across a week of reports).
+_LATEST = re.compile(r"\b(so far|now|latest|currently|current|most recent|to date|as of today|these days)\b", re.I)
+# two reports of the same statement with other figures ("the toll rose to 12
+# on Monday" / "... to 31 on Friday": cosine 0.78), each scoring at least a
+# tenth of the best: no evaluation set holds such questions yet, so these are
+# set on written examples (tests/test_metadata.py), not measured
+SAME_STATEMENT = 0.7
+SAME_STATEMENT_SCORE = 0.1
+
+
 def _says(sentence: str, question: str) -> bool:
     """Does `sentence` hold every one of `question`'s own content words (at
     least two, by stem)?"""
@@ -138,6 +150,7 @@ class Engine:
         self.reader, self.rerank = (reader, rerank) if reader is not None and rerank is not None else (None, None)
         self.manifest = data.manifest
         self._db_lock = threading.Lock()
+        self._filter_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         lex = data.manifest.lexical
@@ -311,8 +324,16 @@ class Engine:
         large = self.data.sentence_index.kind != FLAT
         lexical = _side_pool().submit(self._lexical, resolved.lexical, allowed) if large else None
         qv = self.query_vector(resolved)[None, :]
-        widen = 1 if allowed is None else 4
-        d_scores, d_ids = self.data.sentence_index.search(qv, min(DENSE_CANDIDATES * widen, n))
+        if allowed is not None and allowed.sum() <= max(4 * DENSE_CANDIDATES, n // 4):
+            # a narrow filter: score its sentences exactly rather than hope
+            # the unfiltered best hold enough of them
+            keep = np.flatnonzero(allowed)
+            sc = np.asarray(self.data.sentence_vectors[keep], dtype=np.float32) @ qv[0]
+            best = np.argsort(-sc, kind="stable")[:DENSE_CANDIDATES]
+            d_ids = keep[best][None, :]
+        else:
+            widen = 1 if allowed is None else 4
+            _, d_ids = self.data.sentence_index.search(qv, min(DENSE_CANDIDATES * widen, n))
         qterms, bm, bm_best, b_ids = lexical.result() if lexical is not None else self._lexical(resolved.lexical,
                                                                                                  allowed)
         # the sentences beside the best dense matches are candidates too: "It
@@ -411,22 +432,29 @@ class Engine:
         return out
 
     # -- answers -----------------------------------------------------------
-    def ask(self, question: str, history=None, k: int = 5) -> Result:
+    def ask(self, question: str, history=None, k: int = 5, since: str | None = None, until: str | None = None,
+            outlets: list[str] | None = None) -> Result:
         """Best-ranked source sentences for `question`, reading it in the light
-        of `history` (earlier user questions, or Gradio messages)."""
+        of `history` (earlier user questions, or Gradio messages).
+
+        `since` / `until` (ISO dates, inclusive) and `outlets` search only the
+        articles published then, by those outlets: the filter applies inside
+        the search, so the best matching sentences of those articles come
+        back, not what is left of the unfiltered best."""
         with self._asking_lock:
             self._asking += 1
         try:
-            return self._ask(question, history, k)
+            return self._ask(question, history, k, qmod.check_filters(since, until, outlets))
         finally:
             with self._asking_lock:
                 self._asking -= 1
 
-    def _ask(self, question: str, history, k: int) -> Result:
+    def _ask(self, question: str, history, k: int, filters: "qmod.Filters | None" = None) -> Result:
         q = qmod.clean_question(question)
         k = qmod.check_k(k)
+        docs_ok, allowed = self._filter_masks(filters) if filters else (None, None)
         resolved = self.resolve(q, qmod.user_turns(history))
-        ids, score, vecs, texts = self._scored(resolved)
+        ids, score, vecs, texts = self._scored(resolved, allowed)
         if (DEMOTE_PREVIOUS and resolved.previous_answer and len(texts) > 1 and texts[0] == resolved.previous_answer
                 and not _says(resolved.previous_answer, q)):
             # a follow-up asks for something new: the sentence the user was
@@ -438,9 +466,68 @@ class Engine:
         chosen = mmr(score, vecs, k, self.fusion.mmr_lambda)
         threshold = self.threshold
         found = bool(len(score) and score[0] >= threshold)
-        answers = self._answers([(int(ids[i]), texts[i], float(score[i]), bool(score[i] < threshold)) for i in chosen])
+        slots = [float(score[i]) for i in chosen]  # the scores stay in rank order
+        if found and _LATEST.search(q):
+            chosen = self._newest_first(chosen, ids, score, vecs)
+        answers = self._answers([(int(ids[i]), texts[i], sc, bool(sc < threshold)) for i, sc in zip(chosen, slots)],
+                                docs_ok)
         return Result(question=q, query=resolved.query, found=found, answers=answers,
                       followup=resolved.followup, threshold=threshold)
+
+    def _newest_first(self, chosen: list[int], ids: np.ndarray, score: np.ndarray, vecs: np.ndarray) -> list[int]:
+        """`chosen` with the reports of the same statement as the best answer
+        (sentence cosine >= SAME_STATEMENT: "the toll rose to 12" / "... to
+        31") in the places they hold, newest article first."""
+        top = vecs[chosen[0]]
+        floor = SAME_STATEMENT_SCORE * float(score[chosen[0]])
+        same = [i for i in chosen if float(vecs[i] @ top) >= SAME_STATEMENT and float(score[i]) >= floor]
+        if len(same) < 2:
+            return chosen
+        sids = [int(ids[i]) for i in same]
+        dates = dict(self.sql("SELECT ds.sent_idx, max(d.published) FROM doc_sentences ds JOIN documents d "
+                              f"USING(doc_idx) WHERE ds.sent_idx IN ({','.join('?' * len(sids))}) GROUP BY ds.sent_idx",
+                              sids))
+        newest = sorted(same, key=lambda i: dates.get(int(ids[i])) or "", reverse=True)  # undated last
+        it = iter(newest)
+        return [next(it) if i in same else i for i in chosen]
+
+    def _filter_masks(self, filters: "qmod.Filters") -> tuple[np.ndarray, np.ndarray]:
+        """(articles kept, sentences kept) as boolean masks; a sentence is kept
+        when one of the articles carrying it is.  ValueError when the filter
+        keeps no article, saying what the index holds."""
+        key = (filters.since, filters.until, tuple(o.casefold() for o in filters.outlets))
+        got = self._filter_cache.get(key)
+        if got is not None:
+            return got
+        where, params = [], []
+        if filters.since:
+            where.append("published >= ?")
+            params.append(filters.since)
+        if filters.until:
+            where.append("published <= ?")
+            params.append(filters.until)
+        if filters.outlets:
+            where.append(f"lower(outlet) IN ({','.join('?' * len(filters.outlets))})")
+            params += [o.casefold() for o in filters.outlets]
+        rows = self.sql(f"SELECT doc_idx FROM documents WHERE {' AND '.join(where)}", params)
+        if not rows:
+            (lo, hi, dated), = self.sql("SELECT min(published), max(published), count(published) FROM documents")
+            outlets = [o for (o,) in self.sql("SELECT DISTINCT outlet FROM documents WHERE outlet IS NOT NULL "
+                                              "ORDER BY outlet LIMIT 8")]
+            held = (f"{dated} dated articles, {lo} to {hi}" if dated else "no dated articles") + (
+                f"; outlets: {', '.join(outlets)}" if outlets else "; no outlet names")
+            raise ValueError(f"no article matches the filter ({filters.describe()}): the index holds {held}; "
+                             "widen the dates or check the outlet's name")
+        docs_ok = np.zeros(self.docs.n_docs, dtype=bool)
+        docs_ok[[r[0] for r in rows]] = True
+        hit = docs_ok[self.docs.sent_docs].astype(np.int32)
+        ptr = self.docs.sent_doc_ptr
+        per = np.add.reduceat(hit, ptr[:-1]) if len(hit) else np.zeros(0, np.int32)
+        allowed = (per > 0) & (np.diff(ptr) > 0)
+        if len(self._filter_cache) > 32:
+            self._filter_cache.clear()
+        self._filter_cache[key] = (docs_ok, allowed)
+        return docs_ok, allowed
 
     def resolve(self, question: str, turns: list[str]) -> Resolved:
         """`question` read in the light of the earlier user turns (qa.followup),
@@ -471,12 +558,13 @@ class Engine:
         """The score an answer needs (the second stage's when it runs)."""
         return self.rerank.threshold if self.rerank is not None else self.fusion.threshold
 
-    def _scored(self, resolved: Resolved) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    def _scored(self, resolved: Resolved, allowed: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(candidate ids, answer scores, vectors, texts), best first: the
         fused ranking, its best few re-read by the reader when there is one,
         scored so the best answer's score is P(answerable)."""
         qtype = question_type(resolved.type_text)
-        ids, prob, X, vecs, texts = self.score_candidates(resolved, qtype)
+        ids, prob, X, vecs, texts = self.score_candidates(resolved, qtype, allowed)
         if self.rerank is None or not len(prob):
             return ids, self.fusion.answer_scores(prob, X, qtype), vecs, texts
         n = min(self.rerank.n, len(prob))
@@ -486,7 +574,7 @@ class Engine:
         scores = self.rerank.answer_scores(p2, X[order], qtype, read[order[:n]])
         return ids[order], scores, vecs[order], [texts[i] for i in order]
 
-    def _answers(self, picks: list[tuple[int, str, float, bool]]) -> list[Answer]:
+    def _answers(self, picks: list[tuple[int, str, float, bool]], docs_ok: np.ndarray | None = None) -> list[Answer]:
         """Answers for (sentence id, text, score, weak) picks, with every source
         and the context of the first one: two SQLite queries for all of them."""
         if not picks:
@@ -499,7 +587,8 @@ class Engine:
             "ORDER BY ds.sent_idx, ds.doc_idx, ds.sent_no", ids)
         occ: dict[int, list[tuple]] = {}
         for r in rows:
-            occ.setdefault(r[0], []).append(r)
+            if docs_ok is None or docs_ok[r[8]]:  # with a filter, only the articles it keeps are cited
+                occ.setdefault(r[0], []).append(r)
         shown = {p[0]: p[1] for p in picks}
         for i, o in occ.items():
             # the quote is shown under the first source: one that words it

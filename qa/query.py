@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 MAX_QUESTION_CHARS = 2000
@@ -69,3 +71,57 @@ def user_turns(history: Any) -> list[str]:
             except ValueError:
                 continue
     return turns[-MAX_HISTORY_TURNS:]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which articles a question searches: published on or after `since`,
+    on or before `until` (ISO dates; an undated article is left out once
+    either is set), from one of `outlets` (case-insensitive)."""
+
+    since: str | None = None
+    until: str | None = None
+    outlets: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"since {self.since}" if self.since else "", f"until {self.until}" if self.until else "",
+                 f"from {', '.join(self.outlets)}" if self.outlets else ""]
+        return " ".join(p for p in parts if p)
+
+
+def _check_date(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, _dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    text = str(value).strip()
+    for fmt, pad in (("%Y-%m-%d", ""), ("%Y-%m", "-01"), ("%Y", "-01-01")):
+        try:
+            _dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if name == "until" and pad:  # "until 2024" means to the end of 2024
+            end = {"-01": "-31", "-01-01": "-12-31"}[pad]
+            if pad == "-01":
+                y, m = (int(x) for x in text.split("-"))
+                nxt = _dt.date(y + (m == 12), m % 12 + 1, 1)
+                return (nxt - _dt.timedelta(days=1)).isoformat()
+            return text + end
+        return text + pad
+    raise ValueError(f"{name} must be a date like 2024-01-31 (or 2024-01, 2024), not {value!r}")
+
+
+def check_filters(since: Any = None, until: Any = None, outlets: Any = None) -> Filters | None:
+    """Filters from what the user gave, or None for no filter; ValueError
+    (one line, with the fix) for a date that is not one."""
+    a, b = _check_date("since", since), _check_date("until", until)
+    if a and b and a > b:
+        raise ValueError(f"since ({a}) is after until ({b}): swap them")
+    if isinstance(outlets, str):
+        outlets = [outlets]
+    names = tuple(dict.fromkeys(" ".join(str(o).split()) for o in (outlets or []) if str(o).strip()))
+    if not (a or b or names):
+        return None
+    return Filters(a, b, names)

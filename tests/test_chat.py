@@ -352,6 +352,21 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     assert link.get_attribute("target") == "_blank" and "noopener" in (link.get_attribute("rel") or "")
     assert "12,345 visitors" not in cite.inner_text()
 
+    # the filter row: only the outlet asked for is searched and cited
+    box = lambda eid: page.page.locator(f"#{eid} textarea, #{eid} input").first  # noqa: E731
+    box("sqa-outlets").fill("rottnest times")
+    reply, shot = page.ask(CALL_Q, "outlet-filter")
+    cites = reply.locator(".sqa-cite").all_inner_texts()
+    assert cites and all("Rottnest Times" in c for c in cites), f"cites {cites}; screenshot: {shot}"
+    assert "Biden" not in " ".join(cites), f"screenshot: {shot}"
+    # a filter that keeps nothing says so, with what the index holds
+    box("sqa-since").fill("2030-01-01")
+    reply, shot = page.ask(UPLOAD_Q, "filter-keeps-nothing")
+    assert "sqa-error" in (reply.get_attribute("class") or ""), f"screenshot: {shot}"
+    assert "no article matches the filter" in reply.inner_text() and "2024-03-12" in reply.inner_text(), shot
+    box("sqa-since").fill("")
+    box("sqa-outlets").fill("")
+
 
 def test_missing_index_shows_fix_and_recovers(browser, site, tmp_path):
     from qa.chat_backend import ChatBackend

@@ -78,6 +78,13 @@ def dated_index(tmp_path_factory) -> tuple[Path, dict]:
     (src / "0001_a7c3.txt").write_text("Officials confirmed that the museum will reopen its east wing to visitors "
                                        "in June after a two-year restoration of the painted ceilings.\n"
                                        "The work cost about 12 million euros.\n", encoding="utf-8")
+    # two reports of one story; the older words it closer to the question
+    (src / "toll-monday.txt").write_text(
+        "Date: 2024-05-06\nSource: Coastal Courier\n\nValley floods death toll rises\n\nThe death toll from the "
+        "valley floods rose to 12 on Monday, the regional health office said.\n", encoding="utf-8")
+    (src / "toll-friday.txt").write_text(
+        "Date: 2024-05-10\nSource: Valley News\n\nUpdate\n\nThe death toll from the floods rose to 31 on Friday, "
+        "the regional health office said.\n", encoding="utf-8")
     out = root / "index"
     report = build([src], out, BuildConfig(progress=False), log=lambda m: None)
     return out, report.to_dict()
@@ -85,7 +92,7 @@ def dated_index(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_the_build_stores_what_each_format_declares(dated_index) -> None:
     index, report = dated_index
-    assert report["metadata"] == {"published": 2, "outlet": 3, "author": 2, "url": 1}
+    assert report["metadata"] == {"published": 4, "outlet": 5, "author": 2, "url": 1}
     assert [w["path"].endswith("wire.txt") for w in report["metadata_warnings"]] == [True]
     con = sqlite3.connect(index / "meta.sqlite")
     rows = {r[0]: r[1:] for r in con.execute("SELECT doc_id, title, published, outlet, author, url FROM documents")}
@@ -144,3 +151,51 @@ def test_an_index_of_the_previous_format_asks_for_a_full_rebuild(dated_index, tm
     (old / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     with pytest.raises(IndexLoadError, match="--full"):
         qa.load(old, warm=False)
+
+
+def test_filters_search_only_the_articles_they_keep(dated_index) -> None:
+    import qa
+
+    engine = qa.load(dated_index[0], warm=False)
+    q = "How long will the harbour bridge be closed?"
+    assert "six weeks" in engine.ask(q, since="2024-01-01").answers[0].text
+    before = engine.ask(q, until="2023-12-31")
+    assert before.answers and all(s.published and s.published <= "2023-12-31" for a in before.answers for s in a.sources)
+    valley = engine.ask("What happened in the valley?", outlets=["valley news"], k=10)
+    assert valley.answers and {s.outlet for a in valley.answers for s in a.sources} == {"Valley News"}
+    # the filter is applied in the search: a narrow one still finds its article's best sentences
+    rate = engine.ask("interest rate", outlets=["Wire Service"])
+    assert "4.5%" in rate.answers[0].text
+    with pytest.raises(ValueError, match="no article matches the filter.*2023-11-09 to 2024-05-10"):
+        engine.ask(q, since="2030-01-01")
+    with pytest.raises(ValueError, match="since must be a date like 2024-01-31"):
+        engine.ask(q, since="last week")
+    with pytest.raises(ValueError, match="swap them"):
+        engine.ask(q, since="2024-02-01", until="2024-01-01")
+
+
+def test_a_question_about_now_puts_the_newest_report_first(dated_index) -> None:
+    import qa
+
+    engine = qa.load(dated_index[0], warm=False)
+    plain = engine.ask("What is the death toll from the valley floods?")
+    assert "12" in plain.answers[0].text and "31" in plain.answers[1].text  # best match first
+    now = engine.ask("What is the death toll from the valley floods so far?")
+    assert "31" in now.answers[0].text and now.answers[0].sources[0].published == "2024-05-10"
+    assert "12" in now.answers[1].text and now.found
+    assert [a.score for a in now.answers] == sorted((a.score for a in now.answers), reverse=True)
+    # the chat's "by date" view lists the quotes oldest first: how the story developed
+    view = render_result(now).split('<details class="sqa-bydate">', 1)[1].split("</details>", 1)[0]
+    assert view.index("6 May 2024") < view.index("rose to 12") < view.index("10 May 2024") < view.index("rose to 31")
+
+
+def test_the_command_line_filters_and_says_when_nothing_matches(dated_index) -> None:
+    index = str(dated_index[0])
+    ok = subprocess.run([sys.executable, "-m", "qa", "ask", "What did the central bank do?", "--index", index,
+                         "--outlet", "wire service", "--json"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert {s["outlet"] for a in json.loads(ok.stdout)["answers"] for s in a["sources"]} == {"Wire Service"}
+    bad = subprocess.run([sys.executable, "-m", "qa", "ask", "What did the central bank do?", "--index", index,
+                          "--since", "2031-01-01"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: no article matches the filter (since 2031-01-01)")
+    assert len(bad.stderr.strip().splitlines()) == 1
