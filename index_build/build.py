@@ -18,6 +18,7 @@ import numpy as np
 
 from index_build import documents as docs_mod
 from index_build import publish
+from index_build import dumps
 from index_build.dedup import deduplicate
 from index_build.embed import EmbedStats, VectorCache, embed_texts, mean_vectors, warm_pool
 from index_build.lexical import build_bm25
@@ -105,6 +106,9 @@ def build(
             index_dir, old, docs_mod.segmenter_settings(cfg.max_sentence_chars),
             _package_version())
         for src in files:
+            if dumps.is_dump(src.path):
+                _read_dump(src, cfg, previous, documents, report, log)
+                continue
             try:
                 doc = docs_mod.load(src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars,
                                     previous=previous)
@@ -133,7 +137,7 @@ def build(
             where = ", ".join(str(s) for s in sources)
             raise BuildError(
                 f"no readable articles in {where} ({len(report.files_skipped)} files skipped): "
-                "add .txt, .md, .html or .pdf articles, or point SOURCES at the folder that holds them"
+                "add .txt, .md, .html, .pdf, .docx articles or .jsonl/.csv/.rss dumps, or point SOURCES at the folder that holds them"
             )
 
         # 2. unique sentences and passages
@@ -263,6 +267,32 @@ def build(
         _publish_milvus(store, milvus, old, log)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _read_dump(src, cfg: BuildConfig, previous, documents: list, report: BuildReport,
+               log: Callable[[str], None]) -> None:
+    """Every article of a dump or feed into `documents`; unusable rows are
+    counted in the report (with the first few line numbers), an unreadable
+    dump is a skipped file."""
+    skipped: list[dumps.Skipped] = []
+    n = 0
+    try:
+        for item in docs_mod.load_rows(src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars,
+                                       previous=previous, columns=cfg.columns):
+            if isinstance(item, dumps.Skipped):
+                skipped.append(item)
+                continue
+            documents.append(item)
+            report.metadata_warnings.extend({"path": f"{item.path}#{item.doc_id}", "warning": w} for w in item.warnings)
+            n += 1
+    except (dumps.DumpError, OSError, UnicodeDecodeError) as e:
+        _skip(report, cfg, src.path, str(e), log)
+        return
+    report.dump_rows.append({"path": docs_mod.readable_name(str(src.path)), "articles": n, "rows_skipped": len(skipped),
+                             "first_skipped": [{"line": k.line, "reason": k.reason} for k in skipped[:5]]})
+    if not n:
+        _skip(report, cfg, src.path, "no usable rows" + (f" ({skipped[0].reason} on line {skipped[0].line}, ...)"
+                                                          if skipped else ""), log)
 
 
 def _expects_new_text(files: list[docs_mod.SourceFile], old: fmt.Manifest) -> bool:

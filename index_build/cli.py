@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                    help="encode on Ray: a running cluster's HOST:PORT, or no address for a local Ray instance "
                         '(needs pip install "source-qa[ray]")')
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--columns", default=None, metavar="MAP",
+                   help="columns of .jsonl/.csv dumps the usual names miss, e.g. text=body,date=pub_date,url=link")
     return p
 
 
@@ -59,12 +61,18 @@ def main(argv: list[str] | None = None) -> int:
             parser().error(f"{name} must be at least 1")
     if not args.max_file_mb > 0:
         parser().error("--max-file-mb must be more than 0")
+    from index_build.dumps import parse_columns
+
+    try:
+        columns = parse_columns(args.columns)
+    except ValueError as e:
+        parser().error(str(e))
     cfg = BuildConfig(
         model=args.model, precision=args.precision, batch_size=args.batch_size,
         passage_size=args.passage_size, passage_stride=args.passage_stride,
         passage_embedding=args.passage_embedding, strict=args.strict, full=args.full,
         max_file_bytes=int(args.max_file_mb * 2**20), store=args.store, ray=args.ray,
-        progress=not args.no_progress and not args.json,
+        progress=not args.no_progress and not args.json, columns=columns,
     )
     signal.signal(signal.SIGTERM, _terminate)  # kill: clean up like Ctrl-C
     from index_build.build import build

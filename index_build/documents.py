@@ -13,8 +13,10 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
-from index_build import readers, segment
+from index_build import dumps, readers, segment
+from index_build.metadata import ArticleMeta
 from index_build.metadata import parse_date
 from qa.config import SUPPORTED_SUFFIXES
 from qa.errors import BuildError
@@ -94,8 +96,9 @@ def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[So
             if real in seen:
                 continue
             seen.add(real)
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                skipped.append((path, f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html or .pdf"))
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES + dumps.DUMP_SUFFIXES:
+                skipped.append((path, f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html, .pdf, "
+                                      ".docx, or a .jsonl/.csv/.rss/.atom dump"))
                 continue
             try:
                 st = real.stat()
@@ -105,7 +108,7 @@ def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[So
             if not stat.S_ISREG(st.st_mode):
                 skipped.append((path, "not a regular file (a pipe, device or socket)"))
                 continue
-            if max_bytes is not None and st.st_size > max_bytes:
+            if max_bytes is not None and st.st_size > max_bytes and not dumps.is_dump(path):  # a dump: per row
                 skipped.append((path, readers.too_big(st.st_size, max_bytes)))
                 continue
             if doc_id in taken:  # same relative name from two source folders
@@ -271,9 +274,16 @@ def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
         if doc is not None:
             return doc
     got = readers.read(source.path, data)
-    text = got.text
+    return make_document(source.doc_id, source.path, got.text, got.title, got.meta, sha256, len(data), got.encoding,
+                         language, max_sentence_chars)
+
+
+def make_document(doc_id: str, path: Path, text: str, title: str | None, meta: ArticleMeta, sha256: str, size: int,
+                  encoding: str, language: str = "en",
+                  max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS) -> Document:
+    """An article's text segmented into sentences, headlines and furniture
+    marked (raises readers.Unreadable when no sentence is left)."""
     sentences: list[Sentence] = []
-    title = got.title
     for para, spans in segment.split(text, language, max_sentence_chars):
         para_text = text[para.start : para.end]
         single_line = len(spans) <= 1 and "\n" not in para_text
@@ -290,18 +300,43 @@ def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
         title = " ".join(title[: _MAX_TITLE * 2].split())[: _MAX_TITLE - 1].rstrip() + "…"
     if not any(s.is_answer for s in sentences):
         raise readers.Unreadable("no sentences found (only headlines or captions)")
-    m = got.meta
     return Document(
-        doc_id=source.doc_id,
-        title=title or _title_from_text(text, sentences) or readable_name(source.path.stem),
-        path=readable_name(str(source.path)),
+        doc_id=doc_id,
+        title=title or _title_from_text(text, sentences) or readable_name(path.stem),
+        path=readable_name(str(path)),
         text=text,
         sha256=sha256,
-        size=len(data),
-        encoding=got.encoding,
+        size=size,
+        encoding=encoding,
         sentences=sentences,
-        published=m.published, outlet=m.outlet, author=m.author, url=m.url, warnings=m.warnings,
+        published=meta.published, outlet=meta.outlet, author=meta.author, url=meta.url, warnings=meta.warnings,
     )
+
+
+def load_rows(source: SourceFile, language: str = "en", max_bytes: int | None = None,
+              max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS, previous: PreviousDocuments | None = None,
+              columns: dict[str, str] | None = None) -> Iterator[Document | dumps.Skipped]:
+    """The articles of a dump or feed (index_build.dumps), one row at a time;
+    `max_bytes` caps each row.  A row unchanged since the previous index is
+    taken from it.  Raises dumps.DumpError when the file cannot be read."""
+    ids: dict[str, int] = {}
+    for row in dumps.rows(source.path, columns, max_bytes):
+        if isinstance(row, dumps.Skipped):
+            yield row
+            continue
+        n = ids.get(row.row_id, 0)
+        ids[row.row_id] = n + 1
+        doc_id = f"{source.doc_id}/{row.row_id}" + (f"~{n + 1}" if n else "")
+        if previous is not None:
+            doc = previous.get(SourceFile(source.path, doc_id), row.sha256, row.size)
+            if doc is not None:
+                yield doc
+                continue
+        try:
+            yield make_document(doc_id, source.path, row.text, row.title, row.meta, row.sha256, row.size, "utf-8",
+                                language, max_sentence_chars)
+        except readers.Unreadable as e:
+            yield dumps.Skipped(row.line, str(e))
 
 
 _TITLE_CHARS = 80

@@ -245,6 +245,13 @@ def _flat_html_text(raw: str) -> tuple[str, str | None]:
     return "\n".join(line for line in lines if line), title
 
 
+def html_to_text(fragment: str) -> str:
+    """Visible text of an HTML fragment (a feed item's body), one paragraph a
+    line block."""
+    text, _ = _flat_html_text(fragment)
+    return "\n\n".join(line for line in text.split("\n") if line.strip())
+
+
 def read_pdf(path: Path, data: bytes | None = None) -> Extracted:
     """The PDF's text layer, page by page (pypdf: pure Python, no system deps)."""
     import logging
@@ -273,6 +280,24 @@ def read_pdf(path: Path, data: bytes | None = None) -> Extracted:
     return Extracted(text, "pdf", title or None, info)
 
 
+def read_docx(path: Path, data: bytes | None = None) -> Extracted:
+    """A Word file's paragraphs (python-docx), and its core properties: title,
+    author, created date."""
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        d = docx.Document(io.BytesIO(read_bytes(path) if data is None else data))
+    except (PackageNotFoundError, KeyError, ValueError, OSError) as e:
+        raise Unreadable(f"damaged .docx ({type(e).__name__}: {e})") from e
+    except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile and lxml errors: not a Word file
+        raise Unreadable(f"not a readable .docx ({type(e).__name__})") from e
+    text = "\n\n".join(p.text.strip() for p in d.paragraphs if p.text.strip())
+    props = d.core_properties
+    return Extracted(text, "docx", (props.title or "").strip() or None,
+                     metadata.make(props.created, None, None if props.author == "python-docx" else props.author, None))
+
+
 READERS = {
     ".txt": read_text,
     ".md": read_markdown,
@@ -280,6 +305,7 @@ READERS = {
     ".html": read_html,
     ".htm": read_html,
     ".pdf": read_pdf,
+    ".docx": read_docx,
 }
 
 
@@ -326,7 +352,7 @@ def read(path: Path, data: bytes | None = None, max_bytes: int | None = None) ->
     bad file is skipped with a warning, it never stops a build."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise Unreadable(f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html or .pdf")
+        raise Unreadable(f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html, .pdf or .docx")
     if data is None:
         data = read_bytes(path, max_bytes)
     elif not data:

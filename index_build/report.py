@@ -15,6 +15,8 @@ class BuildReport:
     # articles declaring each of published / outlet / author / url (index_build.metadata)
     metadata: dict[str, int] = field(default_factory=dict)
     metadata_warnings: list[dict[str, str]] = field(default_factory=list)  # path, warning (files read this build)
+    # per .jsonl/.csv/.rss/.atom file: path, articles, rows_skipped, first_skipped [{line, reason}]
+    dump_rows: list[dict] = field(default_factory=list)
     documents: int = 0
     sentences: int = 0  # answer sentences, all occurrences
     non_answer_lines: int = 0  # headlines, captions
@@ -72,6 +74,11 @@ class BuildReport:
             lines.append(f"skipped: {s['path']}: {s['reason']}")
         for e in self.legacy_encodings:
             lines.append(f"decoded as {e['encoding']}: {e['path']}")
+        for d in self.dump_rows:
+            lines.append(f"dump {d['path']}: {d['articles']} articles" + (
+                f", {d['rows_skipped']} rows skipped: " + ", ".join(f"line {k['line']} ({k['reason']})"
+                                                                    for k in d["first_skipped"])
+                + (" ..." if d["rows_skipped"] > len(d["first_skipped"]) else "") if d["rows_skipped"] else ""))
         for w in self.metadata_warnings:
             lines.append(f"metadata: {w['path']}: {w['warning']}")
         return "\n".join(lines)

@@ -106,7 +106,7 @@ def safe_name(name: str) -> str:
     stem, dot, ext = base.rpartition(".")
     ext = f".{ext.lower()}" if dot else ""
     if ext not in SUPPORTED_SUFFIXES:
-        raise UploadRejected(f"unsupported file type {ext or '(none)'!r}: upload .txt, .md, .html or .pdf files")
+        raise UploadRejected(f"unsupported file type {ext or '(none)'!r}: upload .txt, .md, .html, .pdf or .docx files")
     stem = re.sub(r"[^\w.\-]+", "_", stem).strip("._-")
     stem = re.sub(r"\.{2,}", ".", stem)[:_NAME_MAX].strip("._-")
     head, dot, rest = stem.partition(".")

@@ -322,7 +322,7 @@ def render_article_placeholder(message: str = "Click an article in Sources, or a
 
 def render_upload_help(max_bytes: int, sources_dir: str) -> str:
     return (
-        '<p class="sqa-upload-help">Add <strong>.txt, .md, .html or .pdf</strong> articles (up to '
+        '<p class="sqa-upload-help">Add <strong>.txt, .md, .html, .pdf or .docx</strong> articles (up to '
         f"{max_bytes / 2**20:g} MB each). They are saved to <span class=\"sqa-file\">{esc_line(sources_dir)}</span> "
         "and the index is updated incrementally; the chat keeps answering meanwhile.</p>"
     )

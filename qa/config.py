@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = REPO_ROOT / "seeds"
 DEFAULT_INDEX = Path("index")
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 # Largest source file the builder reads (and the chat accepts as an upload).
 # A news article is a few KB; a bigger file is a dump of many articles, which
 # should be split (one file per article gives each its own title and citation).
@@ -62,6 +62,9 @@ class BuildConfig:
     max_sentence_chars: int = MAX_SENTENCE_CHARS
     strict: bool = False
     full: bool = False
+    # column names of .jsonl/.csv dumps the usual names do not find
+    # ({"text": "body", "published": "pub_date"}; `--columns text=body,date=pub_date`)
+    columns: dict[str, str] = field(default_factory=dict)
     progress: bool = True
     lexical: LexicalConfig = field(default_factory=LexicalConfig)
     # Where the sentence vectors are searched: "faiss" (a file in the index)
