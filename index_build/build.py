@@ -39,9 +39,9 @@ def _log_stderr(msg: str) -> None:
 
 
 def _package_version() -> str:
-    import qa
+    from qa.version import __version__
 
-    return qa.__version__
+    return __version__
 
 
 def _old_manifest(index_dir: Path) -> fmt.Manifest | None:

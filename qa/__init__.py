@@ -5,7 +5,7 @@ Heavy modules (torch, faiss, gradio) are imported only when used, so
 `import qa` stays cheap.
 """
 
-__version__ = "0.1.0"
+from qa.version import __version__  # noqa: F401
 
 from pathlib import Path as _Path
 from typing import TYPE_CHECKING, Any

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qa.features import FEATURES
+
 TYPES = ("name", "date", "number", "measure", "share", "clock")  # "any" is the baseline
 QUESTION_FEATURES = ("top_logit", "second_logit", "top5_log_mass", "top_dense", "top_cov_sent", "top_cov_doc",
                      "max_dense", "top_kind_near", "top_lacks_kind") + tuple(f"asks_{t}" for t in TYPES)
@@ -57,8 +59,6 @@ def question_features(prob: np.ndarray, X: np.ndarray, qtype: str, reader: np.nd
 
 
 def _base_features(prob: np.ndarray, X: np.ndarray, qtype: str) -> np.ndarray:
-    from qa.fusion import FEATURES
-
     flags = [float(qtype == t) for t in TYPES]
     if len(prob) == 0:
         return np.array([_logit(0.0), _logit(0.0), np.log(1e-6), -1.0, 0.0, 0.0, -1.0, 0.0, 1.0] + flags)

@@ -21,17 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from qa.abstain import AbstentionModel, answer_scores
+from qa.features import FEATURES  # noqa: F401 - re-exported: qa.fusion.FEATURES
 
 WEIGHTS_FILE = Path(__file__).with_name("fusion_weights.json")
 
-FEATURES = (
-    "dense", "bm25_share", "passage", "dense_gap", "bm25_rel", "rrf_dense", "rrf_bm25",
-    "type_match", "type_miss", "log_len", "cov_sent", "cov_ctx", "cov_doc", "doc_dense", "doc_dense_gap",
-    "passage_gap", "cov_sent_gap", "cov_ctx_gap", "cov_doc_gap", "bm25_share_gap",
-    "cov_title", "doc_sat", "phrase",
-    "dense_in_doc_gap", "cov_sent_in_doc_gap", "bm25_share_in_doc_gap", "passage_in_doc_gap", "log_doc_candidates",
-    "name_match", "name_miss", "type_near",
-)
 
 _NUM_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
               r"sixty|hundreds?|thousands?|millions?|billions?|dozens?|half|third|thirds|quarter|quarters")
