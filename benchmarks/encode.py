@@ -155,9 +155,9 @@ def quantize_onnx(src: Path, dest: Path) -> Path:
 def make_variants(path: str, args) -> dict:
     """name -> (setup-free callable texts -> vectors); the baseline first."""
     import torch
+    from sentence_transformers import SentenceTransformer
 
     from qa.encoder import Encoder, load_encoder
-    from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(path, device="cpu")
     enc = load_encoder(path, precision="bf16")

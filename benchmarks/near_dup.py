@@ -51,7 +51,6 @@ import random
 import re
 import sys
 import time
-import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 

@@ -247,9 +247,9 @@ def base_sentences(paras: list[Paragraph]) -> tuple[list[str], list[int]]:
 
 def make_corpus(target: int, folder: Path, rw: Rewriter, want_map: bool, log=print) -> Corpus:
     """Articles in `folder` until the distinct sentences reach `target`."""
-    from qa.textnorm import dedup_key, text_hash
-
     import numpy as np
+
+    from qa.textnorm import dedup_key, text_hash
 
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -441,9 +441,9 @@ def track_build_steps(B: Any) -> tuple[dict[str, float], Callable[[], dict[str, 
 
 
 def child_build(args: argparse.Namespace) -> None:
-    import numpy as np
-
     import importlib
+
+    import numpy as np
 
     from index_build import build
     B = importlib.import_module("index_build.build")  # the module (the package exports the function as `build`)
@@ -759,7 +759,7 @@ def make_corpus_map_for_added(corpus: Corpus, rw: Rewriter) -> Path:
     nxt = offsets[1:] + [len(texts)]
     m = np.load(corpus.vector_map)
     hashes, bases = list(m["hashes"]), list(m["bases"])
-    for a_no, (head, ids) in enumerate(rw.articles(999)[:INCREMENTAL_ARTICLES]):
+    for a_no, (_head, ids) in enumerate(rw.articles(999)[:INCREMENTAL_ARTICLES]):
         path = corpus.folder / "added" / f"new{a_no:02d}.txt"
         text = path.read_text(encoding="utf-8")
         starts = [text.index(rw.rewrite(p, 999).strip()) for p in ids]
@@ -842,8 +842,8 @@ def table(rows: list[Row]) -> str:
                       f"{r.build_peak_rss_mb:.0f}", f"{r.index_mb:.1f}", f"{r.load_s:.2f}", f"{r.serve_peak_rss_mb:.0f}",
                       f"{r.ask_p50_ms:.1f}", f"{r.ask_p95_ms:.1f}",
                       "-" if r.recall_at_10 is None else f"{r.recall_at_10:.3f}", r.sentence_index_type))
-    widths = [max(len(l[i]) for l in lines) for i in range(len(head))]
-    txt = ["  ".join(c.rjust(w) for c, w in zip(l, widths)) for l in lines]
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
+    txt = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines]
     txt.insert(1, "-" * len(txt[0]))
     for r in rows:
         if r.incremental_s is not None:

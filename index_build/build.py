@@ -17,8 +17,7 @@ from typing import Callable
 import numpy as np
 
 from index_build import documents as docs_mod
-from index_build import publish
-from index_build import dumps
+from index_build import dumps, publish
 from index_build.dedup import deduplicate
 from index_build.embed import EmbedStats, VectorCache, embed_texts, mean_vectors, warm_pool
 from index_build.lexical import build_bm25
@@ -479,9 +478,9 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray, first_doc:
 
 def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim: int, bf16_check: dict,
               documents, report: BuildReport, vocab: int, build_id: str) -> fmt.Manifest:
-    import sentencex  # noqa: F401
-
     from importlib.metadata import version
+
+    import sentencex  # noqa: F401
 
     return fmt.Manifest(
         format_version=fmt.FORMAT_VERSION,

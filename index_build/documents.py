@@ -8,16 +8,15 @@ folders stay apart and ids do not change between builds.
 from __future__ import annotations
 
 import hashlib
-import re
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from index_build import dumps, readers, segment
-from index_build.metadata import ArticleMeta
-from index_build.metadata import parse_date
+from index_build.metadata import ArticleMeta, parse_date
 from qa.config import SUPPORTED_SUFFIXES
 from qa.errors import BuildError
 

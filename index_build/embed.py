@@ -18,7 +18,6 @@ import numpy as np
 from qa.encoder import Encoder, EncoderPool, usable_cpus
 from qa.textnorm import text_hash
 
-
 # Texts encoded per call of the encoder: its result (chunk x dim float32, 6 MB
 # at 384 dimensions) is the only vector memory besides the output array.
 CHUNK_SIZE = 4096

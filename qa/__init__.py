@@ -5,10 +5,10 @@ Heavy modules (torch, faiss, gradio) are imported only when used, so
 `import qa` stays cheap.
 """
 
-from qa.version import __version__  # noqa: F401
-
 from pathlib import Path as _Path
 from typing import TYPE_CHECKING, Any
+
+from qa.version import __version__  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from qa.answers import Answer, Context, Result, Source
@@ -51,7 +51,6 @@ def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path |
     if _default is None or _default.data.path != path:
         if not (path / "manifest.json").exists():
             from index_build import build  # the app layer may build; the engine never does
-
             from qa.config import DEFAULT_SOURCES
 
             build([DEFAULT_SOURCES], path)

@@ -301,7 +301,7 @@ class ChatBackend:
             return None
         root = self.sources_dir.resolve()
         outside = []
-        for doc_id, meta in slot.engine.manifest.files.items():
+        for meta in slot.engine.manifest.files.values():
             p = Path(meta.get("path", ""))
             try:
                 p.resolve().relative_to(root)
@@ -390,7 +390,6 @@ class ChatBackend:
         """Rebuild with the settings the index was built with (same model, so
         every existing vector is reused)."""
         from qa.config import BuildConfig
-
         from qa.vector_store import spec_from_manifest
 
         try:

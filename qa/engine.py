@@ -20,18 +20,27 @@ import numpy as np
 
 from qa import query as qmod
 from qa.answers import Answer, Context, Result, Source
+from qa.diversify import mmr
+from qa.doc_map import build_doc_map, max_per
 from qa.encoder import Encoder, load_encoder, resolve_model
 from qa.errors import IndexLoadError, ModelUnavailableError
 from qa.followup import Resolved, content_words, resolve
-from qa.diversify import mmr
-from qa.doc_map import build_doc_map, max_per
-from qa.fusion import (TYPES, Evidence, FusionModel, features, load_model, question_type, type_match, type_proximity,
-                       typed_tokens)
-from qa.lexical import Lexical, phrase_share
-from qa.textnorm import words
+from qa.fusion import (
+    TYPES,
+    Evidence,
+    FusionModel,
+    features,
+    load_model,
+    question_type,
+    type_match,
+    type_proximity,
+    typed_tokens,
+)
 from qa.index_store import IndexData, open_index
+from qa.lexical import Lexical, phrase_share
 from qa.reader import Reader
 from qa.rerank import RerankModel
+from qa.textnorm import words
 from qa.vector_index import FLAT
 
 # Candidates per question: the best dense matches, the best BM25 matches, and

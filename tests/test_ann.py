@@ -95,6 +95,7 @@ def _as_hnsw(ann_index: Path, dst: Path) -> Path:
 
 def test_ann_index_round_trips_through_the_loader(ann_index: Path, tmp_path: Path) -> None:
     import faiss
+
     import qa
 
     m = json.loads((ann_index / "manifest.json").read_text())

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index_build import build
-from index_build import readers
+from index_build import build, readers
 from index_build.lexical import corpus_term_ids, corpus_terms
 from qa.config import BuildConfig, LexicalConfig
 from qa.textnorm import lexical_terms

@@ -37,7 +37,7 @@ def build(quiet: bool = True):
         if len(turn_answers) > len(answers[e["QuAC_dialog_id"]]):
             answers[e["QuAC_dialog_id"]] = turn_answers
     root = cache_dir("canard")
-    for i, (d, ans) in enumerate(sorted(answers.items())):
+    for d, ans in sorted(answers.items()):
         body = "\n\n".join(a if a.rstrip().endswith((".", "!", "?", '"')) else a.rstrip() + "." for a in ans
                            if a and a != "I don't know.")
         if body:

@@ -259,7 +259,6 @@ def metrics(rows: list[dict], model, rerank=None) -> dict:
         prod, answered, refused, near_asked, near_refused = [], 0, 0, 0, 0
         for r in part:
             q = r["q"]
-            prob = model.score(r["X"])
             orders = _alt_orders(r["X"])
             orders["full"] = _order(model, r, rerank)
             for name, order in orders.items():
