@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 from index_build import metadata
 from index_build.metadata import ArticleMeta
+from qa.config import DUMP_SUFFIXES
 
-DUMP_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".rss", ".atom")
 # the usual names of each column, first match wins (case-insensitive)
 COLUMNS: dict[str, tuple[str, ...]] = {
     "text": ("text", "body", "content", "article", "full_text", "story", "description"),

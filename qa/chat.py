@@ -289,7 +289,7 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
                         if backend.allow_upload:
                             gr.HTML(R.render_upload_help(backend.max_upload_bytes, str(backend.sources_dir)),
                                     js_on_load=None)
-                            upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".html", ".htm", ".pdf", ".docx"],
+                            upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".jsonl", ".ndjson", ".csv", ".rss", ".atom"],
                                              label="Articles to add", elem_id="sqa-upload")
                             upload_status = gr.HTML("", elem_id="sqa-upload-status", js_on_load=None)
                         else:

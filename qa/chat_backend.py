@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from qa.chat_render import DocRow
-from qa.config import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
+from qa.config import DUMP_SUFFIXES, MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from qa.errors import IndexLoadError, ModelUnavailableError, QAError
 
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # per file (20 MB): what the builder reads
@@ -105,14 +105,33 @@ def safe_name(name: str) -> str:
     base = "".join(ch for ch in base if ch.isprintable())
     stem, dot, ext = base.rpartition(".")
     ext = f".{ext.lower()}" if dot else ""
-    if ext not in SUPPORTED_SUFFIXES:
-        raise UploadRejected(f"unsupported file type {ext or '(none)'!r}: upload .txt, .md, .html, .pdf or .docx files")
+    if ext not in SUPPORTED_SUFFIXES + DUMP_SUFFIXES:
+        raise UploadRejected(f"unsupported file type {ext or '(none)'!r}: upload .txt, .md, .html, .pdf or .docx "
+                             "articles, or .jsonl/.csv/.rss/.atom files of many")
     stem = re.sub(r"[^\w.\-]+", "_", stem).strip("._-")
     stem = re.sub(r"\.{2,}", ".", stem)[:_NAME_MAX].strip("._-")
     head, dot, rest = stem.partition(".")
     if head.upper() in _RESERVED:  # con.txt, nul.md: devices on Windows (a synced or shared folder)
         stem = f"{head}_{dot}{rest}"
     return f"{stem or 'article'}{ext}"
+
+
+def _check_dump(path: Path) -> None:
+    """A dump or feed must yield at least one article (UploadRejected otherwise)."""
+    from index_build import dumps
+
+    first_skip = None
+    try:
+        for row in dumps.rows(path):
+            if isinstance(row, dumps.Row):
+                return
+            first_skip = first_skip or row
+    except dumps.DumpError as e:
+        raise UploadRejected(str(e)) from e
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UploadRejected(f"cannot be read ({type(e).__name__}: {e})") from e
+    why = f" (line {first_skip.line}: {first_skip.reason})" if first_skip else ""
+    raise UploadRejected(f"no usable rows{why}")
 
 
 class ChatBackend:
@@ -352,10 +371,13 @@ class ChatBackend:
         with tempfile.TemporaryDirectory(prefix="qa-upload-") as td:
             probe = Path(td) / fname
             probe.write_bytes(data)
-            try:
-                read(probe)
-            except Unreadable as e:
-                raise UploadRejected(f"cannot be read as an article: {e}") from e
+            if probe.suffix.lower() in DUMP_SUFFIXES:
+                _check_dump(probe)
+            else:
+                try:
+                    read(probe)
+                except Unreadable as e:
+                    raise UploadRejected(f"cannot be read as an article: {e}") from e
         root = self.sources_dir.resolve()
         root.mkdir(parents=True, exist_ok=True)
         stem, ext = fname[: -len(Path(fname).suffix)], Path(fname).suffix

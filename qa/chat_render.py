@@ -322,7 +322,8 @@ def render_article_placeholder(message: str = "Click an article in Sources, or a
 
 def render_upload_help(max_bytes: int, sources_dir: str) -> str:
     return (
-        '<p class="sqa-upload-help">Add <strong>.txt, .md, .html, .pdf or .docx</strong> articles (up to '
+        '<p class="sqa-upload-help">Add <strong>.txt, .md, .html, .pdf or .docx</strong> articles, or '
+        '<strong>.jsonl, .csv, .rss</strong> files of many (up to '
         f"{max_bytes / 2**20:g} MB each). They are saved to <span class=\"sqa-file\">{esc_line(sources_dir)}</span> "
         "and the index is updated incrementally; the chat keeps answering meanwhile.</p>"
     )
@@ -337,9 +338,11 @@ def render_upload_outcome(out: Any, sources_dir: str) -> str:
     parts = ['<div class="sqa-upload-outcome">']
     if out.saved and out.report is not None:
         r = out.report
-        names = ", ".join(esc_line(n) for n in out.saved)
+        rows = {PurePath(d["path"]).name: d["articles"] for d in getattr(r, "dump_rows", [])}
+        n = sum(rows.get(name, 1) for name in out.saved)
+        names = ", ".join(esc_line(name) + (f" ({rows[name]} articles)" if name in rows else "") for name in out.saved)
         parts.append(
-            f'<p class="sqa-upload-ok"><strong>Added {len(out.saved)} article{"s" if len(out.saved) != 1 else ""}:'
+            f'<p class="sqa-upload-ok"><strong>Added {n} article{"s" if n != 1 else ""}:'
             f"</strong> {names}. The index now has {r.documents} articles ({r.unique_sentences} unique sentences; "
             f"{r.sentences_embedded} embedded, {r.sentences_reused} reused; {r.seconds:.1f} s).</p>"
         )

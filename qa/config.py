@@ -16,6 +16,8 @@ DEFAULT_SOURCES = REPO_ROOT / "seeds"
 DEFAULT_INDEX = Path("index")
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
+# files of many articles, one a row or feed item (index_build.dumps)
+DUMP_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".rss", ".atom")
 # Largest source file the builder reads (and the chat accepts as an upload).
 # A news article is a few KB; a bigger file is a dump of many articles, which
 # should be split (one file per article gives each its own title and citation).

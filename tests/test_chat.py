@@ -321,9 +321,15 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
                     encoding="utf-8")
     bad = tmp_path / "broken.txt"
     bad.write_bytes(b"\x00\x01\x02binary junk" * 10)
+    # an export of many articles: one a row, with its columns for citations
+    export = tmp_path / "island export.csv"
+    export.write_text("id,headline,body,date,source\n"
+                      "k1,Kayak race,The island kayak race drew 214 paddlers on Sunday.,2024-06-02,Harbour Weekly\n"
+                      "k2,Market day,The farmers market moved to the old pier for the summer.,2024-06-09,Harbour Weekly\n",
+                      encoding="utf-8")
 
     page.page.locator("button[role='tab']:has-text('Add articles')").first.click()
-    page.page.locator("#sqa-upload input[type='file']").set_input_files([str(good), str(bad)])
+    page.page.locator("#sqa-upload input[type='file']").set_input_files([str(good), str(bad), str(export)])
     # the chat keeps answering while the index is rebuilt
     reply, shot = page.ask(CALL_Q, "during-rebuild")
     assert "lasted about 45 minutes" in answers(reply)[0], f"no answer during rebuild; screenshot: {shot}"
@@ -332,7 +338,8 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
         timeout=180_000)
     shot = page.shot("uploaded")
     text = status.inner_text()
-    assert "Added 1 article" in text and "quokka_festival_Perth.txt" in text, f"status {text!r}; screenshot: {shot}"
+    assert "Added 3 articles" in text and "quokka_festival_Perth.txt" in text, f"status {text!r}; screenshot: {shot}"
+    assert "island_export.csv (2 articles)" in text, f"status {text!r}; screenshot: {shot}"
     assert "broken.txt" in text and "binary" in text, f"bad file not reported: {text!r}; screenshot: {shot}"
     saved = site["sources"] / "quokka_festival_Perth.txt"
     assert saved.read_text(encoding="utf-8").startswith("Title: Quokka Festival report")
@@ -351,6 +358,11 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
         "https://example.org/quokka-festival", f"screenshot: {shot}"
     assert link.get_attribute("target") == "_blank" and "noopener" in (link.get_attribute("rel") or "")
     assert "12,345 visitors" not in cite.inner_text()
+
+    reply, shot = page.ask("How many paddlers took part in the kayak race?", "csv-row")
+    assert "214 paddlers" in answers(reply)[0], f"answers {answers(reply)[:2]}; screenshot: {shot}"
+    cite = reply.locator(".sqa-cite").first.inner_text()
+    assert "Harbour Weekly" in cite and "2 Jun 2024" in cite and "island_export/k1" in cite, f"{cite!r}; {shot}"
 
     # the filter row: only the outlet asked for is searched and cited
     box = lambda eid: page.page.locator(f"#{eid} textarea, #{eid} input").first  # noqa: E731

@@ -159,3 +159,22 @@ def test_a_bad_columns_option_is_a_usage_error(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-m", "index_build", str(tmp_path), "--index", str(tmp_path / "i"),
                           "--columns", "words"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--columns entry 'words' is not FIELD=COLUMN" in out.stderr
+
+
+def test_the_chat_upload_checks_a_dump_before_saving_it(tmp_path) -> None:
+    from qa.chat_backend import ChatBackend, UploadRejected
+
+    backend = ChatBackend(tmp_path / "index", tmp_path / "sources")
+    odd = tmp_path / "odd.csv"
+    odd.write_text("id,words\n1,The council approved the budget.\n", encoding="utf-8")
+    with pytest.raises(UploadRejected, match=r"no text column \(found: id, words\)"):
+        backend.save_upload("odd.csv", odd)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"id": 1, "body": ""}\n', encoding="utf-8")
+    with pytest.raises(UploadRejected, match="no usable rows .line 1: no text."):
+        backend.save_upload("empty.jsonl", empty)
+    good = tmp_path / "good.jsonl"
+    _write_jsonl(good, ROWS)
+    assert backend.save_upload("good.jsonl", good) == "good.jsonl"
+    assert not (tmp_path / "sources" / "odd.csv").exists()
+    backend.close()
