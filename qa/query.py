@@ -97,19 +97,16 @@ def _check_date(name: str, value: Any) -> str | None:
     if isinstance(value, _dt.date):
         return value.isoformat()
     text = str(value).strip()
-    for fmt, pad in (("%Y-%m-%d", ""), ("%Y-%m", "-01"), ("%Y", "-01-01")):
+    for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
         try:
-            _dt.datetime.strptime(text, fmt)
+            start = _dt.datetime.strptime(text, fmt).date()
         except ValueError:
             continue
-        if name == "until" and pad:  # "until 2024" means to the end of 2024
-            end = {"-01": "-31", "-01-01": "-12-31"}[pad]
-            if pad == "-01":
-                y, m = (int(x) for x in text.split("-"))
-                nxt = _dt.date(y + (m == 12), m % 12 + 1, 1)
-                return (nxt - _dt.timedelta(days=1)).isoformat()
-            return text + end
-        return text + pad
+        if name == "until" and fmt != "%Y-%m-%d":  # "until 2024-02" means to the end of February
+            nxt = start.replace(year=start.year + 1) if fmt == "%Y" else (
+                start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1))
+            return (nxt - _dt.timedelta(days=1)).isoformat()
+        return start.isoformat()
     raise ValueError(f"{name} must be a date like 2024-01-31 (or 2024-01, 2024), not {value!r}")
 
 
