@@ -83,7 +83,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SEEDS = REPO / "seeds"
-SQUAD = Path(os.environ.get("SOURCE_QA_BENCH", REPO.parent / "shared" / "bench")) / "squad_v1.1" / "squad_dev_v1.1_paragraphs.jsonl"
+SQUAD = (
+    Path(os.environ.get("SOURCE_QA_BENCH", REPO.parent / "shared" / "bench"))
+    / "squad_v1.1"
+    / "squad_dev_v1.1_paragraphs.jsonl"
+)
 TARGET_RATIO = 0.9
 _LOWER = re.compile(r"\b[a-z]{3,}\b")
 # Lower-case words, and capitalised words not followed by a full stop (so no
@@ -245,8 +249,17 @@ def _read_unique(index_dir: Path) -> list[str]:
         con.close()
 
 
-def measure(name: str, src: Path, files: int, encoder: Any, load_s: float, repeat: int, phases: bool,
-            verbose: bool, precision: str = "auto") -> Result:
+def measure(
+    name: str,
+    src: Path,
+    files: int,
+    encoder: Any,
+    load_s: float,
+    repeat: int,
+    phases: bool,
+    verbose: bool,
+    precision: str = "auto",
+) -> Result:
     """`repeat` rounds of (build `src`, bare fp32 encode, bare bf16 encode of
     its unique sentences); the best time of each is kept.  Interleaving the
     three keeps load from other processes from favouring one of them."""
@@ -266,24 +279,39 @@ def measure(name: str, src: Path, files: int, encoder: Any, load_s: float, repea
             timer = PhaseTimer()
             with timer.active() if phases else contextlib.nullcontext():
                 wall, cpu, report = _timed(
-                    lambda: build([src], index_dir, BuildConfig(full=True, progress=False, precision=precision), log=log))
+                    lambda: build(
+                        [src], index_dir, BuildConfig(full=True, progress=False, precision=precision), log=log
+                    )
+                )
             cpu_use.append(cpu / wall)
             if best is None or report.seconds < best.seconds:
                 best, best_phases = report, dict(timer.seconds)
             if r == 0:
                 texts = _read_unique(index_dir)
                 if len(texts) != report.unique_sentences:
-                    raise RuntimeError(f"meta.sqlite holds {len(texts)} sentences, report says {report.unique_sentences}")
+                    raise RuntimeError(
+                        f"meta.sqlite holds {len(texts)} sentences, report says {report.unique_sentences}"
+                    )
         f_wall, cpu, _ = _timed(lambda: encoder.model.encode(texts, batch_size=32, normalize_embeddings=True))
         cpu_use.append(cpu / f_wall)
         b_wall, cpu, _ = _timed(lambda: encoder.encode(texts, batch_size=32, precision="bf16"))
         cpu_use.append(cpu / b_wall)
         fp32, bf16 = min(fp32, f_wall), min(bf16, b_wall)
-        rounds.append({"builder_s": round(report.seconds, 3), "bare_fp32_s": round(f_wall, 3),
-                       "bare_bf16_s": round(b_wall, 3), "cpu_per_wall": [round(u, 2) for u in cpu_use[-3:]]})
-        print(f"  {name}: round {r + 1}/{repeat}: build {report.seconds:.2f} s ({report.unique_sentences} unique, "
-              f"{report.precision}), bare fp32 {f_wall:.2f} s, bare bf16 {b_wall:.2f} s; "
-              f"cpu/wall {' '.join(f'{u:.2f}' for u in cpu_use[-3:])}", file=sys.stderr, flush=True)
+        rounds.append(
+            {
+                "builder_s": round(report.seconds, 3),
+                "bare_fp32_s": round(f_wall, 3),
+                "bare_bf16_s": round(b_wall, 3),
+                "cpu_per_wall": [round(u, 2) for u in cpu_use[-3:]],
+            }
+        )
+        print(
+            f"  {name}: round {r + 1}/{repeat}: build {report.seconds:.2f} s ({report.unique_sentences} unique, "
+            f"{report.precision}), bare fp32 {f_wall:.2f} s, bare bf16 {b_wall:.2f} s; "
+            f"cpu/wall {' '.join(f'{u:.2f}' for u in cpu_use[-3:])}",
+            file=sys.stderr,
+            flush=True,
+        )
     assert best is not None
 
     if best_phases:
@@ -310,36 +338,69 @@ def measure(name: str, src: Path, files: int, encoder: Any, load_s: float, repea
 
 
 def table(results: list[Result], env: dict[str, Any]) -> str:
-    head = ("corpus", "unique sent", "builder s", "(excl load)", "builder sent/s", "(excl load)",
-            "bare fp32 sent/s", "bare bf16 sent/s", "builder/bare-fp32", "(excl load)", "precision")
+    head = (
+        "corpus",
+        "unique sent",
+        "builder s",
+        "(excl load)",
+        "builder sent/s",
+        "(excl load)",
+        "bare fp32 sent/s",
+        "bare bf16 sent/s",
+        "builder/bare-fp32",
+        "(excl load)",
+        "precision",
+    )
     rows = [head]
     for r in results:
         prec = r.precision + (f" (cos {r.bf16_min_cosine:.5f})" if r.bf16_min_cosine is not None else "")
-        rows.append((
-            r.corpus, str(r.unique_sentences), f"{r.builder_seconds:.2f}", f"{r.builder_seconds_excl_load:.2f}",
-            f"{r.rate(r.builder_seconds):.1f}", f"{r.rate(r.builder_seconds_excl_load):.1f}",
-            f"{r.rate(r.bare_fp32_seconds):.1f}", f"{r.rate(r.bare_bf16_seconds):.1f}",
-            f"{r.bare_fp32_seconds / r.builder_seconds:.2f}x",
-            f"{r.bare_fp32_seconds / r.builder_seconds_excl_load:.2f}x", prec,
-        ))
+        rows.append(
+            (
+                r.corpus,
+                str(r.unique_sentences),
+                f"{r.builder_seconds:.2f}",
+                f"{r.builder_seconds_excl_load:.2f}",
+                f"{r.rate(r.builder_seconds):.1f}",
+                f"{r.rate(r.builder_seconds_excl_load):.1f}",
+                f"{r.rate(r.bare_fp32_seconds):.1f}",
+                f"{r.rate(r.bare_bf16_seconds):.1f}",
+                f"{r.bare_fp32_seconds / r.builder_seconds:.2f}x",
+                f"{r.bare_fp32_seconds / r.builder_seconds_excl_load:.2f}x",
+                prec,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w) if 0 < i < len(head) - 1 else c.ljust(w)
-                       for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    lines = [
+        "  ".join(
+            c.rjust(w) if 0 < i < len(head) - 1 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     lines.append("")
-    lines.append(f"model load (same process, warm imports) {env['model_load_s']:.2f} s, subtracted for '(excl load)'; "
-                 f"first load incl. torch import {env['first_load_s']:.2f} s (not in any column)")
-    lines.append(f"torch {env['torch']} threads={env['torch_threads']}  cpu native bf16={env['cpu_fast_bf16']}  "
-                 f"repeat={env['repeat']} (best of)  target: builder/bare-fp32 >= {TARGET_RATIO}x, bf16 path > 1.0x")
-    lines.append("lowest CPU/wall of any timed run (near the thread count = had the CPU to itself): "
-                 + ", ".join(f"{r.corpus} {r.min_cpu_per_wall:.2f}" for r in results)
-                 + f"; load average at start {env['loadavg_start']}, at end {env['loadavg_end']}")
-    lines.append("builder/bare-fp32 within each round: " + "; ".join(
-        f"{r.corpus} " + " ".join(f"{x:.2f}x" for x in r.round_ratios()) for r in results))
+    lines.append(
+        f"model load (same process, warm imports) {env['model_load_s']:.2f} s, subtracted for '(excl load)'; "
+        f"first load incl. torch import {env['first_load_s']:.2f} s (not in any column)"
+    )
+    lines.append(
+        f"torch {env['torch']} threads={env['torch_threads']}  cpu native bf16={env['cpu_fast_bf16']}  "
+        f"repeat={env['repeat']} (best of)  target: builder/bare-fp32 >= {TARGET_RATIO}x, bf16 path > 1.0x"
+    )
+    lines.append(
+        "lowest CPU/wall of any timed run (near the thread count = had the CPU to itself): "
+        + ", ".join(f"{r.corpus} {r.min_cpu_per_wall:.2f}" for r in results)
+        + f"; load average at start {env['loadavg_start']}, at end {env['loadavg_end']}"
+    )
+    lines.append(
+        "builder/bare-fp32 within each round: "
+        + "; ".join(f"{r.corpus} " + " ".join(f"{x:.2f}x" for x in r.round_ratios()) for r in results)
+    )
     busy = [r.corpus for r in results if r.min_cpu_per_wall < 0.8 * env["torch_threads"]]
     if busy:
-        lines.append(f"WARNING: other processes took CPU during timed runs of {', '.join(busy)}; "
-                     "the ratios compare runs under different load: rerun on an idle machine")
+        lines.append(
+            f"WARNING: other processes took CPU during timed runs of {', '.join(busy)}; "
+            "the ratios compare runs under different load: rerun on an idle machine"
+        )
     for r in results:
         if r.phases:
             lines.append("")
@@ -350,18 +411,35 @@ def table(results: list[Result], env: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed-copies", type=int, default=36,
-                   help="copies of the seed articles (~56 unique sentences per copy; default 36, ~2,000)")
-    p.add_argument("--limit", type=int, default=400,
-                   help="SQuAD dev paragraphs to use (default 400, ~1,700 unique sentences; 0 = all 2,067)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--seed-copies",
+        type=int,
+        default=36,
+        help="copies of the seed articles (~56 unique sentences per copy; default 36, ~2,000)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=400,
+        help="SQuAD dev paragraphs to use (default 400, ~1,700 unique sentences; 0 = all 2,067)",
+    )
     p.add_argument("--corpus", choices=("all", "seeds", "squad"), default="all")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="rounds of (build, bare fp32, bare bf16); the best of each is reported (default 3)")
-    p.add_argument("--builder-precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="BuildConfig.precision for the builder (default auto: bf16 where the CPU has it); "
-                        "fp32 checks the 0.9x target of the fp32 path on a bf16-capable CPU")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of (build, bare fp32, bare bf16); the best of each is reported (default 3)",
+    )
+    p.add_argument(
+        "--builder-precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="BuildConfig.precision for the builder (default auto: bf16 where the CPU has it); "
+        "fp32 checks the 0.9x target of the fp32 path on a bf16-capable CPU",
+    )
     p.add_argument("--phases", action="store_true", help="also time the builder's phases")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--verbose", action="store_true", help="show the builder's log lines")
@@ -395,13 +473,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.corpus in ("all", "seeds"):
             src = Path(tmp) / "seeds"
             n = write_seed_copies(src, args.seed_copies)
-            results.append(measure(f"seeds x{args.seed_copies}", src, n, encoder, load_s, args.repeat,
-                                   args.phases, args.verbose, args.builder_precision))
+            results.append(
+                measure(
+                    f"seeds x{args.seed_copies}",
+                    src,
+                    n,
+                    encoder,
+                    load_s,
+                    args.repeat,
+                    args.phases,
+                    args.verbose,
+                    args.builder_precision,
+                )
+            )
         if args.corpus in ("all", "squad"):
             src = Path(tmp) / "squad"
             n = write_squad(src, args.limit)
-            results.append(measure(f"squad-dev {n} paras", src, n, encoder, load_s, args.repeat,
-                                   args.phases, args.verbose, args.builder_precision))
+            results.append(
+                measure(
+                    f"squad-dev {n} paras",
+                    src,
+                    n,
+                    encoder,
+                    load_s,
+                    args.repeat,
+                    args.phases,
+                    args.verbose,
+                    args.builder_precision,
+                )
+            )
 
     env["loadavg_start"] = loadavg_start
     env["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

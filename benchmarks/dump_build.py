@@ -35,9 +35,16 @@ def write_dump(bbc: Path, out: Path, rows: int, start: int = 0) -> int:
             p = files[i % len(files)]
             raw = p.read_bytes().decode("utf-8", errors="replace")
             title, _, body = raw.partition("\n")
-            line = json.dumps({"id": f"r{i}", "headline": title.strip(), "body": body.strip(),
-                               "date": (day0 + dt.timedelta(days=i % 3650)).isoformat(),
-                               "source": "BBC News", "url": f"https://example.org/{p.parent.name}/{p.stem}/{i}"})
+            line = json.dumps(
+                {
+                    "id": f"r{i}",
+                    "headline": title.strip(),
+                    "body": body.strip(),
+                    "date": (day0 + dt.timedelta(days=i % 3650)).isoformat(),
+                    "source": "BBC News",
+                    "url": f"https://example.org/{p.parent.name}/{p.stem}/{i}",
+                }
+            )
             n += f.write(line + "\n")
     return n
 
@@ -54,8 +61,13 @@ def run_build(dump_dir: Path, index: Path, full: bool) -> dict:
         raise SystemExit(f"build failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far
     report = json.loads(out)
-    return {"seconds": round(wall, 1), "peak_rss_mb_children_max": round(peak_kb / 1024), "documents": report["documents"],
-            "unique_sentences": report["unique_sentences"], "sentences_embedded": report["sentences_embedded"]}
+    return {
+        "seconds": round(wall, 1),
+        "peak_rss_mb_children_max": round(peak_kb / 1024),
+        "documents": report["documents"],
+        "unique_sentences": report["unique_sentences"],
+        "sentences_embedded": report["sentences_embedded"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,16 +88,26 @@ def main(argv: list[str] | None = None) -> int:
     full = run_build(dump_dir, index, full=True)
     write_dump(args.bbc, dump, args.add, start=args.rows)
     inc = run_build(dump_dir, index, full=False)
-    out = {"rows": args.rows, "dump_mb": round(size / 2**20, 1), "full": full, "added_rows": args.add,
-           "incremental": inc, "incremental_share": round(inc["seconds"] / full["seconds"], 3)}
+    out = {
+        "rows": args.rows,
+        "dump_mb": round(size / 2**20, 1),
+        "full": full,
+        "added_rows": args.add,
+        "incremental": inc,
+        "incremental_share": round(inc["seconds"] / full["seconds"], 3),
+    }
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        print(f"{args.rows:,} rows ({out['dump_mb']} MB): full build {full['seconds']} s, peak RSS "
-              f"{full['peak_rss_mb_children_max']} MB (target < 2048), {full['documents']:,} articles, "
-              f"{full['unique_sentences']:,} unique sentences")
-        print(f"+{args.add} rows: incremental build {inc['seconds']} s = {out['incremental_share']:.1%} of the full "
-              f"build (target < 5%), {inc['sentences_embedded']} sentences embedded")
+        print(
+            f"{args.rows:,} rows ({out['dump_mb']} MB): full build {full['seconds']} s, peak RSS "
+            f"{full['peak_rss_mb_children_max']} MB (target < 2048), {full['documents']:,} articles, "
+            f"{full['unique_sentences']:,} unique sentences"
+        )
+        print(
+            f"+{args.add} rows: incremental build {inc['seconds']} s = {out['incremental_share']:.1%} of the full "
+            f"build (target < 5%), {inc['sentences_embedded']} sentences embedded"
+        )
     return 0
 
 

@@ -71,6 +71,7 @@ def squad_sentences(n: int, path: Path = SQUAD_PARAGRAPHS) -> list[str]:
 
 # --------------------------------------------------------------------------- ONNX
 
+
 class OnnxEncoder:
     """all-MiniLM-L6-v2 through ONNX Runtime: the transformer exported with
     torch.onnx, mean pooling and L2 normalisation in numpy (the model's own
@@ -93,8 +94,9 @@ class OnnxEncoder:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for i in range(0, len(texts), batch_size):
             idx = order[i : i + batch_size]
-            tok = self.tokenizer([texts[j] for j in idx], padding=True, truncation=True,
-                                 max_length=self.max_len, return_tensors="np")
+            tok = self.tokenizer(
+                [texts[j] for j in idx], padding=True, truncation=True, max_length=self.max_len, return_tensors="np"
+            )
             feed = {k: v.astype(np.int64) for k, v in tok.items() if k in self.inputs}
             (hidden,) = self.session.run(["last_hidden_state"], feed)
             mask = tok["attention_mask"][..., None].astype(np.float32)
@@ -118,20 +120,26 @@ def export_onnx(st, dest: Path) -> Path:
             self.m = m
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     # Trace on a batch with padding so the mask path is exported, not folded away.
-    tok = st.tokenizer(["a short one", "a somewhat longer sentence to export the model with"],
-                       padding=True, return_tensors="pt")
+    tok = st.tokenizer(
+        ["a short one", "a somewhat longer sentence to export the model with"], padding=True, return_tensors="pt"
+    )
     names = ["input_ids", "attention_mask", "token_type_ids"]
     tmp = dest.with_suffix(".tmp.onnx")
     with torch.inference_mode(False), torch.no_grad(), contextlib.redirect_stderr(open(os.devnull, "w")):
         torch.onnx.export(
-            Wrapped(st[0].auto_model).eval(), tuple(tok[k] for k in names), str(tmp),
-            input_names=names, output_names=["last_hidden_state"],
+            Wrapped(st[0].auto_model).eval(),
+            tuple(tok[k] for k in names),
+            str(tmp),
+            input_names=names,
+            output_names=["last_hidden_state"],
             dynamic_axes={k: {0: "batch", 1: "seq"} for k in names + ["last_hidden_state"]},
-            opset_version=17, dynamo=False,
+            opset_version=17,
+            dynamo=False,
         )
     tmp.replace(dest)
     return dest
@@ -144,13 +152,15 @@ def quantize_onnx(src: Path, dest: Path) -> Path:
     if dest.is_file():
         return dest
     tmp = dest.with_suffix(".tmp.onnx")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    quantize_dynamic(
+        str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"]
+    )
     tmp.replace(dest)
     return dest
 
 
 # --------------------------------------------------------------------------- variants
+
 
 def make_variants(path: str, args) -> dict:
     """name -> (setup-free callable texts -> vectors); the baseline first."""
@@ -163,8 +173,9 @@ def make_variants(path: str, args) -> dict:
     enc = load_encoder(path, precision="bf16")
     fp32 = Encoder(enc.model_id, enc.model, "fp32")
     variants: dict = {}
-    variants["st-fp32-b32"] = lambda xs: st.encode(xs, batch_size=32, normalize_embeddings=True,
-                                                   convert_to_numpy=True, show_progress_bar=False)
+    variants["st-fp32-b32"] = lambda xs: st.encode(
+        xs, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     variants["enc-fp32-b32"] = lambda xs: fp32.encode(xs, batch_size=32)
     for bs in (16, 32, 64, 128):
         variants[f"enc-bf16-b{bs}"] = lambda xs, bs=bs: enc.encode(xs, batch_size=bs, precision="bf16")
@@ -240,9 +251,9 @@ def make_variants(path: str, args) -> dict:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = old
-        variants["pool2-fp32-b32"] = lambda xs: st.encode(xs, batch_size=32, normalize_embeddings=True,
-                                                          convert_to_numpy=True, pool=pool,
-                                                          show_progress_bar=False)
+        variants["pool2-fp32-b32"] = lambda xs: st.encode(
+            xs, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, pool=pool, show_progress_bar=False
+        )
         variants["_pool"] = pool
         variants["_st"] = st
     return variants
@@ -278,7 +289,7 @@ def run(args) -> dict:
     vecs: dict[str, np.ndarray] = {}
     try:
         for r in range(args.repeats):
-            order = names[r % len(names):] + names[: r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             for n in order:
                 t, c = time.perf_counter(), time.process_time()
                 v = variants[n](texts)
@@ -298,18 +309,25 @@ def run(args) -> dict:
     for n in names:
         rate = len(texts) / statistics.median(times[n])
         cos = np.sum(vecs[n] * base, axis=1)
-        rows.append({
-            "variant": n,
-            "sent_per_s": round(rate, 1),
-            "runs_sent_per_s": [round(len(texts) / t, 1) for t in times[n]],
-            "x_plain_fp32": round(rate / base_rate, 3),
-            # CPU seconds of this process per 1000 sentences (the pool's workers are not counted)
-            "cpu_s_per_1k": round(1000 * statistics.median(cpu[n]) / len(texts), 2),
-            "min_cosine": round(float(cos.min()), 6),
-            "mean_cosine": round(float(cos.mean()), 6),
-        })
-    return {"sentences": len(texts), "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
-            "cpu_bf16": _cpu_flags(), "rows": rows}
+        rows.append(
+            {
+                "variant": n,
+                "sent_per_s": round(rate, 1),
+                "runs_sent_per_s": [round(len(texts) / t, 1) for t in times[n]],
+                "x_plain_fp32": round(rate / base_rate, 3),
+                # CPU seconds of this process per 1000 sentences (the pool's workers are not counted)
+                "cpu_s_per_1k": round(1000 * statistics.median(cpu[n]) / len(texts), 2),
+                "min_cosine": round(float(cos.min()), 6),
+                "mean_cosine": round(float(cos.mean()), 6),
+            }
+        )
+    return {
+        "sentences": len(texts),
+        "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_bf16": _cpu_flags(),
+        "rows": rows,
+    }
 
 
 def _cpu_flags() -> str:
@@ -334,12 +352,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"{res['sentences']} SQuAD-dev sentences, {res['repeats']} interleaved rounds, "
-          f"torch threads {res['torch_threads']}, CPU {res['cpu_bf16']}")
+    print(
+        f"{res['sentences']} SQuAD-dev sentences, {res['repeats']} interleaved rounds, "
+        f"torch threads {res['torch_threads']}, CPU {res['cpu_bf16']}"
+    )
     print(f"{'variant':18s} {'sent/s':>8s} {'x fp32':>7s} {'cpu s/1k':>8s} {'min cos':>9s} {'mean cos':>9s}  runs")
     for r in res["rows"]:
-        print(f"{r['variant']:18s} {r['sent_per_s']:8.1f} {r['x_plain_fp32']:7.3f} {r['cpu_s_per_1k']:8.2f} "
-              f"{r['min_cosine']:9.6f} {r['mean_cosine']:9.6f}  {r['runs_sent_per_s']}")
+        print(
+            f"{r['variant']:18s} {r['sent_per_s']:8.1f} {r['x_plain_fp32']:7.3f} {r['cpu_s_per_1k']:8.2f} "
+            f"{r['min_cosine']:9.6f} {r['mean_cosine']:9.6f}  {r['runs_sent_per_s']}"
+        )
     return 0
 
 

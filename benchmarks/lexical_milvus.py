@@ -61,16 +61,33 @@ def main(argv: list[str] | None = None) -> int:
         client = MilvusClient(str(work / "bm25.db"))
         schema = MilvusClient.create_schema(auto_id=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("text", DataType.VARCHAR, max_length=8000, enable_analyzer=True, analyzer_params={
-            "tokenizer": "standard",
-            "filter": ["lowercase", {"type": "stop", "stop_words": sorted(STOPWORDS_EN)},
-                       {"type": "stemmer", "language": "english"}]})
+        schema.add_field(
+            "text",
+            DataType.VARCHAR,
+            max_length=8000,
+            enable_analyzer=True,
+            analyzer_params={
+                "tokenizer": "standard",
+                "filter": [
+                    "lowercase",
+                    {"type": "stop", "stop_words": sorted(STOPWORDS_EN)},
+                    {"type": "stemmer", "language": "english"},
+                ],
+            },
+        )
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"],
-                                     output_field_names=["sparse"]))
+        schema.add_function(
+            Function(
+                name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]
+            )
+        )
         ip = client.prepare_index_params()
-        ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                     params={"bm25_k1": 1.2, "bm25_b": 0.75})
+        ip.add_index(
+            field_name="sparse",
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            params={"bm25_k1": 1.2, "bm25_b": 0.75},
+        )
         client.create_collection("sentences", schema=schema, index_params=ip)
         t0 = time.perf_counter()
         for lo in range(0, len(sents), 2000):
@@ -92,14 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out = {"questions": len(qs), "sentences": len(sents), "milvus_insert_s": round(insert_s, 2),
-           "bm25s": {**metrics(ours), "search_ms_p50": round(1000 * float(np.median(t_ours)), 2)},
-           "milvus_lite_bm25": {**metrics(theirs), "search_ms_p50": round(1000 * float(np.median(t_theirs)), 2)}}
+    out = {
+        "questions": len(qs),
+        "sentences": len(sents),
+        "milvus_insert_s": round(insert_s, 2),
+        "bm25s": {**metrics(ours), "search_ms_p50": round(1000 * float(np.median(t_ours)), 2)},
+        "milvus_lite_bm25": {**metrics(theirs), "search_ms_p50": round(1000 * float(np.median(t_theirs)), 2)},
+    }
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"{out['questions']} SQuAD questions over {out['sentences']} sentences (ReQA gold), BM25 alone:")
-        for name, key in (("bm25s (the project's, beside the index)", "bm25s"), ("Milvus Lite BM25", "milvus_lite_bm25")):
+        for name, key in (
+            ("bm25s (the project's, beside the index)", "bm25s"),
+            ("Milvus Lite BM25", "milvus_lite_bm25"),
+        ):
             m = out[key]
             print(f"  {name:42} R@1 {m['R@1']:.3f}  MRR@10 {m['MRR@10']:.3f}  search p50 {m['search_ms_p50']:.2f} ms")
     return 0

@@ -82,8 +82,12 @@ RULES = {
     "no-fact-change": lambda p: not p.changes_fact,
 }
 # columns of the merge table: (label, rule, min words of the shorter sentence)
-COLUMNS = [("none", "none", 6), ("no-digit", "no-digit", 6), ("no-fact-change", "no-fact-change", 6),
-           ("no-fact-change/10", "no-fact-change", 10)]
+COLUMNS = [
+    ("none", "none", 6),
+    ("no-digit", "no-digit", 6),
+    ("no-fact-change", "no-fact-change", 6),
+    ("no-fact-change/10", "no-fact-change", 10),
+]
 # /10: a pair whose shorter sentence has fewer than 10 words merges only if their words are identical
 
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
@@ -123,13 +127,12 @@ def exact_unique(sents: list[tuple[int, int, str]]) -> list[str]:
 # --------------------------------------------------------------------------- pairs
 
 
-
-
 class Pair:
     __slots__ = ("i", "j", "sim", "a_changed", "b_changed", "kinds", "kind", "shorter")
 
-    def __init__(self, i: int, j: int, sim: float, a_changed: list[str], b_changed: list[str], kinds: set[str],
-                 shorter: int):
+    def __init__(
+        self, i: int, j: int, sim: float, a_changed: list[str], b_changed: list[str], kinds: set[str], shorter: int
+    ):
         self.i, self.j, self.sim, self.shorter = i, j, sim, shorter
         self.a_changed, self.b_changed = a_changed, b_changed
         self.kinds = kinds
@@ -228,22 +231,28 @@ def analyse(name: str, sources: list[Path], n_examples: int, rng: random.Random,
     pairs.sort(key=lambda p: (p.i, p.j))
     t_pairs = time.perf_counter() - t0 - t_load
 
-    print(f"\n{'=' * 100}\n{name}: {n_docs} documents, {len(sents)} answer sentences, "
-          f"{len(texts)} after exact dedup ({len(sents) - len(texts)} exact duplicates folded), "
-          f"{sum(len(t) >= MIN_WORDS for t in toks)} with >= {MIN_WORDS} words")
+    print(
+        f"\n{'=' * 100}\n{name}: {n_docs} documents, {len(sents)} answer sentences, "
+        f"{len(texts)} after exact dedup ({len(sents) - len(texts)} exact duplicates folded), "
+        f"{sum(len(t) >= MIN_WORDS for t in toks)} with >= {MIN_WORDS} words"
+    )
     print(f"  {len(skipped)} files skipped" + "".join(f"\n    {p}: {why}" for p, why in skipped[:5]))
-    print(f"  load+segment {t_load:.1f}s, pairs+classify {t_pairs:.1f}s; "
-          f"{len(pairs)} candidate pairs with similarity >= {FLOOR}")
+    print(
+        f"  load+segment {t_load:.1f}s, pairs+classify {t_pairs:.1f}s; "
+        f"{len(pairs)} candidate pairs with similarity >= {FLOOR}"
+    )
 
     by_bucket: dict[int, list[Pair]] = defaultdict(list)
     for p in pairs:
         by_bucket[bucket_of(p.sim)].append(p)
 
-    print("\n  Histogram of candidate pairs by similarity.  Columns after 'pairs': the kind of edit (first that"
-          "\n  applies: digit = a changed word holds a digit; numword = spelled-out numbers differ; negation ="
-          "\n  not/no/never/n't count differs; name-swap = one side drops a name, the other brings in another;"
-          "\n  same-words = only punctuation/hyphens differ; wording = the rest).  'digit-only' = every"
-          "\n  changed word on both sides holds a digit (the sentences differ ONLY in a number).")
+    print(
+        "\n  Histogram of candidate pairs by similarity.  Columns after 'pairs': the kind of edit (first that"
+        "\n  applies: digit = a changed word holds a digit; numword = spelled-out numbers differ; negation ="
+        "\n  not/no/never/n't count differs; name-swap = one side drops a name, the other brings in another;"
+        "\n  same-words = only punctuation/hyphens differ; wording = the rest).  'digit-only' = every"
+        "\n  changed word on both sides holds a digit (the sentences differ ONLY in a number)."
+    )
     print(f"  {'bucket':<10}{'pairs':>6}{'digit-only':>12}{_kind_head()}  bar")
     width = max((len(v) for v in by_bucket.values()), default=1)
     for b, (lo, hi) in enumerate(BUCKETS):
@@ -265,44 +274,56 @@ def analyse(name: str, sources: list[Path], n_examples: int, rng: random.Random,
         for p in sorted(rng.sample(ps, min(n_examples, len(ps))), key=lambda p: p.sim):
             _show(p, texts, toks)
 
-    print("\n  Merges: distinct wordings folded into a near-duplicate (DedupResult.near_merged), largest cluster"
-          "\n  in brackets, per threshold and rule.  Rules: none = threshold only (the builder today);"
-          "\n  no-digit = never merge a pair whose changed words include a digit token; no-fact-change = never"
-          "\n  merge a digit, numword, negation or name-swap pair; /10 = and a sentence under 10 words"
-          "\n  merges only when the words are identical")
+    print(
+        "\n  Merges: distinct wordings folded into a near-duplicate (DedupResult.near_merged), largest cluster"
+        "\n  in brackets, per threshold and rule.  Rules: none = threshold only (the builder today);"
+        "\n  no-digit = never merge a pair whose changed words include a digit token; no-fact-change = never"
+        "\n  merge a digit, numword, negation or name-swap pair; /10 = and a sentence under 10 words"
+        "\n  merges only when the words are identical"
+    )
     print(f"  {'threshold':<11}" + "".join(f"{label:>20}" for label, _, _ in COLUMNS))
     merges: dict[tuple[float, str], int] = {}
     for t in sorted(set(THRESHOLDS) | {RECOMMENDED}):
         cells = []
         for label, rule, min_words in COLUMNS:
             allowed = RULES[rule]
-            m, big = merge_count(len(texts), pairs, t,
-                                 lambda p, a=allowed, w=min_words: a(p) and (p.shorter >= w or p.sim >= 1.0))
+            m, big = merge_count(
+                len(texts), pairs, t, lambda p, a=allowed, w=min_words: a(p) and (p.shorter >= w or p.sim >= 1.0)
+            )
             merges[(t, label)] = m
             cells.append(f"{m:>13} ({big:>2})")
         print(f"  {t:<11.3f}" + "".join(cells))
     check_t = 0.8  # cross-check against the builder's own function (threshold only)
     got = deduplicate(sents, threshold=check_t, min_words=MIN_WORDS).near_merged
-    print(f"  cross-check: deduplicate(threshold={check_t}).near_merged = {got} "
-          f"({'ok' if got == merges[(check_t, 'none')] else 'MISMATCH'})")
+    print(
+        f"  cross-check: deduplicate(threshold={check_t}).near_merged = {got} "
+        f"({'ok' if got == merges[(check_t, 'none')] else 'MISMATCH'})"
+    )
 
     if audit:
+
         def allowed(p: Pair) -> bool:
             return RULES[RECOMMENDED_RULE](p) and (p.shorter >= RECOMMENDED_MIN_WORDS or p.sim >= 1.0)
 
         near = [p for p in pairs if RECOMMENDED <= p.sim < RECOMMENDED + 0.05 and allowed(p)]
-        print(f"\n  Audit 1: every pair the recommendation ({RECOMMENDED_LABEL} at {RECOMMENDED}) merges just above the"
-              f"\n  threshold, similarity {RECOMMENDED:.2f}-{RECOMMENDED + 0.05:.2f} ({len(near)} pairs): are these all the same fact?")
+        print(
+            f"\n  Audit 1: every pair the recommendation ({RECOMMENDED_LABEL} at {RECOMMENDED}) merges just above the"
+            f"\n  threshold, similarity {RECOMMENDED:.2f}-{RECOMMENDED + 0.05:.2f} ({len(near)} pairs): are these all the same fact?"
+        )
         for p in sorted(near, key=lambda p: p.sim):
             _show(p, texts, toks, "    ")
         blocked = [p for p in pairs if p.sim >= RECOMMENDED and not allowed(p)]
-        print(f"\n  Audit 2: every pair >= {RECOMMENDED} that the rule keeps apart ({len(blocked)} pairs):"
-              "\n  the recall it costs and the wrong merges it prevents")
+        print(
+            f"\n  Audit 2: every pair >= {RECOMMENDED} that the rule keeps apart ({len(blocked)} pairs):"
+            "\n  the recall it costs and the wrong merges it prevents"
+        )
         for p in sorted(blocked, key=lambda p: -p.sim):
             _show(p, texts, toks, "    ")
         below = [p for p in pairs if RECOMMENDED - 0.05 <= p.sim < RECOMMENDED and allowed(p)]
-        print(f"\n  Audit 3: every pair the rule would allow just BELOW the threshold, {RECOMMENDED - 0.05:.2f}-"
-              f"{RECOMMENDED:.2f} ({len(below)} pairs): the recall the threshold costs and the wrong merges it prevents")
+        print(
+            f"\n  Audit 3: every pair the rule would allow just BELOW the threshold, {RECOMMENDED - 0.05:.2f}-"
+            f"{RECOMMENDED:.2f} ({len(below)} pairs): the recall the threshold costs and the wrong merges it prevents"
+        )
         for p in sorted(below, key=lambda p: -p.sim):
             _show(p, texts, toks, "    ")
     return {"name": name, "merges": merges, "pairs": pairs}
@@ -332,15 +353,19 @@ def main(argv: list[str] | None = None) -> int:
         except BuildError as e:
             print(f"{name}: {e}", file=sys.stderr)
 
-    print(f"\n{'=' * 100}\nRECOMMENDATION: near_dup_similarity = {RECOMMENDED}, near_dup_min_words = "
-          f"{RECOMMENDED_MIN_WORDS}, rule {RECOMMENDED_RULE!r}\n")
+    print(
+        f"\n{'=' * 100}\nRECOMMENDATION: near_dup_similarity = {RECOMMENDED}, near_dup_min_words = "
+        f"{RECOMMENDED_MIN_WORDS}, rule {RECOMMENDED_RULE!r}\n"
+    )
     print(RECOMMENDATION)
     print("\nMerges at the recommendation, against the old setting (0.8, no rule):")
     for r in results:
         m = r["merges"]
-        print(f"  {r['name']:<6} {m[(RECOMMENDED, RECOMMENDED_LABEL)]:>4} wordings merged "
-              f"(old 0.8 / no rule / 6 words: {m[(0.8, 'none')]}; {RECOMMENDED} no-digit only: "
-              f"{m[(RECOMMENDED, 'no-digit')]}; {RECOMMENDED} no rule: {m[(RECOMMENDED, 'none')]})")
+        print(
+            f"  {r['name']:<6} {m[(RECOMMENDED, RECOMMENDED_LABEL)]:>4} wordings merged "
+            f"(old 0.8 / no rule / 6 words: {m[(0.8, 'none')]}; {RECOMMENDED} no-digit only: "
+            f"{m[(RECOMMENDED, 'no-digit')]}; {RECOMMENDED} no rule: {m[(RECOMMENDED, 'none')]})"
+        )
     print(f"\ntotal runtime {time.perf_counter() - t0:.1f}s")
     return 0
 

@@ -78,6 +78,7 @@ def _timed(engine, questions: list[str]) -> tuple[list[float], list[float], list
     model = engine.encoder.model
     ask_ms, enc_ms, st_ms = [], [], []
     for i, q in enumerate(questions):
+
         def t_ask() -> None:
             t = time.perf_counter()
             engine.ask(q)
@@ -88,7 +89,7 @@ def _timed(engine, questions: list[str]) -> tuple[list[float], list[float], list
             engine.encoder.encode([q])  # the engine's own path and precision, no cache
             enc_ms.append(1000 * (time.perf_counter() - t))
 
-        for f in ((t_ask, t_enc) if i % 2 else (t_enc, t_ask)):
+        for f in (t_ask, t_enc) if i % 2 else (t_enc, t_ask):
             f()
         t = time.perf_counter()
         model.encode([q], normalize_embeddings=True)
@@ -126,13 +127,19 @@ def latency(index: Path, questions: list[str], passes: int = 3) -> dict:
         enc_ms += e
         st_ms += s
     return {
-        "index": str(index), "questions": len(questions), "sentences": engine.data.n_sentences,
-        "precision": engine.encoder.precision, "warmup_s": round(warm_s, 2),
-        "ask_p50_ms": round(pct(ask_ms, 50), 2), "ask_p95_ms": round(pct(ask_ms, 95), 2),
+        "index": str(index),
+        "questions": len(questions),
+        "sentences": engine.data.n_sentences,
+        "precision": engine.encoder.precision,
+        "warmup_s": round(warm_s, 2),
+        "ask_p50_ms": round(pct(ask_ms, 50), 2),
+        "ask_p95_ms": round(pct(ask_ms, 95), 2),
         "ask_cold_p50_ms": round(pct(cold_ask, 50), 2),
-        "encode_p50_ms": round(pct(enc_ms, 50), 2), "encode_p95_ms": round(pct(enc_ms, 95), 2),
+        "encode_p50_ms": round(pct(enc_ms, 50), 2),
+        "encode_p95_ms": round(pct(enc_ms, 95), 2),
         "st_encode_p50_ms": round(pct(st_ms, 50), 2),
-        "ratio_p50": round(pct(ask_ms, 50) / pct(enc_ms, 50), 2), "ratio_p50_per_pass": per_pass,
+        "ratio_p50": round(pct(ask_ms, 50) / pct(enc_ms, 50), 2),
+        "ratio_p50_per_pass": per_pass,
         "ratio_median_of_pairs": round(float(np.median(np.array(ask_ms) / np.array(enc_ms))), 2),
         "ratio_vs_st_encode_p50": round(pct(ask_ms, 50) / pct(st_ms, 50), 2),
         "ratio_cold_p50": round(pct(cold_ask, 50) / pct(enc_ms, 50), 2),
@@ -162,14 +169,15 @@ def load_times(index: Path, runs: int) -> dict:
 
     def one(code: str, *args: str) -> tuple[float, float]:
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                             cwd=REPO, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=REPO, check=True
+        ).stdout
         return float(out.strip().splitlines()[-1]), time.perf_counter() - t
 
     bare, qa_, bare_wall, qa_wall = [], [], [], []
     one(_BARE)  # page cache warm for both
     for i in range(runs):
-        for which in (("bare", "qa") if i % 2 == 0 else ("qa", "bare")):
+        for which in ("bare", "qa") if i % 2 == 0 else ("qa", "bare"):
             if which == "bare":
                 a, w = one(_BARE)
                 bare.append(a)
@@ -179,9 +187,15 @@ def load_times(index: Path, runs: int) -> dict:
                 qa_.append(a)
                 qa_wall.append(w)
     b, q = statistics.median(bare), statistics.median(qa_)
-    return {"index": str(index), "runs": runs, "bare_import_and_load_s": round(b, 2), "qa_load_s": round(q, 2),
-            "ratio": round(q / b, 2), "bare_process_wall_s": round(statistics.median(bare_wall), 2),
-            "qa_process_wall_s": round(statistics.median(qa_wall), 2)}
+    return {
+        "index": str(index),
+        "runs": runs,
+        "bare_import_and_load_s": round(b, 2),
+        "qa_load_s": round(q, 2),
+        "ratio": round(q / b, 2),
+        "bare_process_wall_s": round(statistics.median(bare_wall), 2),
+        "qa_process_wall_s": round(statistics.median(qa_wall), 2),
+    }
 
 
 def main() -> int:
@@ -205,23 +219,31 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{'corpus':8} {'sentences':>9} {'questions':>9} {'ask p50':>8} {'ask p95':>8} {'encode p50':>10} "
-          f"{'encode p95':>10} {'ask/encode p50':>14}  (ms; target <= 1.5x)")
+    print(
+        f"{'corpus':8} {'sentences':>9} {'questions':>9} {'ask p50':>8} {'ask p95':>8} {'encode p50':>10} "
+        f"{'encode p95':>10} {'ask/encode p50':>14}  (ms; target <= 1.5x)"
+    )
     for r in out["latency"]:
-        print(f"{r['corpus']:8} {r['sentences']:9d} {r['questions']:9d} {r['ask_p50_ms']:8.1f} {r['ask_p95_ms']:8.1f} "
-              f"{r['encode_p50_ms']:10.1f} {r['encode_p95_ms']:10.1f} "
-              f"{r['ratio_p50']:13.2f}x  ({r['precision']}; passes {' / '.join(f'{x:.2f}' for x in r['ratio_p50_per_pass'])}x;"
-              f" median of per-question ratios {r['ratio_median_of_pairs']}x)")
+        print(
+            f"{r['corpus']:8} {r['sentences']:9d} {r['questions']:9d} {r['ask_p50_ms']:8.1f} {r['ask_p95_ms']:8.1f} "
+            f"{r['encode_p50_ms']:10.1f} {r['encode_p95_ms']:10.1f} "
+            f"{r['ratio_p50']:13.2f}x  ({r['precision']}; passes {' / '.join(f'{x:.2f}' for x in r['ratio_p50_per_pass'])}x;"
+            f" median of per-question ratios {r['ratio_median_of_pairs']}x)"
+        )
     print("\nencode = the engine's encode (tokenizer + model modules + normalise, as fast as the model allows);")
     print("SentenceTransformer.encode of one question costs more (argument handling around the same forward pass):")
     for r in out["latency"]:
-        print(f"  {r['corpus']:8} SentenceTransformer.encode p50 {r['st_encode_p50_ms']:.1f} ms: ask/that "
-              f"{r['ratio_vs_st_encode_p50']:.2f}x;  before the memo warm-up ({r['warmup_s']:.1f} s in the "
-              f"background after load): ask p50 {r['ask_cold_p50_ms']:.1f} ms = {r['ratio_cold_p50']:.2f}x encode")
+        print(
+            f"  {r['corpus']:8} SentenceTransformer.encode p50 {r['st_encode_p50_ms']:.1f} ms: ask/that "
+            f"{r['ratio_vs_st_encode_p50']:.2f}x;  before the memo warm-up ({r['warmup_s']:.1f} s in the "
+            f"background after load): ask p50 {r['ask_cold_p50_ms']:.1f} ms = {r['ratio_cold_p50']:.2f}x encode"
+        )
     ld = out["load"]
     if ld:
-        print(f"\nfresh process, median of {ld['runs']}: qa.load {ld['qa_load_s']:.2f} s vs bare import sentence_transformers"
-              f" + model load {ld['bare_import_and_load_s']:.2f} s = {ld['ratio']:.2f}x (target <= 1.3x)")
+        print(
+            f"\nfresh process, median of {ld['runs']}: qa.load {ld['qa_load_s']:.2f} s vs bare import sentence_transformers"
+            f" + model load {ld['bare_import_and_load_s']:.2f} s = {ld['ratio']:.2f}x (target <= 1.3x)"
+        )
     print(f"load average {out['load_average'][0]:.2f} (above ~0.5 before the run means another process shared the CPU)")
     return 0
 

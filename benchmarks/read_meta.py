@@ -72,18 +72,24 @@ def main(argv: list[str] | None = None) -> int:
             with _without_new_steps():
                 t, _ = _read_all(folders)
             best["without"] = min(best["without"], t)
-        out[name] = {"seconds_shipped": round(best["shipped"], 3), "seconds_without": round(best["without"], 3),
-                     "ratio": round(best["shipped"] / best["without"], 3), "declared": found}
+        out[name] = {
+            "seconds_shipped": round(best["shipped"], 3),
+            "seconds_without": round(best["without"], 3),
+            "ratio": round(best["shipped"] / best["without"], 3),
+            "declared": found,
+        }
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         for name, r in out.items():
             d = r["declared"]
             extra = (r["seconds_shipped"] - r["seconds_without"]) / max(1, d["documents"]) * 1000
-            print(f"{name}: read {d['documents']} articles in {r['seconds_shipped']:.2f} s vs {r['seconds_without']:.2f} s "
-                  f"without the new steps: {r['ratio']:.3f}x of the reading step, {extra:+.3f} s per 1,000 articles "
-                  f"(a build's target is <= 1.10x; reading is a small share of it); dated {d['published']}, "
-                  f"outlet {d['outlet']}, author {d['author']}, URL {d['url']}")
+            print(
+                f"{name}: read {d['documents']} articles in {r['seconds_shipped']:.2f} s vs {r['seconds_without']:.2f} s "
+                f"without the new steps: {r['ratio']:.3f}x of the reading step, {extra:+.3f} s per 1,000 articles "
+                f"(a build's target is <= 1.10x; reading is a small share of it); dated {d['published']}, "
+                f"outlet {d['outlet']}, author {d['author']}, URL {d['url']}"
+            )
     return 0
 
 

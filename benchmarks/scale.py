@@ -329,8 +329,11 @@ def base_vectors(paras: list[Paragraph]) -> Any:
         return np.load(path)
     from qa.encoder import load_encoder
 
-    print(f"encoding {len(texts)} base SQuAD sentences for synthetic vectors (once; cached in {path}) ...",
-          file=sys.stderr, flush=True)
+    print(
+        f"encoding {len(texts)} base SQuAD sentences for synthetic vectors (once; cached in {path}) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     vecs = load_encoder().encode(texts, batch_size=64)
     np.save(path, vecs)
     return vecs
@@ -387,12 +390,18 @@ class SyntheticEncoder:
         return out
 
 
-
 # Build steps, in order, whose peak RSS the build child reports one by one
 # (names of functions index_build.build calls; reading and segmenting is what
 # runs before the first of them).
-BUILD_STEPS = ("deduplicate", "make_passages", "embed_texts", "mean_vectors", "_write_metadata",
-               "_write_vectors", "build_bm25")
+BUILD_STEPS = (
+    "deduplicate",
+    "make_passages",
+    "embed_texts",
+    "mean_vectors",
+    "_write_metadata",
+    "_write_vectors",
+    "build_bm25",
+)
 
 
 def track_build_steps(B: Any) -> tuple[dict[str, float], Callable[[], dict[str, float]]]:
@@ -431,6 +440,7 @@ def track_build_steps(B: Any) -> tuple[dict[str, float], Callable[[], dict[str, 
                 return fn(*a, **k)
             finally:
                 enter(f"after_{name}")
+
         return run
 
     for name in BUILD_STEPS:
@@ -446,6 +456,7 @@ def child_build(args: argparse.Namespace) -> None:
     import numpy as np
 
     from index_build import build
+
     B = importlib.import_module("index_build.build")  # the module (the package exports the function as `build`)
     from qa.config import BuildConfig
 
@@ -479,9 +490,12 @@ def child_build(args: argparse.Namespace) -> None:
 
         prof = cProfile.Profile()
         prof.enable()
-    rep = build([Path(args.sources)], Path(args.index),
-                BuildConfig(full=args.full, progress=False, store=args.store or "faiss", ray=args.ray),
-                log=lambda m: None)
+    rep = build(
+        [Path(args.sources)],
+        Path(args.index),
+        BuildConfig(full=args.full, progress=False, store=args.store or "faiss", ray=args.ray),
+        log=lambda m: None,
+    )
     if prof is not None:
         prof.disable()
         prof.dump_stats(args.profile)
@@ -533,8 +547,11 @@ def child_serve(args: argparse.Namespace) -> None:
     engine = qa.load(args.index)
     engine.encoder.encode(["warm"])
     load_s = time.perf_counter() - t0
-    out: dict[str, Any] = {"import_s": round(t_import, 3), "load_s": round(load_s, 3),
-                           "rss_after_load_mb": round(maxrss_mb(), 1)}
+    out: dict[str, Any] = {
+        "import_s": round(t_import, 3),
+        "load_s": round(load_s, 3),
+        "rss_after_load_mb": round(maxrss_mb(), 1),
+    }
     if args.questions:
         qs = squad_questions(args.questions)
         for q in qs[:3]:
@@ -561,8 +578,13 @@ def child_serve(args: argparse.Namespace) -> None:
             want = exact_top_k(vectors, q, k)
             recall = float(np.mean([len(set(map(int, g)) & set(map(int, w))) / k for g, w in zip(got, want)]))
         kind = getattr(idx, "kind", None) or type(idx).__name__
-        out.update(recall_at_10=round(float(recall), 4), recall_queries=len(q), sentence_index_type=kind,
-                   sentence_index_params=getattr(idx, "params", None), n_sentences=engine.data.n_sentences)
+        out.update(
+            recall_at_10=round(float(recall), 4),
+            recall_queries=len(q),
+            sentence_index_type=kind,
+            sentence_index_params=getattr(idx, "params", None),
+            n_sentences=engine.data.n_sentences,
+        )
     print(json.dumps(out))
 
 
@@ -582,8 +604,9 @@ print(time.perf_counter() - t)
 def run_child(*args: str) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True,
-                       env=env, cwd=REPO)
+    p = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True, env=env, cwd=REPO
+    )
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:1])} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     out = json.loads(p.stdout.strip().splitlines()[-1])
@@ -634,13 +657,17 @@ def measure_size(target: int, work: Path, rw: Rewriter, args: argparse.Namespace
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     say(f"[{label}] writing corpus ...")
     corpus = make_corpus(target, work / f"corpus-{label}", rw, synthetic, log=say)
-    say(f"[{label}] {corpus.files} files, {corpus.sentences} sentences, {corpus.distinct} distinct "
-        f"({corpus.copies} copies of SQuAD dev, {corpus.seconds:.0f} s)")
+    say(
+        f"[{label}] {corpus.files} files, {corpus.sentences} sentences, {corpus.distinct} distinct "
+        f"({corpus.copies} copies of SQuAD dev, {corpus.seconds:.0f} s)"
+    )
     index = work / f"index-{label}"
     vec_args = ["--vector-map", str(corpus.vector_map), "--base-vectors", str(base_vec_path)] if synthetic else []
     if synthetic:
-        say(f"[{label}] SYNTHETIC VECTORS: sentence embeddings are real MiniLM vectors of the SQuAD sentence each was "
-            f"rewritten from, plus noise (not encoded)")
+        say(
+            f"[{label}] SYNTHETIC VECTORS: sentence embeddings are real MiniLM vectors of the SQuAD sentence each was "
+            f"rewritten from, plus noise (not encoded)"
+        )
     say(f"[{label}] full build ...")
     b = run_child("_build", "--sources", str(corpus.folder), "--index", str(index), "--full", *vec_args)
     row.files, row.sentences, row.unique_sentences = b["files_read"], b["sentences"], b["unique_sentences"]
@@ -649,15 +676,26 @@ def measure_size(target: int, work: Path, rw: Rewriter, args: argparse.Namespace
     row.build_sentences_per_s = round(b["unique_sentences"] / b["seconds"], 1)
     row.index_mb = round(dir_mb(index), 1)
     row.extra["build"] = b
-    row.extra["corpus"] = {"files": corpus.files, "sentences": corpus.sentences, "distinct": corpus.distinct,
-                           "copies": corpus.copies, "seconds": round(corpus.seconds, 1)}
-    say(f"[{label}] built in {b['seconds']:.1f} s ({row.unique_sentences} unique sentences, "
-        f"{row.build_sentences_per_s:.0f}/s, peak RSS {b['peak_rss_mb']:.0f} MB, {row.index_mb:.0f} MB on disk)")
-    say(f"[{label}] build peak RSS by step (MB): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in b.get("peak_rss_by_step_mb", {}).items()))
+    row.extra["corpus"] = {
+        "files": corpus.files,
+        "sentences": corpus.sentences,
+        "distinct": corpus.distinct,
+        "copies": corpus.copies,
+        "seconds": round(corpus.seconds, 1),
+    }
+    say(
+        f"[{label}] built in {b['seconds']:.1f} s ({row.unique_sentences} unique sentences, "
+        f"{row.build_sentences_per_s:.0f}/s, peak RSS {b['peak_rss_mb']:.0f} MB, {row.index_mb:.0f} MB on disk)"
+    )
+    say(
+        f"[{label}] build peak RSS by step (MB): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in b.get("peak_rss_by_step_mb", {}).items())
+    )
     if row.unique_sentences < target:
-        say(f"[{label}] note: {row.unique_sentences} unique after near-duplicate merging, "
-            f"{target - row.unique_sentences} short of the target")
+        say(
+            f"[{label}] note: {row.unique_sentences} unique after near-duplicate merging, "
+            f"{target - row.unique_sentences} short of the target"
+        )
 
     say(f"[{label}] serving ...")
     s = run_child("_serve", "--index", str(index), "--questions", str(args.questions), "--recall")
@@ -665,8 +703,10 @@ def measure_size(target: int, work: Path, rw: Rewriter, args: argparse.Namespace
     row.ask_p50_ms, row.ask_p95_ms = s.get("ask_p50_ms", 0.0), s.get("ask_p95_ms", 0.0)
     row.recall_at_10, row.sentence_index_type = s.get("recall_at_10"), s.get("sentence_index_type", "")
     row.extra["serve"] = s
-    say(f"[{label}] load {row.load_s:.2f} s, ask p50 {row.ask_p50_ms:.1f} ms p95 {row.ask_p95_ms:.1f} ms, "
-        f"peak RSS {row.serve_peak_rss_mb:.0f} MB, recall@10 {row.recall_at_10} ({row.sentence_index_type})")
+    say(
+        f"[{label}] load {row.load_s:.2f} s, ask p50 {row.ask_p50_ms:.1f} ms p95 {row.ask_p95_ms:.1f} ms, "
+        f"peak RSS {row.serve_peak_rss_mb:.0f} MB, recall@10 {row.recall_at_10} ({row.sentence_index_type})"
+    )
 
     if "milvus" in args.stores:
         measure_milvus(row, index, work, label, args, say)
@@ -690,13 +730,22 @@ def measure_size(target: int, work: Path, rw: Rewriter, args: argparse.Namespace
         if synthetic:  # the new articles' vectors come from the map too
             new_map = make_corpus_map_for_added(corpus, rw)
             vec_args = ["--vector-map", str(new_map), "--base-vectors", str(base_vec_path)]
-        inc = run_child("_build", "--sources", str(corpus.folder), "--index", str(index), *vec_args,
-                        *(["--profile", str(args.out / f"incremental-{label}.prof")] if args.profile else []))
+        inc = run_child(
+            "_build",
+            "--sources",
+            str(corpus.folder),
+            "--index",
+            str(index),
+            *vec_args,
+            *(["--profile", str(args.out / f"incremental-{label}.prof")] if args.profile else []),
+        )
         row.incremental_s = inc["seconds"]
         row.incremental_share_of_full = round(inc["seconds"] / row.build_s, 4)
         row.extra["incremental"] = {**inc, "added_sentences": added}
-        say(f"[{label}] incremental build ({added} new sentences, {inc['sentences_embedded']} embedded): "
-            f"{inc['seconds']:.2f} s = {100 * row.incremental_share_of_full:.1f}% of the full build")
+        say(
+            f"[{label}] incremental build ({added} new sentences, {inc['sentences_embedded']} embedded): "
+            f"{inc['seconds']:.2f} s = {100 * row.incremental_share_of_full:.1f}% of the full build"
+        )
     if not args.keep:
         shutil.rmtree(index, ignore_errors=True)
         shutil.rmtree(corpus.folder, ignore_errors=True)
@@ -715,19 +764,29 @@ def measure_milvus(row: Row, index: Path, work: Path, label: str, args: argparse
     shutil.copytree(index, m_index)
     db = work / f"vectors-{label}.db"
     say(f"[{label}] Milvus Lite: writing the collection ...")
-    b = run_child("_build", "--sources", str(work / f"corpus-{label}"), "--index", str(m_index),
-                  "--store", f"milvus:{db}")
+    b = run_child(
+        "_build", "--sources", str(work / f"corpus-{label}"), "--index", str(m_index), "--store", f"milvus:{db}"
+    )
     say(f"[{label}] Milvus Lite: serving ...")
     s = run_child("_serve", "--index", str(m_index), "--questions", str(args.questions), "--recall")
-    m = {"build_s": b["seconds"], "build_seconds_by_step": b.get("seconds_by_step"),
-         "sentences_embedded": b["sentences_embedded"], "db_mb": round(dir_mb(db), 1),
-         "load_s": s["load_s"], "ask_p50_ms": s.get("ask_p50_ms"), "ask_p95_ms": s.get("ask_p95_ms"),
-         "recall_at_10": s.get("recall_at_10"), "index": (s.get("sentence_index_params") or {}).get("index"),
-         "serve_peak_rss_mb": s["peak_rss_mb"]}
+    m = {
+        "build_s": b["seconds"],
+        "build_seconds_by_step": b.get("seconds_by_step"),
+        "sentences_embedded": b["sentences_embedded"],
+        "db_mb": round(dir_mb(db), 1),
+        "load_s": s["load_s"],
+        "ask_p50_ms": s.get("ask_p50_ms"),
+        "ask_p95_ms": s.get("ask_p95_ms"),
+        "recall_at_10": s.get("recall_at_10"),
+        "index": (s.get("sentence_index_params") or {}).get("index"),
+        "serve_peak_rss_mb": s["peak_rss_mb"],
+    }
     row.extra["milvus"] = m
-    say(f"[{label}] Milvus Lite: rebuild writing {row.unique_sentences} vectors {m['build_s']:.1f} s "
+    say(
+        f"[{label}] Milvus Lite: rebuild writing {row.unique_sentences} vectors {m['build_s']:.1f} s "
         f"({m['sentences_embedded']} encoded), {m['db_mb']:.0f} MB; load {m['load_s']:.2f} s, ask p50 "
-        f"{m['ask_p50_ms']:.1f} ms p95 {m['ask_p95_ms']:.1f} ms, recall@10 {m['recall_at_10']} ({m['index']})")
+        f"{m['ask_p50_ms']:.1f} ms p95 {m['ask_p95_ms']:.1f} ms, recall@10 {m['recall_at_10']} ({m['index']})"
+    )
     if not args.keep:
         shutil.rmtree(m_index, ignore_errors=True)
         shutil.rmtree(db, ignore_errors=True)
@@ -741,11 +800,17 @@ def measure_ray(row: Row, corpus: Path, work: Path, label: str, say) -> None:
     say(f"[{label}] full build encoding on local Ray ...")
     b = run_child("_build", "--sources", str(corpus), "--index", str(r_index), "--full", "--ray", "local")
     steps = b.get("seconds_by_step") or {}
-    row.extra["ray"] = {"build_s": b["seconds"], "seconds_by_step": steps, "sentences_embedded": b["sentences_embedded"],
-                        "ratio_to_plain_build": round(b["seconds"] / row.build_s, 3)}
-    say(f"[{label}] Ray-local full build {b['seconds']:.1f} s ({b['sentences_embedded']} encoded, "
+    row.extra["ray"] = {
+        "build_s": b["seconds"],
+        "seconds_by_step": steps,
+        "sentences_embedded": b["sentences_embedded"],
+        "ratio_to_plain_build": round(b["seconds"] / row.build_s, 3),
+    }
+    say(
+        f"[{label}] Ray-local full build {b['seconds']:.1f} s ({b['sentences_embedded']} encoded, "
         f"{b['sentences_embedded'] / b['seconds']:.0f} sentences/s) vs plain {row.build_s:.1f} s "
-        f"({row.unique_sentences / row.build_s:.0f}/s): {b['seconds'] / row.build_s:.2f}x the time")
+        f"({row.unique_sentences / row.build_s:.0f}/s): {b['seconds'] / row.build_s:.2f}x the time"
+    )
     shutil.rmtree(r_index, ignore_errors=True)
 
 
@@ -786,8 +851,9 @@ def write_outputs(rows: list[Row], out: Path, meta: dict) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if getattr(r, k) is None else getattr(r, k)) for k in CSV_FIELDS})
-    (out / "scale.json").write_text(json.dumps({"meta": meta, "rows": [r.__dict__ for r in rows]}, indent=2),
-                                    encoding="utf-8")
+    (out / "scale.json").write_text(
+        json.dumps({"meta": meta, "rows": [r.__dict__ for r in rows]}, indent=2), encoding="utf-8"
+    )
 
 
 def plot(rows: list[Row], path: Path, note: str = "") -> bool:
@@ -797,7 +863,10 @@ def plot(rows: list[Row], path: Path, note: str = "") -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is missing, no plot written: pip install -e \".[bench]\" (or pip install matplotlib)", file=sys.stderr)
+        print(
+            'matplotlib is missing, no plot written: pip install -e ".[bench]" (or pip install matplotlib)',
+            file=sys.stderr,
+        )
         return False
     xs = [r.unique_sentences for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
@@ -824,9 +893,12 @@ def plot(rows: list[Row], path: Path, note: str = "") -> bool:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     synth = [r.size for r in rows if r.vectors == "synthetic"]
-    fig.suptitle("source-qa at scale (SQuAD dev + rewrites, 2-core CPU)"
-                 + (f"; synthetic vectors at {', '.join(synth)}" if synth else "") + (f"\n{note}" if note else ""),
-                 fontsize=10)
+    fig.suptitle(
+        "source-qa at scale (SQuAD dev + rewrites, 2-core CPU)"
+        + (f"; synthetic vectors at {', '.join(synth)}" if synth else "")
+        + (f"\n{note}" if note else ""),
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -834,43 +906,79 @@ def plot(rows: list[Row], path: Path, note: str = "") -> bool:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("size", "vectors", "unique sent", "build s", "sent/s", "build RSS MB", "index MB", "load s",
-            "serve RSS MB", "ask p50 ms", "ask p95 ms", "recall@10", "index type")
+    head = (
+        "size",
+        "vectors",
+        "unique sent",
+        "build s",
+        "sent/s",
+        "build RSS MB",
+        "index MB",
+        "load s",
+        "serve RSS MB",
+        "ask p50 ms",
+        "ask p95 ms",
+        "recall@10",
+        "index type",
+    )
     lines = [head]
     for r in rows:
-        lines.append((r.size, r.vectors, str(r.unique_sentences), f"{r.build_s:.1f}", f"{r.build_sentences_per_s:.0f}",
-                      f"{r.build_peak_rss_mb:.0f}", f"{r.index_mb:.1f}", f"{r.load_s:.2f}", f"{r.serve_peak_rss_mb:.0f}",
-                      f"{r.ask_p50_ms:.1f}", f"{r.ask_p95_ms:.1f}",
-                      "-" if r.recall_at_10 is None else f"{r.recall_at_10:.3f}", r.sentence_index_type))
+        lines.append(
+            (
+                r.size,
+                r.vectors,
+                str(r.unique_sentences),
+                f"{r.build_s:.1f}",
+                f"{r.build_sentences_per_s:.0f}",
+                f"{r.build_peak_rss_mb:.0f}",
+                f"{r.index_mb:.1f}",
+                f"{r.load_s:.2f}",
+                f"{r.serve_peak_rss_mb:.0f}",
+                f"{r.ask_p50_ms:.1f}",
+                f"{r.ask_p95_ms:.1f}",
+                "-" if r.recall_at_10 is None else f"{r.recall_at_10:.3f}",
+                r.sentence_index_type,
+            )
+        )
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     txt = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines]
     txt.insert(1, "-" * len(txt[0]))
     for r in rows:
         if r.incremental_s is not None:
             ok = r.incremental_share_of_full < INCREMENTAL_TARGET
-            txt.append(f"incremental at {r.size}: +{INCREMENTAL_ARTICLES} articles {r.incremental_s:.2f} s = "
-                       f"{100 * r.incremental_share_of_full:.1f}% of the full build {r.build_s:.1f} s "
-                       f"(target < {100 * INCREMENTAL_TARGET:.0f}%: {'met' if ok else 'NOT met'})")
+            txt.append(
+                f"incremental at {r.size}: +{INCREMENTAL_ARTICLES} articles {r.incremental_s:.2f} s = "
+                f"{100 * r.incremental_share_of_full:.1f}% of the full build {r.build_s:.1f} s "
+                f"(target < {100 * INCREMENTAL_TARGET:.0f}%: {'met' if ok else 'NOT met'})"
+            )
         m = r.extra.get("milvus")
         if m:
-            txt.append(f"Milvus Lite at {r.size} ({m['index']}): writing the collection {m['build_s']:.1f} s, "
-                       f"load {m['load_s']:.2f} s, ask p50 {m['ask_p50_ms']:.1f} / p95 {m['ask_p95_ms']:.1f} ms, "
-                       f"recall@10 {m['recall_at_10']}  (FAISS: load {r.load_s:.2f} s, ask p50 {r.ask_p50_ms:.1f} / "
-                       f"p95 {r.ask_p95_ms:.1f} ms, recall@10 {r.recall_at_10})")
+            txt.append(
+                f"Milvus Lite at {r.size} ({m['index']}): writing the collection {m['build_s']:.1f} s, "
+                f"load {m['load_s']:.2f} s, ask p50 {m['ask_p50_ms']:.1f} / p95 {m['ask_p95_ms']:.1f} ms, "
+                f"recall@10 {m['recall_at_10']}  (FAISS: load {r.load_s:.2f} s, ask p50 {r.ask_p50_ms:.1f} / "
+                f"p95 {r.ask_p95_ms:.1f} ms, recall@10 {r.recall_at_10})"
+            )
         ray = r.extra.get("ray")
         if ray:
-            txt.append(f"Ray-local full build at {r.size}: {ray['build_s']:.1f} s vs plain {r.build_s:.1f} s "
-                       f"= {ray['ratio_to_plain_build']:.2f}x the time")
+            txt.append(
+                f"Ray-local full build at {r.size}: {ray['build_s']:.1f} s vs plain {r.build_s:.1f} s "
+                f"= {ray['ratio_to_plain_build']:.2f}x the time"
+            )
         if r.startup_ratio is not None:
             ok = r.startup_ratio <= STARTUP_TARGET
-            txt.append(f"start-up at {r.size}: qa.load {r.startup_qa_load_s:.2f} s vs bare import + model load "
-                       f"{r.startup_bare_s:.2f} s = {r.startup_ratio:.2f}x (target <= {STARTUP_TARGET}x: "
-                       f"{'met' if ok else 'NOT met'}; medians of 3 fresh processes)")
+            txt.append(
+                f"start-up at {r.size}: qa.load {r.startup_qa_load_s:.2f} s vs bare import + model load "
+                f"{r.startup_bare_s:.2f} s = {r.startup_ratio:.2f}x (target <= {STARTUP_TARGET}x: "
+                f"{'met' if ok else 'NOT met'}; medians of 3 fresh processes)"
+            )
     synth = [r.size for r in rows if r.vectors == "synthetic"]
     if synth:
-        txt.append(f"SYNTHETIC VECTORS at {', '.join(synth)}: the build did not run the encoder on the sentences; "
-                   "each vector is the real MiniLM vector of the SQuAD sentence it was rewritten from plus noise. "
-                   "Build time there excludes encoding (~400 sentences/s here); everything else is real.")
+        txt.append(
+            f"SYNTHETIC VECTORS at {', '.join(synth)}: the build did not run the encoder on the sentences; "
+            "each vector is the real MiniLM vector of the SQuAD sentence it was rewritten from plus noise. "
+            "Build time there excludes encoding (~400 sentences/s here); everything else is real."
+        )
     return "\n".join(txt)
 
 
@@ -893,26 +1001,41 @@ def main(argv: list[str] | None = None) -> int:
         (child_build if a.mode == "_build" else child_serve)(a)
         return 0
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="1k,10k,100k,1M", help="corpus sizes in unique sentences (default 1k,10k,100k,1M)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--sizes", default="1k,10k,100k,1M", help="corpus sizes in unique sentences (default 1k,10k,100k,1M)"
+    )
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--quick", action="store_true", help="1k,10k only (unless --sizes), 30 questions, no start-up runs")
     p.add_argument("--questions", type=int, default=100, help="SQuAD questions timed per size (default 100)")
-    p.add_argument("--synthetic-vectors", choices=("auto", "always", "never"), default="auto",
-                   help=f"auto: synthetic vectors from {size_label(SYNTHETIC_FROM)} sentences on (default)")
+    p.add_argument(
+        "--synthetic-vectors",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help=f"auto: synthetic vectors from {size_label(SYNTHETIC_FROM)} sentences on (default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="folder for corpora and indexes (default: a temp dir, removed)")
     p.add_argument("--keep", action="store_true", help="keep corpora and indexes in --work")
-    p.add_argument("--checks-at", type=parse_size, default=None,
-                   help="also run the incremental/start-up checks at this size (always at 100k)")
+    p.add_argument(
+        "--checks-at",
+        type=parse_size,
+        default=None,
+        help="also run the incremental/start-up checks at this size (always at 100k)",
+    )
     p.add_argument("--profile", action="store_true", help="cProfile the incremental build into --out")
-    p.add_argument("--stores", default="faiss",
-                   help="faiss,milvus: also serve each size from Milvus Lite (default: faiss only)")
+    p.add_argument(
+        "--stores", default="faiss", help="faiss,milvus: also serve each size from Milvus Lite (default: faiss only)"
+    )
     p.add_argument("--ray", action="store_true", help="also time a full build encoding on a local Ray instance")
     p.add_argument("--skip-checks", action="store_true", help="no start-up and incremental checks at 100k")
-    p.add_argument("--merge", action="store_true",
-                   help="keep the rows of other sizes already in --out/scale.json (e.g. add 1M to an earlier run)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of other sizes already in --out/scale.json (e.g. add 1M to an earlier run)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         if "--sizes" not in " ".join(argv):
@@ -924,23 +1047,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print("note: matplotlib is not installed, the plot will be skipped: pip install -e \".[bench]\" (or pip install matplotlib)", file=sys.stderr)
+        print(
+            'note: matplotlib is not installed, the plot will be skipped: pip install -e ".[bench]" (or pip install matplotlib)',
+            file=sys.stderr,
+        )
 
     rw = Rewriter(load_paragraphs(), args.seed)
     work_ctx = tempfile.TemporaryDirectory(prefix="bench-scale-") if args.work is None else None
     work = Path(work_ctx.name) if work_ctx else args.work
     work.mkdir(parents=True, exist_ok=True)
     base_vec_path = None
-    if any(args.synthetic_vectors == "always" or (args.synthetic_vectors == "auto" and s >= SYNTHETIC_FROM)
-           for s in sizes):
+    if any(
+        args.synthetic_vectors == "always" or (args.synthetic_vectors == "auto" and s >= SYNTHETIC_FROM) for s in sizes
+    ):
         import numpy as np
 
         base_vec_path = work / "base-vectors.npy"
         np.save(base_vec_path, base_vectors(rw.paras))
-    meta = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "sizes": [size_label(s) for s in sizes],
-            "seed": args.seed, "questions": args.questions, "cpus": os.cpu_count(),
-            "loadavg_start": os.getloadavg(), "synthetic_vectors": args.synthetic_vectors,
-            "noise_sigma": NOISE_SIGMA}
+    meta = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "sizes": [size_label(s) for s in sizes],
+        "seed": args.seed,
+        "questions": args.questions,
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "synthetic_vectors": args.synthetic_vectors,
+        "noise_sigma": NOISE_SIGMA,
+    }
     kept: list[Row] = []
     if args.merge and (args.out / "scale.json").is_file():
         earlier = json.loads((args.out / "scale.json").read_text(encoding="utf-8"))
@@ -959,13 +1092,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if work_ctx:
             work_ctx.cleanup()
-    note = (f"load average (1 min) {meta['loadavg_start'][0]:.1f} at start, "
-            f"{meta.get('loadavg_end', (0.0,))[0]:.1f} at end: the machine was shared")
+    note = (
+        f"load average (1 min) {meta['loadavg_start'][0]:.1f} at start, "
+        f"{meta.get('loadavg_end', (0.0,))[0]:.1f} at end: the machine was shared"
+    )
     if rows and plot(rows, args.out / "scale.png", note):
         print(f"wrote {args.out / 'scale.png'}", file=sys.stderr)
     print(table(rows))
-    print(f"(load average at start {meta['loadavg_start'][0]:.2f}, at end {meta.get('loadavg_end', (0,))[0]:.2f}; "
-          f"CSV and JSON in {args.out})")
+    print(
+        f"(load average at start {meta['loadavg_start'][0]:.2f}, at end {meta.get('loadavg_end', (0,))[0]:.2f}; "
+        f"CSV and JSON in {args.out})"
+    )
     return 0
 
 

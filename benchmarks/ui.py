@@ -37,8 +37,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 TARGET_MS = 300
 
 _TIMER_JS = """
@@ -129,29 +134,38 @@ def main() -> int:
                 want = i + 1
                 box.press("Enter")
                 page.wait_for_function(f"window.__t.length >= {want}", timeout=60_000)
-            times = page.evaluate("window.__t")[len(warmup):]
+            times = page.evaluate("window.__t")[len(warmup) :]
             browser.close()
         demo.close()
         backend.close()
-        engine = engine_ms[len(warmup):]
+        engine = engine_ms[len(warmup) :]
         load = os.getloadavg()
         summary = {
-            "questions": len(times), "conversation": "fresh" if args.fresh else "one growing conversation",
-            "p50_ms": round(statistics.median(times), 1), "p95_ms": round(pct(times, 95), 1),
-            "max_ms": round(max(times), 1), "engine_p50_ms": round(statistics.median(engine), 1),
-            "engine_p95_ms": round(pct(engine, 95), 1), "target_p50_ms": TARGET_MS,
-            "loadavg_1m": round(load[0], 2), "cpus": os.cpu_count(),
+            "questions": len(times),
+            "conversation": "fresh" if args.fresh else "one growing conversation",
+            "p50_ms": round(statistics.median(times), 1),
+            "p95_ms": round(pct(times, 95), 1),
+            "max_ms": round(max(times), 1),
+            "engine_p50_ms": round(statistics.median(engine), 1),
+            "engine_p95_ms": round(pct(engine, 95), 1),
+            "target_p50_ms": TARGET_MS,
+            "loadavg_1m": round(load[0], 2),
+            "cpus": os.cpu_count(),
         }
         if args.json:
             print(json.dumps({**summary, "times_ms": [round(t, 1) for t in times]}, indent=2))
         else:
             for q, t, e in zip(questions, times, engine):
                 print(f"{t:7.1f} ms  (engine {e:6.1f} ms)  {q}")
-            print(f"\nEnter -> reply rendered, {summary['questions']} questions ({summary['conversation']}): "
-                  f"p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, max {summary['max_ms']} ms "
-                  f"(target p50 < {TARGET_MS} ms: {'met' if summary['p50_ms'] < TARGET_MS else 'MISSED'})")
-            print(f"engine.ask alone: p50 {summary['engine_p50_ms']} ms, p95 {summary['engine_p95_ms']} ms; "
-                  f"load average {summary['loadavg_1m']} on {summary['cpus']} CPUs")
+            print(
+                f"\nEnter -> reply rendered, {summary['questions']} questions ({summary['conversation']}): "
+                f"p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, max {summary['max_ms']} ms "
+                f"(target p50 < {TARGET_MS} ms: {'met' if summary['p50_ms'] < TARGET_MS else 'MISSED'})"
+            )
+            print(
+                f"engine.ask alone: p50 {summary['engine_p50_ms']} ms, p95 {summary['engine_p95_ms']} ms; "
+                f"load average {summary['loadavg_1m']} on {summary['cpus']} CPUs"
+            )
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -101,23 +101,30 @@ def build(
         documents: list[docs_mod.Document] = []
         for path, reason in skipped:
             _skip(report, cfg, path, reason, log)
-        previous = None if cfg.full else docs_mod.PreviousDocuments.from_index(
-            index_dir, old, docs_mod.segmenter_settings(cfg.max_sentence_chars),
-            _package_version())
+        previous = (
+            None
+            if cfg.full
+            else docs_mod.PreviousDocuments.from_index(
+                index_dir, old, docs_mod.segmenter_settings(cfg.max_sentence_chars), _package_version()
+            )
+        )
         for src in files:
             if dumps.is_dump(src.path):
                 _read_dump(src, cfg, previous, documents, report, log)
                 continue
             try:
-                doc = docs_mod.load(src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars,
-                                    previous=previous)
+                doc = docs_mod.load(
+                    src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars, previous=previous
+                )
             except Unreadable as e:
                 _skip(report, cfg, src.path, str(e), log)
                 continue
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as e:  # noqa: BLE001 - e.g. a panic in the segmenter: skip the file, not the build
-                _skip(report, cfg, src.path, f"cannot be split into sentences ({type(e).__name__}: {str(e)[:200]})", log)
+                _skip(
+                    report, cfg, src.path, f"cannot be split into sentences ({type(e).__name__}: {str(e)[:200]})", log
+                )
                 continue
             documents.append(doc)
             if doc.encoding not in ("utf-8", "pdf"):
@@ -126,12 +133,15 @@ def build(
         if previous is not None:
             previous.close()
         report.files_read = len(documents)
-        report.metadata = {k: sum(getattr(d, k) is not None for d in documents)
-                           for k in ("published", "outlet", "author", "url")}
+        report.metadata = {
+            k: sum(getattr(d, k) is not None for d in documents) for k in ("published", "outlet", "author", "url")
+        }
         if cfg.strict and report.files_skipped:
             bad = "; ".join(f"{s['path']}: {s['reason']}" for s in report.files_skipped)
-            raise BuildError(f"{len(report.files_skipped)} unusable file(s) with --strict: {bad} "
-                             "(fix or remove them, or drop --strict to skip them)")
+            raise BuildError(
+                f"{len(report.files_skipped)} unusable file(s) with --strict: {bad} "
+                "(fix or remove them, or drop --strict to skip them)"
+            )
         if not documents:
             where = ", ".join(str(s) for s in sources)
             raise BuildError(
@@ -178,8 +188,11 @@ def build(
                 raise _write_error(index_dir, e) from e
             if cfg.passage_embedding != "encode":  # each passage's sentences, for its mean vector
                 rows = [
-                    [dd.assignment[(p.doc_idx, n)] for n in range(p.first_sent_no, p.last_sent_no + 1)
-                     if (p.doc_idx, n) in dd.assignment]
+                    [
+                        dd.assignment[(p.doc_idx, n)]
+                        for n in range(p.first_sent_no, p.last_sent_no + 1)
+                        if (p.doc_idx, n) in dd.assignment
+                    ]
                     for p in passages
                 ]
 
@@ -213,15 +226,35 @@ def build(
 
                 log(f"starting Ray ({cfg.ray}) ...")
                 remote = stack.enter_context(RayEncoder(cfg.ray, model_id, precision, cfg.batch_size))
-            s_vecs, _, s_stats = embed_texts(need_encoder, dim, unique_texts, s_cache, cfg.batch_size,
-                                             cfg.progress, "sentences", log, pool=pool, hashes=s_hashes,
-                                             remote=remote)
+            s_vecs, _, s_stats = embed_texts(
+                need_encoder,
+                dim,
+                unique_texts,
+                s_cache,
+                cfg.batch_size,
+                cfg.progress,
+                "sentences",
+                log,
+                pool=pool,
+                hashes=s_hashes,
+                remote=remote,
+            )
             report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
 
             if cfg.passage_embedding == "encode":
-                p_vecs, _, p_stats = embed_texts(need_encoder, dim, [p.text_in(documents) for p in passages],
-                                                 p_cache, cfg.batch_size, cfg.progress, "passages", log,
-                                                 pool=pool, hashes=p_hashes, remote=remote)
+                p_vecs, _, p_stats = embed_texts(
+                    need_encoder,
+                    dim,
+                    [p.text_in(documents) for p in passages],
+                    p_cache,
+                    cfg.batch_size,
+                    cfg.progress,
+                    "passages",
+                    log,
+                    pool=pool,
+                    hashes=p_hashes,
+                    remote=remote,
+                )
             else:
                 p_vecs = mean_vectors(rows, s_vecs)
                 del rows
@@ -236,18 +269,27 @@ def build(
             try:
                 # the previous index's IVF training is kept when it is of the same model
                 # the document each unique sentence first appears in (a store's delete-by-document key)
-                first_doc = np.fromiter((u.occurrences[0].doc_idx for u in dd.unique), dtype=np.int64,
-                                        count=len(dd.unique))
+                first_doc = np.fromiter(
+                    (u.occurrences[0].doc_idx for u in dd.unique), dtype=np.int64, count=len(dd.unique)
+                )
                 if store.kind == MILVUS:
                     milvus, store_entry = _write_milvus(store, build_id, s_vecs, first_doc, log)
-                vector_index = _write_vectors(tmp, s_vecs, p_vecs, first_doc, previous=(
-                    (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None),
-                    sentence_index=milvus is None)
+                vector_index = _write_vectors(
+                    tmp,
+                    s_vecs,
+                    p_vecs,
+                    first_doc,
+                    previous=(
+                        (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None
+                    ),
+                    sentence_index=milvus is None,
+                )
                 del s_vecs, p_vecs
                 s_cache = p_cache = None
                 report.seconds = time.perf_counter() - t0
-                manifest = _manifest(cfg, model_id, precision, max_len, dim,
-                                     bf16_check, documents, report, vocab, build_id)
+                manifest = _manifest(
+                    cfg, model_id, precision, max_len, dim, bf16_check, documents, report, vocab, build_id
+                )
                 manifest.vector_index = vector_index
                 if milvus is not None:
                     manifest.store = store_entry
@@ -268,16 +310,22 @@ def build(
     return report
 
 
-def _read_dump(src, cfg: BuildConfig, previous, documents: list, report: BuildReport,
-               log: Callable[[str], None]) -> None:
+def _read_dump(
+    src, cfg: BuildConfig, previous, documents: list, report: BuildReport, log: Callable[[str], None]
+) -> None:
     """Every article of a dump or feed into `documents`; unusable rows are
     counted in the report (with the first few line numbers), an unreadable
     dump is a skipped file."""
     skipped: list[dumps.Skipped] = []
     n = 0
     try:
-        for item in docs_mod.load_rows(src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars,
-                                       previous=previous, columns=cfg.columns):
+        for item in docs_mod.load_rows(
+            src,
+            max_bytes=cfg.max_file_bytes,
+            max_sentence_chars=cfg.max_sentence_chars,
+            previous=previous,
+            columns=cfg.columns,
+        ):
             if isinstance(item, dumps.Skipped):
                 skipped.append(item)
                 continue
@@ -287,11 +335,22 @@ def _read_dump(src, cfg: BuildConfig, previous, documents: list, report: BuildRe
     except (dumps.DumpError, OSError, UnicodeDecodeError) as e:
         _skip(report, cfg, src.path, str(e), log)
         return
-    report.dump_rows.append({"path": docs_mod.readable_name(str(src.path)), "articles": n, "rows_skipped": len(skipped),
-                             "first_skipped": [{"line": k.line, "reason": k.reason} for k in skipped[:5]]})
+    report.dump_rows.append(
+        {
+            "path": docs_mod.readable_name(str(src.path)),
+            "articles": n,
+            "rows_skipped": len(skipped),
+            "first_skipped": [{"line": k.line, "reason": k.reason} for k in skipped[:5]],
+        }
+    )
     if not n:
-        _skip(report, cfg, src.path, "no usable rows" + (f" ({skipped[0].reason} on line {skipped[0].line}, ...)"
-                                                          if skipped else ""), log)
+        _skip(
+            report,
+            cfg,
+            src.path,
+            "no usable rows" + (f" ({skipped[0].reason} on line {skipped[0].line}, ...)" if skipped else ""),
+            log,
+        )
 
 
 def _expects_new_text(files: list[docs_mod.SourceFile], old: fmt.Manifest) -> bool:
@@ -306,8 +365,10 @@ def _expects_new_text(files: list[docs_mod.SourceFile], old: fmt.Manifest) -> bo
 def _write_error(index_dir: Path, e: BaseException) -> BuildError:
     text = str(e).strip()
     why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
-    return BuildError(f"cannot write the new index beside {index_dir} ({why}); nothing was changed, the previous "
-                      "index is as it was: free some disk space (or fix the folder's permissions) and build again")
+    return BuildError(
+        f"cannot write the new index beside {index_dir} ({why}); nothing was changed, the previous "
+        "index is as it was: free some disk space (or fix the folder's permissions) and build again"
+    )
 
 
 def _hash(text: str) -> str:
@@ -342,8 +403,23 @@ def _write_metadata(tmp: Path, documents, dd, passages, s_hashes: list[str], p_h
         con.executescript(fmt.SCHEMA)
         con.executemany(
             "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            ((i, d.doc_id, d.title, d.path, d.text, d.sha256, d.encoding, len(d.sentences), d.published, d.outlet,
-              d.author, d.url) for i, d in enumerate(documents)),
+            (
+                (
+                    i,
+                    d.doc_id,
+                    d.title,
+                    d.path,
+                    d.text,
+                    d.sha256,
+                    d.encoding,
+                    len(d.sentences),
+                    d.published,
+                    d.outlet,
+                    d.author,
+                    d.url,
+                )
+                for i, d in enumerate(documents)
+            ),
         )
         con.executemany(
             "INSERT INTO sentences VALUES (?,?,?,?,?)",
@@ -377,8 +453,9 @@ def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
         con.close()
 
 
-def _write_milvus(store: StoreSpec, build_id: str, s_vecs: np.ndarray, first_doc: np.ndarray,
-                  log: Callable[[str], None]):
+def _write_milvus(
+    store: StoreSpec, build_id: str, s_vecs: np.ndarray, first_doc: np.ndarray, log: Callable[[str], None]
+):
     """This build's collection, filled and flushed (not yet what the alias
     names): (the MilvusStore, the manifest's `store` entry)."""
     from qa.errors import QAError
@@ -413,14 +490,22 @@ def _publish_milvus(store: StoreSpec, ms, old: fmt.Manifest | None, log: Callabl
         if dropped:
             log(f"dropped {len(dropped)} old Milvus collection(s): {', '.join(dropped)}")
     except Exception as e:  # noqa: BLE001
-        log(f"warning: the index is built, but the Milvus alias {store.collection} was not moved to "
-            f"{ms.collection} ({str(e).splitlines()[0][:200]}); readers of this index are not affected")
+        log(
+            f"warning: the index is built, but the Milvus alias {store.collection} was not moved to "
+            f"{ms.collection} ({str(e).splitlines()[0][:200]}); readers of this index are not affected"
+        )
     finally:
         ms.close()
 
 
-def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray, first_doc: np.ndarray,
-                   previous: tuple[Path, fmt.Manifest] | None = None, sentence_index: bool = True) -> dict:
+def _write_vectors(
+    tmp: Path,
+    s_vecs: np.ndarray,
+    p_vecs: np.ndarray,
+    first_doc: np.ndarray,
+    previous: tuple[Path, fmt.Manifest] | None = None,
+    sentence_index: bool = True,
+) -> dict:
     """sentence vectors (.npy) and their FAISS index (exact when small, IVF
     over 8-bit codes, tuned on this data, when large), passage and document
     vectors (.npy; meta.sqlite must be written already): returns the
@@ -454,8 +539,12 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray, first_doc:
         trained = None
         if previous is not None:
             old_dir, old_manifest = previous
-            trained = vi.reusable_training(old_dir / fmt.SENTENCE_FAISS, old_manifest.vector_params("sentences"),
-                                           int(mapped.shape[0]), int(mapped.shape[1]))
+            trained = vi.reusable_training(
+                old_dir / fmt.SENTENCE_FAISS,
+                old_manifest.vector_params("sentences"),
+                int(mapped.shape[0]),
+                int(mapped.shape[1]),
+            )
         store = FaissStore(tmp, previous=trained)
         del trained
         store.add(np.arange(len(mapped), dtype=np.int64), mapped, first_doc)
@@ -476,8 +565,18 @@ def _write_vectors(tmp: Path, s_vecs: np.ndarray, p_vecs: np.ndarray, first_doc:
     return params
 
 
-def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim: int, bf16_check: dict,
-              documents, report: BuildReport, vocab: int, build_id: str) -> fmt.Manifest:
+def _manifest(
+    cfg: BuildConfig,
+    model_id: str,
+    precision: str,
+    max_len: int,
+    dim: int,
+    bf16_check: dict,
+    documents,
+    report: BuildReport,
+    vocab: int,
+    build_id: str,
+) -> fmt.Manifest:
     from importlib.metadata import version
 
     import sentencex  # noqa: F401
@@ -495,14 +594,32 @@ def _manifest(cfg: BuildConfig, model_id: str, precision: str, max_len: int, dim
         build_seconds=round(report.seconds, 3),
         segmenter=docs_mod.segmenter_settings(cfg.max_sentence_chars),
         passages={"size": cfg.passage_size, "stride": cfg.passage_stride, "embedding": cfg.passage_embedding},
-        dedup={"normalisation": "NFKC, whitespace, quote/dash style, casefold",
-               "near_dup_similarity": cfg.near_dup_similarity, "near_dup_min_words": cfg.near_dup_min_words},
-        lexical={"library": "bm25s", "version": version("bm25s"), "k1": cfg.lexical.k1, "b": cfg.lexical.b,
-                 "stemmer": cfg.lexical.language, "stopwords": cfg.lexical.stopwords, "vocabulary": vocab},
-        counts={"documents": report.documents, "sentences": report.sentences, "unique_sentences": report.unique_sentences,
-                "passages": report.passages, "exact_duplicates_merged": report.exact_duplicates_merged,
-                "near_duplicates_merged": report.near_duplicates_merged, "skipped_files": len(report.files_skipped)},
-        files={d.doc_id: {"path": d.path, "sha256": d.sha256, "bytes": d.size, "encoding": d.encoding} for d in documents},
+        dedup={
+            "normalisation": "NFKC, whitespace, quote/dash style, casefold",
+            "near_dup_similarity": cfg.near_dup_similarity,
+            "near_dup_min_words": cfg.near_dup_min_words,
+        },
+        lexical={
+            "library": "bm25s",
+            "version": version("bm25s"),
+            "k1": cfg.lexical.k1,
+            "b": cfg.lexical.b,
+            "stemmer": cfg.lexical.language,
+            "stopwords": cfg.lexical.stopwords,
+            "vocabulary": vocab,
+        },
+        counts={
+            "documents": report.documents,
+            "sentences": report.sentences,
+            "unique_sentences": report.unique_sentences,
+            "passages": report.passages,
+            "exact_duplicates_merged": report.exact_duplicates_merged,
+            "near_duplicates_merged": report.near_duplicates_merged,
+            "skipped_files": len(report.files_skipped),
+        },
+        files={
+            d.doc_id: {"path": d.path, "sha256": d.sha256, "bytes": d.size, "encoding": d.encoding} for d in documents
+        },
         bf16_check=bf16_check,
         build_id=build_id,  # also names the build's Milvus collection
     )

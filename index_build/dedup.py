@@ -95,8 +95,14 @@ def fact_changes(text_a: str, text_b: str, a: list[str], b: list[str]) -> set[st
     return _fact_changes(text_a, text_b, a, b, lambda: names(text_a), lambda: names(text_b))
 
 
-def _fact_changes(text_a: str, text_b: str, a: list[str], b: list[str],
-                  names_a: Callable[[], set[str]], names_b: Callable[[], set[str]]) -> set[str]:
+def _fact_changes(
+    text_a: str,
+    text_b: str,
+    a: list[str],
+    b: list[str],
+    names_a: Callable[[], set[str]],
+    names_b: Callable[[], set[str]],
+) -> set[str]:
     """fact_changes, with the names of each text computed (or looked up) only
     when the edit both drops and brings in words."""
     ops = Levenshtein.editops(a, b)
@@ -142,7 +148,10 @@ class _UnionFind:
 
 
 def near_duplicate_pairs(
-    texts: list[str], threshold: float, min_words: int, veto: bool = True,
+    texts: list[str],
+    threshold: float,
+    min_words: int,
+    veto: bool = True,
     tokens: Callable[[int], list[str]] | None = None,
 ) -> list[tuple[int, int, float]]:
     """Pairs (i, j, similarity), i < j, of distinct texts that are
@@ -200,8 +209,9 @@ def near_duplicate_pairs(
                     if 1.0 - abs(len(a) - len(b)) / max(len(a), len(b)) < threshold:
                         continue
                     sim = word_similarity(a, b)
-                    if sim >= threshold and not (veto and _fact_changes(
-                            texts[i], texts[j], a, b, lambda: names_of(i), lambda: names_of(j))):
+                    if sim >= threshold and not (
+                        veto and _fact_changes(texts[i], texts[j], a, b, lambda: names_of(i), lambda: names_of(j))
+                    ):
                         pairs.append((i, j, sim))
     return pairs
 
@@ -237,9 +247,7 @@ def _star(clusters: dict[int, list[int]], reps: list[str], threshold: float) -> 
     return dict(sorted(out.items()))
 
 
-def deduplicate(
-    sentences: list[tuple[int, int, str]], threshold: float = 0.9, min_words: int = 6
-) -> DedupResult:
+def deduplicate(sentences: list[tuple[int, int, str]], threshold: float = 0.9, min_words: int = 6) -> DedupResult:
     """`sentences`: (doc_idx, sent_no, text) in build order."""
     # 1. exact (normalised) duplicates
     key_to_group: dict[str, int] = {}

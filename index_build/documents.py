@@ -20,7 +20,7 @@ from index_build.metadata import ArticleMeta, parse_date
 from qa.config import SUPPORTED_SUFFIXES
 from qa.errors import BuildError
 
-_TERMINAL = tuple('.!?…"”\'’)')
+_TERMINAL = tuple(".!?…\"”'’)")
 _MAX_TITLE = 300
 
 
@@ -73,7 +73,9 @@ def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[So
     taken: set[str] = set()
     for src in sources:
         if not src.exists():
-            raise BuildError(f"source {src} does not exist: pass existing files or folders of articles (default: seeds/)")
+            raise BuildError(
+                f"source {src} does not exist: pass existing files or folders of articles (default: seeds/)"
+            )
         if src.is_file():
             candidates = [(src, src.stem)]
         else:
@@ -96,8 +98,13 @@ def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[So
                 continue
             seen.add(real)
             if path.suffix.lower() not in SUPPORTED_SUFFIXES + dumps.DUMP_SUFFIXES:
-                skipped.append((path, f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html, .pdf, "
-                                      ".docx, or a .jsonl/.csv/.rss/.atom dump"))
+                skipped.append(
+                    (
+                        path,
+                        f"unsupported file type {path.suffix or '(none)'!r}: use .txt, .md, .html, .pdf, "
+                        ".docx, or a .jsonl/.csv/.rss/.atom dump",
+                    )
+                )
                 continue
             try:
                 st = real.stat()
@@ -127,10 +134,12 @@ _BOILERPLATE = re.compile(
     r"|^(?:this|the) (?:article|story|piece|post) (?:was )?(?:originally|first) (?:appeared|published|ran)\b"
     r"|^(?:published|updated|posted|last updated|first published)\s*(?:on|at)?\s*:"
     r"|^(?:read more|related(?: articles| stories| coverage)?|advertisement)\s*(?::|$)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _FURNITURE_START = frozenset(
     "photo photos photograph photographs image picture video credit credits courtesy this the published updated "
-    "posted last first read related advertisement by".split())
+    "posted last first read related advertisement by".split()
+)
 # "By Jane Doe, Reuters", "By John Smith and Ann Lee": capitalised names only
 _BYLINE = re.compile(r"^(?i:by)\s+(?:[A-Z][\w.'’-]*\s*){1,4}(?:(?:,|and|/|\|)\s*(?:[A-Z][\w.'’-]*\s*){1,4})*\.?$")
 
@@ -168,10 +177,17 @@ def segmenter_settings(max_sentence_chars: int | None = segment.MAX_SENTENCE_CHA
     reused when these, and the package version, are the same."""
     from importlib.metadata import version
 
-    return {"name": "sentencex", "version": version("sentencex"), "language": language,
-            "quote_masking": True, "headline_caption_filter": True, "link_lists": True, "dotted_names": True,
-            "boilerplate_filter": 2,
-            "max_sentence_chars": max_sentence_chars}
+    return {
+        "name": "sentencex",
+        "version": version("sentencex"),
+        "language": language,
+        "quote_masking": True,
+        "headline_caption_filter": True,
+        "link_lists": True,
+        "dotted_names": True,
+        "boilerplate_filter": 2,
+        "max_sentence_chars": max_sentence_chars,
+    }
 
 
 class PreviousDocuments:
@@ -218,20 +234,33 @@ class PreviousDocuments:
         try:
             if self._con is None:
                 self._con = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True, check_same_thread=False)
-            row = self._con.execute("SELECT title, text, encoding, n_sentences, published, outlet, author, url "
-                                    "FROM documents WHERE doc_idx=?", (d_idx,)).fetchone()
+            row = self._con.execute(
+                "SELECT title, text, encoding, n_sentences, published, outlet, author, url "
+                "FROM documents WHERE doc_idx=?",
+                (d_idx,),
+            ).fetchone()
             spans = self._con.execute(
-                "SELECT start, end, sent_idx IS NOT NULL FROM doc_sentences WHERE doc_idx=? ORDER BY sent_no",
-                (d_idx,)).fetchall()
+                "SELECT start, end, sent_idx IS NOT NULL FROM doc_sentences WHERE doc_idx=? ORDER BY sent_no", (d_idx,)
+            ).fetchall()
         except sqlite3.Error:
             return None
         if row is None or len(spans) != row[3]:
             return None
         self.reused += 1
-        return Document(doc_id=source.doc_id, title=row[0], path=readable_name(str(source.path)), text=row[1],
-                        sha256=sha256,
-                        size=size, encoding=row[2], sentences=[Sentence(a, b, bool(ans)) for a, b, ans in spans],
-                        published=row[4], outlet=row[5], author=row[6], url=row[7])
+        return Document(
+            doc_id=source.doc_id,
+            title=row[0],
+            path=readable_name(str(source.path)),
+            text=row[1],
+            sha256=sha256,
+            size=size,
+            encoding=row[2],
+            sentences=[Sentence(a, b, bool(ans)) for a, b, ans in spans],
+            published=row[4],
+            outlet=row[5],
+            author=row[6],
+            url=row[7],
+        )
 
     def close(self) -> None:
         if self._con is not None:
@@ -259,9 +288,13 @@ def readable_name(name: str) -> str:
         return raw.decode("cp1252", "replace")
 
 
-def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
-         max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS,
-         previous: PreviousDocuments | None = None) -> Document:
+def load(
+    source: SourceFile,
+    language: str = "en",
+    max_bytes: int | None = None,
+    max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS,
+    previous: PreviousDocuments | None = None,
+) -> Document:
     """Read (once, at most `max_bytes`) and segment one file (raises readers.Unreadable).
 
     With `previous`, a file whose path and sha256 are those of a document of
@@ -273,13 +306,32 @@ def load(source: SourceFile, language: str = "en", max_bytes: int | None = None,
         if doc is not None:
             return doc
     got = readers.read(source.path, data)
-    return make_document(source.doc_id, source.path, got.text, got.title, got.meta, sha256, len(data), got.encoding,
-                         language, max_sentence_chars)
+    return make_document(
+        source.doc_id,
+        source.path,
+        got.text,
+        got.title,
+        got.meta,
+        sha256,
+        len(data),
+        got.encoding,
+        language,
+        max_sentence_chars,
+    )
 
 
-def make_document(doc_id: str, path: Path, text: str, title: str | None, meta: ArticleMeta, sha256: str, size: int,
-                  encoding: str, language: str = "en",
-                  max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS) -> Document:
+def make_document(
+    doc_id: str,
+    path: Path,
+    text: str,
+    title: str | None,
+    meta: ArticleMeta,
+    sha256: str,
+    size: int,
+    encoding: str,
+    language: str = "en",
+    max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS,
+) -> Document:
     """An article's text segmented into sentences, headlines and furniture
     marked (raises readers.Unreadable when no sentence is left)."""
     sentences: list[Sentence] = []
@@ -292,7 +344,7 @@ def make_document(doc_id: str, path: Path, text: str, title: str | None, meta: A
             if links is not None:  # "Related articles: ..." is kept as text, never quoted
                 sentences.append(Sentence(links.start, links.end, False))
             if s is not None:
-                sentences.append(Sentence(s.start, s.end, answer and not boilerplate(text[s.start:s.end])))
+                sentences.append(Sentence(s.start, s.end, answer and not boilerplate(text[s.start : s.end])))
     if not title and sentences and not sentences[0].is_answer:
         title = text[sentences[0].start : sentences[0].end]
     if title and len(title) > _MAX_TITLE:  # a hostile <title> of a megabyte would swamp every citation
@@ -308,13 +360,22 @@ def make_document(doc_id: str, path: Path, text: str, title: str | None, meta: A
         size=size,
         encoding=encoding,
         sentences=sentences,
-        published=meta.published, outlet=meta.outlet, author=meta.author, url=meta.url, warnings=meta.warnings,
+        published=meta.published,
+        outlet=meta.outlet,
+        author=meta.author,
+        url=meta.url,
+        warnings=meta.warnings,
     )
 
 
-def load_rows(source: SourceFile, language: str = "en", max_bytes: int | None = None,
-              max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS, previous: PreviousDocuments | None = None,
-              columns: dict[str, str] | None = None) -> Iterator[Document | dumps.Skipped]:
+def load_rows(
+    source: SourceFile,
+    language: str = "en",
+    max_bytes: int | None = None,
+    max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS,
+    previous: PreviousDocuments | None = None,
+    columns: dict[str, str] | None = None,
+) -> Iterator[Document | dumps.Skipped]:
     """The articles of a dump or feed (index_build.dumps), one row at a time;
     `max_bytes` caps each row.  A row unchanged since the previous index is
     taken from it.  Raises dumps.DumpError when the file cannot be read."""
@@ -332,8 +393,18 @@ def load_rows(source: SourceFile, language: str = "en", max_bytes: int | None = 
                 yield doc
                 continue
         try:
-            yield make_document(doc_id, source.path, row.text, row.title, row.meta, row.sha256, row.size, "utf-8",
-                                language, max_sentence_chars)
+            yield make_document(
+                doc_id,
+                source.path,
+                row.text,
+                row.title,
+                row.meta,
+                row.sha256,
+                row.size,
+                "utf-8",
+                language,
+                max_sentence_chars,
+            )
         except readers.Unreadable as e:
             yield dumps.Skipped(row.line, str(e))
 
@@ -348,8 +419,8 @@ def _title_from_text(text: str, sentences: list[Sentence]) -> str | None:
     first = next((s for s in sentences if s.is_answer), None)
     if first is None:
         return None
-    t = " ".join(text[first.start:first.end].split())
+    t = " ".join(text[first.start : first.end].split())
     if len(t) <= _TITLE_CHARS:
         return t
-    cut = t[:_TITLE_CHARS + 1].rsplit(" ", 1)[0].rstrip(",;:-–—")
+    cut = t[: _TITLE_CHARS + 1].rsplit(" ", 1)[0].rstrip(",;:-–—")
     return (cut or t[:_TITLE_CHARS]) + "…"

@@ -65,17 +65,20 @@ def is_dump(path: Path) -> bool:
 
 
 def parse_columns(spec: str | None) -> dict[str, str]:
-    """"text=body,date=pub_date" -> {"text": "body", "published": "pub_date"}."""
+    """ "text=body,date=pub_date" -> {"text": "body", "published": "pub_date"}."""
     out: dict[str, str] = {}
     for part in (spec or "").split(","):
         if not part.strip():
             continue
         key, sep, col = part.partition("=")
         key = {"date": "published", "source": "outlet", "link": "url", "headline": "title"}.get(
-            key.strip().lower(), key.strip().lower())
+            key.strip().lower(), key.strip().lower()
+        )
         if not sep or key not in COLUMNS or not col.strip():
-            raise ValueError(f"--columns entry {part.strip()!r} is not FIELD=COLUMN with FIELD one of "
-                             f"{', '.join(sorted(set(COLUMNS) | {'date', 'source', 'link'}))}")
+            raise ValueError(
+                f"--columns entry {part.strip()!r} is not FIELD=COLUMN with FIELD one of "
+                f"{', '.join(sorted(set(COLUMNS) | {'date', 'source', 'link'}))}"
+            )
         out[key] = col.strip()
     return out
 
@@ -90,8 +93,9 @@ def _pick(keys: list[str], mapping: dict[str, str]) -> dict[str, str | None]:
     return chosen
 
 
-def _row(values: dict[str, Any], cols: dict[str, str | None], line: int, raw: bytes, mapping_key: str,
-         max_bytes: int | None) -> Row | Skipped:
+def _row(
+    values: dict[str, Any], cols: dict[str, str | None], line: int, raw: bytes, mapping_key: str, max_bytes: int | None
+) -> Row | Skipped:
     def get(name: str) -> Any:
         c = cols.get(name)
         return values.get(c) if c else None
@@ -111,8 +115,9 @@ def _row(values: dict[str, Any], cols: dict[str, str | None], line: int, raw: by
     row_id = str(rid).strip().replace("/", "_") if rid not in (None, "") else str(line)
     meta = metadata.make(get("published"), get("outlet"), author, get("url"))
     sha = hashlib.sha256(raw + mapping_key.encode()).hexdigest()
-    return Row(row_id[:200], line, str(title).strip() if title else None, text.replace("\r\n", "\n"), meta, sha,
-               len(raw))
+    return Row(
+        row_id[:200], line, str(title).strip() if title else None, text.replace("\r\n", "\n"), meta, sha, len(raw)
+    )
 
 
 def rows(path: Path, mapping: dict[str, str] | None = None, max_bytes: int | None = None) -> Iterator[Row | Skipped]:
@@ -152,8 +157,10 @@ def _jsonl(path: Path, mapping: dict[str, str], key: str, max_bytes: int | None)
                 seen |= set(values)
                 cols = _pick(sorted(seen), mapping)
                 if first and cols["text"] is None:
-                    raise DumpError(f"{path.name} has no text column (found: {', '.join(sorted(seen)[:20])}): "
-                                    "name it with --columns text=COLUMN")
+                    raise DumpError(
+                        f"{path.name} has no text column (found: {', '.join(sorted(seen)[:20])}): "
+                        "name it with --columns text=COLUMN"
+                    )
             yield _row(values, cols, line_no, raw, key, max_bytes)
 
 
@@ -164,8 +171,10 @@ def _csv(path: Path, mapping: dict[str, str], key: str, max_bytes: int | None) -
         header = reader.fieldnames or []
         cols = _pick(list(header), mapping)
         if cols["text"] is None:
-            raise DumpError(f"{path.name} has no text column (found: {', '.join(header[:20]) or 'none'}): name it "
-                            f"with --columns text=COLUMN")
+            raise DumpError(
+                f"{path.name} has no text column (found: {', '.join(header[:20]) or 'none'}): name it "
+                f"with --columns text=COLUMN"
+            )
         n = 0
         while True:
             try:
@@ -196,8 +205,15 @@ def _feed(path: Path, key: str, max_bytes: int | None) -> Iterator[Row | Skipped
     for n, e in enumerate(parsed.entries, 1):
         body = (e.get("content") or [{}])[0].get("value") or e.get("summary") or ""
         text = html_to_text(body) if "<" in body else body
-        values = {"text": text, "title": e.get("title"), "published": e.get("published") or e.get("updated"),
-                  "url": e.get("link"), "outlet": outlet, "author": e.get("author"), "id": None}
+        values = {
+            "text": text,
+            "title": e.get("title"),
+            "published": e.get("published") or e.get("updated"),
+            "url": e.get("link"),
+            "outlet": outlet,
+            "author": e.get("author"),
+            "id": None,
+        }
         raw = json.dumps({**values, "guid": e.get("id")}, sort_keys=True, ensure_ascii=False).encode()
         cols = {k: k for k in COLUMNS}
         yield _row(values, cols, n, raw, key, max_bytes)
@@ -209,5 +225,3 @@ def report_line(path: Path, rep: RowReport, shown: int = 5) -> str | None:
     lines = ", ".join(f"{s.line} ({s.reason})" for s in rep.skipped[:shown])
     more = f" and {len(rep.skipped) - shown} more" if len(rep.skipped) > shown else ""
     return f"{path}: {len(rep.skipped)} row(s) skipped: {lines}{more}"
-
-

@@ -46,7 +46,9 @@ class VectorCache:
         self.vectors = vectors
 
     @classmethod
-    def from_index(cls, index_dir: Path, table: str, vectors_file: str, model_key: str, old_key: str | None) -> "VectorCache":
+    def from_index(
+        cls, index_dir: Path, table: str, vectors_file: str, model_key: str, old_key: str | None
+    ) -> "VectorCache":
         """Vectors of an earlier index, if it was built with the same model key."""
         import sqlite3
 
@@ -118,10 +120,16 @@ def embed_texts(
     if todo and remote is not None:
         from tqdm.auto import tqdm
 
-        log(f"embedding {len(todo)} {label} on Ray ({stats.reused} cached, {remote.precision}, "
-            f"{remote.actors} actors)")
-        with tqdm(total=len(todo), desc=f"embedding {label} (Ray)", unit="sent", disable=not progress,
-                  file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+        log(f"embedding {len(todo)} {label} on Ray ({stats.reused} cached, {remote.precision}, {remote.actors} actors)")
+        with tqdm(
+            total=len(todo),
+            desc=f"embedding {label} (Ray)",
+            unit="sent",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        ) as bar:
             for start in range(0, len(todo), REMOTE_CHUNK):
                 rows = todo[start : start + REMOTE_CHUNK]
                 got = np.zeros((len(rows), dim), dtype=np.float32)
@@ -135,17 +143,28 @@ def embed_texts(
         encoder = None if warm and len(todo) < POOL_MIN_TEXTS else get_encoder()
         precision = encoder.precision if encoder is not None else pool.precision
         log(f"embedding {len(todo)} {label} ({stats.reused} cached, {precision})")
-        bar = tqdm(total=len(todo), desc=f"embedding {label}", unit="sent", disable=not progress,
-                   file=sys.stderr, dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            total=len(todo),
+            desc=f"embedding {label}",
+            unit="sent",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
         # Longest first over everything to encode (batches of similar length pad
         # little), then chunk by chunk straight into `out`: only one chunk's
         # vectors exist besides `out`, never a second full float32 copy.
         todo.sort(key=lambda i: -len(texts[i]))
         procs = default_processes() if processes is None else processes
         try:
-            with (contextlib.nullcontext(pool) if warm
-                  else EncoderPool(encoder, procs) if procs > 1 and len(todo) >= POOL_MIN_TEXTS
-                  else contextlib.nullcontext()) as shared:
+            with (
+                contextlib.nullcontext(pool)
+                if warm
+                else EncoderPool(encoder, procs)
+                if procs > 1 and len(todo) >= POOL_MIN_TEXTS
+                else contextlib.nullcontext()
+            ) as shared:
                 for start in range(0, len(todo), chunk_size):
                     rows = todo[start : start + chunk_size]
                     chunk = [texts[i] for i in rows]

@@ -78,8 +78,11 @@ def corpus_term_ids(texts: list[str], cfg: LexicalConfig) -> TermIds:
                 i = vocab[t] = len(vocab)
             terms.append(i)
         lens.append(len(row))
-    return TermIds(np.frombuffer(terms, dtype=np.int32).copy() if len(terms) else np.zeros(0, np.int32),
-                   np.frombuffer(lens, dtype=np.int64).copy() if len(lens) else np.zeros(0, np.int64), vocab)
+    return TermIds(
+        np.frombuffer(terms, dtype=np.int32).copy() if len(terms) else np.zeros(0, np.int32),
+        np.frombuffer(lens, dtype=np.int64).copy() if len(lens) else np.zeros(0, np.int64),
+        vocab,
+    )
 
 
 def bm25_scores(ids: TermIds | list[list[int]], n_vocab: int, k1: float, b: float) -> dict:
@@ -121,11 +124,11 @@ def build_bm25(texts: list[str], cfg: LexicalConfig, out_dir: Path) -> int:
     import bm25s
 
     class _BM25(bm25s.BM25):
-        def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True,
-                                 leave_progress=False):
+        def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False):
             if self.method != "lucene" or self.dtype != "float32" or self.int_dtype != "int32":
-                return super().build_index_from_ids(unique_token_ids, corpus_token_ids.rows(), show_progress,
-                                                    leave_progress)
+                return super().build_index_from_ids(
+                    unique_token_ids, corpus_token_ids.rows(), show_progress, leave_progress
+                )
             self.nonoccurrence_array = None
             return bm25_scores(corpus_token_ids, len(unique_token_ids), self.k1, self.b)
 

@@ -99,9 +99,20 @@ def make(published: Any = None, outlet: Any = None, author: Any = None, url: Any
 
 
 _FRONT_KEYS = {
-    "date": "published", "published": "published", "publish_date": "published", "pubdate": "published",
-    "source": "outlet", "outlet": "outlet", "publication": "outlet", "site": "outlet",
-    "url": "url", "link": "url", "author": "author", "byline": "author", "authors": "author", "title": "title",
+    "date": "published",
+    "published": "published",
+    "publish_date": "published",
+    "pubdate": "published",
+    "source": "outlet",
+    "outlet": "outlet",
+    "publication": "outlet",
+    "site": "outlet",
+    "url": "url",
+    "link": "url",
+    "author": "author",
+    "byline": "author",
+    "authors": "author",
+    "title": "title",
 }
 _HEADER_LINE = re.compile(r"^(title|date|published|source|outlet|url|link|author|byline)\s*:\s*(.*)$", re.I)
 
@@ -125,7 +136,7 @@ def front_matter(text: str) -> tuple[dict[str, str], str]:
                     name = _FRONT_KEYS.get(key.strip().lower())
                     if sep and name and value.strip():
                         fields[name] = value.strip().strip("'\"")
-                return fields, "\n".join(lines[end + 1:]).lstrip("\n")
+                return fields, "\n".join(lines[end + 1 :]).lstrip("\n")
         return {}, text
     n = 0
     while n < len(lines) and n < 10:
@@ -153,6 +164,8 @@ def from_pdf(info: Any) -> ArticleMeta:
         created = info.creation_date
     except Exception:  # noqa: BLE001 - a malformed date string in the PDF
         raw = info.get("/CreationDate") if hasattr(info, "get") else None
-        return replace(make(author=getattr(info, "author", None)),
-                       warnings=(f"PDF creation date {str(raw)[:40]!r} not understood: left empty",) if raw else ())
+        return replace(
+            make(author=getattr(info, "author", None)),
+            warnings=(f"PDF creation date {str(raw)[:40]!r} not understood: left empty",) if raw else (),
+        )
     return make(created, None, getattr(info, "author", None), None)

@@ -30,7 +30,9 @@ _AT_FDCWD = -100
 def check_target(index_dir: Path) -> None:
     """Fail early, with the fix, when the index cannot be written at all."""
     if index_dir.exists() and not index_dir.is_dir():
-        raise BuildError(f"--index {index_dir} is a file, not a directory: choose another --index path or move the file away")
+        raise BuildError(
+            f"--index {index_dir} is a file, not a directory: choose another --index path or move the file away"
+        )
     parent = index_dir.parent if str(index_dir.parent) else Path(".")
     if not parent.exists():
         raise BuildError(f"the folder {parent} for --index does not exist: create it or choose another --index path")
@@ -41,7 +43,9 @@ def check_target(index_dir: Path) -> None:
         # Mode bits, not os.access: root may write anywhere, but a folder made
         # read-only by its owner is a "do not touch" we respect.
         if not (mode & stat.S_IWUSR) or not os.access(p, os.W_OK):
-            raise BuildError(f"the {what} {p} is read-only: make it writable (chmod u+w {p}) or choose another --index path")
+            raise BuildError(
+                f"the {what} {p} is read-only: make it writable (chmod u+w {p}) or choose another --index path"
+            )
 
 
 @contextmanager
@@ -51,7 +55,9 @@ def build_lock(index_dir: Path) -> Iterator[None]:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise BuildError(f"cannot create the lock file {lock_path} ({e.strerror}): make {index_dir.parent} writable") from e
+        raise BuildError(
+            f"cannot create the lock file {lock_path} ({e.strerror}): make {index_dir.parent} writable"
+        ) from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -48,15 +48,19 @@ def check_reachable(address: str, timeout: float | None = None) -> None:
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
-        raise BuildError(f"--ray {address!r} is not HOST:PORT: give the Ray head's address, e.g. --ray 10.0.0.5:6379, "
-                         "or no address for a local Ray instance")
+        raise BuildError(
+            f"--ray {address!r} is not HOST:PORT: give the Ray head's address, e.g. --ray 10.0.0.5:6379, "
+            "or no address for a local Ray instance"
+        )
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except OSError as e:
         why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
-        raise BuildError(f"cannot reach the Ray cluster at {address} within {timeout:g} s ({why}); nothing was "
-                         "changed: start the cluster (ray start --head) or fix the address") from e
+        raise BuildError(
+            f"cannot reach the Ray cluster at {address} within {timeout:g} s ({why}); nothing was "
+            "changed: start the cluster (ray start --head) or fix the address"
+        ) from e
 
 
 class _Embedder:
@@ -102,10 +106,15 @@ class RayEncoder:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         for name in ("ray", "ray.data", "ray._private", "ray.runtime_env"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "OMP_NUM_THREADS": "1"}
-        quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="warning",
-                     runtime_env={"env_vars": env})
+        env = {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": "1",
+        }
+        quiet = dict(
+            include_dashboard=False, log_to_driver=False, logging_level="warning", runtime_env={"env_vars": env}
+        )
         if self.address == LOCAL:
             # "local": always a new instance of our own, never a cluster some
             # other program left running on this machine (ray.init() with no
@@ -116,8 +125,10 @@ class RayEncoder:
             try:
                 ray.init(address=self.address, **quiet)
             except (ConnectionError, RuntimeError) as e:
-                raise BuildError(f"cannot join the Ray cluster at {self.address} ({str(e).splitlines()[0][:200]}); "
-                                 "nothing was changed: check that it runs the same Ray version") from e
+                raise BuildError(
+                    f"cannot join the Ray cluster at {self.address} ({str(e).splitlines()[0][:200]}); "
+                    "nothing was changed: check that it runs the same Ray version"
+                ) from e
         self._started = True
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -140,10 +151,18 @@ class RayEncoder:
         if not texts:
             return
         ds = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-        vecs = ds.map_batches(_Embedder, batch_size=BATCH, batch_format="numpy", num_cpus=1,
-                              compute=ray.data.ActorPoolStrategy(size=self.actors),
-                              fn_constructor_kwargs={"model_id": self.model_id, "precision": self.precision,
-                                                     "batch_size": self.batch_size})
+        vecs = ds.map_batches(
+            _Embedder,
+            batch_size=BATCH,
+            batch_format="numpy",
+            num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=self.actors),
+            fn_constructor_kwargs={
+                "model_id": self.model_id,
+                "precision": self.precision,
+                "batch_size": self.batch_size,
+            },
+        )
         seen = 0
         for batch in vecs.iter_batches(batch_size=None, batch_format="numpy"):
             out[batch["row"]] = batch["vec"]
@@ -151,5 +170,6 @@ class RayEncoder:
             if on_batch is not None:
                 on_batch(len(batch["row"]))
         if seen != len(texts):
-            raise BuildError(f"the Ray job returned {seen} vectors for {len(texts)} texts; nothing was changed: "
-                             "build again")
+            raise BuildError(
+                f"the Ray job returned {seen} vectors for {len(texts)} texts; nothing was changed: build again"
+            )

@@ -24,7 +24,17 @@ _BOMS = (
     (b"\xff\xfe", "utf-16"),
     (b"\xfe\xff", "utf-16"),
 )
-_BINARY_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"\x7fELF", b"Rar!", b"7z\xbc\xaf")
+_BINARY_MAGIC = (
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"%PDF",
+    b"\x89PNG",
+    b"GIF8",
+    b"\xff\xd8\xff",
+    b"\x7fELF",
+    b"Rar!",
+    b"7z\xbc\xaf",
+)
 
 
 class Unreadable(Exception):
@@ -169,8 +179,9 @@ def read_html(path: Path, data: bytes | None = None) -> Extracted:
     if _too_deep(raw):
         text, title = _flat_html_text(raw)
     else:
-        text = trafilatura.extract(raw, favor_recall=True, include_comments=False, include_tables=True,
-                                   deduplicate=False)
+        text = trafilatura.extract(
+            raw, favor_recall=True, include_comments=False, include_tables=True, deduplicate=False
+        )
         meta = trafilatura.extract_metadata(raw)
         title = meta.title.strip() if meta is not None and meta.title else None
         if meta is not None:
@@ -196,7 +207,8 @@ def _too_deep(raw: str) -> bool:
 _SKIP_TAGS = frozenset("script style noscript template svg math head nav footer aside iframe object".split())
 _BLOCK_TAGS = frozenset(
     """p div br li ul ol tr td th table section article main header h1 h2 h3 h4 h5 h6 blockquote pre
-    dd dt dl figure figcaption hr form fieldset address""".split())
+    dd dt dl figure figcaption hr form fieldset address""".split()
+)
 
 
 def _flat_html_text(raw: str) -> tuple[str, str | None]:
@@ -294,8 +306,12 @@ def read_docx(path: Path, data: bytes | None = None) -> Extracted:
         raise Unreadable(f"not a readable .docx ({type(e).__name__})") from e
     text = "\n\n".join(p.text.strip() for p in d.paragraphs if p.text.strip())
     props = d.core_properties
-    return Extracted(text, "docx", (props.title or "").strip() or None,
-                     metadata.make(props.created, None, None if props.author == "python-docx" else props.author, None))
+    return Extracted(
+        text,
+        "docx",
+        (props.title or "").strip() or None,
+        metadata.make(props.created, None, None if props.author == "python-docx" else props.author, None),
+    )
 
 
 READERS = {
@@ -339,8 +355,10 @@ def read_bytes(path: Path, max_bytes: int | None = None) -> bytes:
 
 
 def too_big(size: int, limit: int) -> str:
-    return (f"{size / 2**20:.1f} MB is over the {limit / 2**20:g} MB limit per file "
-            "(split it into articles, or raise the limit with --max-file-mb)")
+    return (
+        f"{size / 2**20:.1f} MB is over the {limit / 2**20:g} MB limit per file "
+        "(split it into articles, or raise the limit with --max-file-mb)"
+    )
 
 
 def read(path: Path, data: bytes | None = None, max_bytes: int | None = None) -> Extracted:
@@ -364,8 +382,9 @@ def read(path: Path, data: bytes | None = None, max_bytes: int | None = None) ->
     except OSError as e:
         raise Unreadable(f"cannot read ({e.strerror})") from e
     except Exception as e:  # noqa: BLE001 - see above
-        raise Unreadable(f"the {path.suffix.lower().lstrip('.')} reader failed on it "
-                         f"({type(e).__name__}: {str(e)[:200]})") from e
+        raise Unreadable(
+            f"the {path.suffix.lower().lstrip('.')} reader failed on it ({type(e).__name__}: {str(e)[:200]})"
+        ) from e
     if not got.text.strip():
         raise Unreadable("no text in the file")
     return got

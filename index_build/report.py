@@ -59,12 +59,18 @@ class BuildReport:
             ("identical sentences merged", self.exact_duplicates_merged),
             ("near-duplicates merged", self.near_duplicates_merged),
             ("passages", self.passages),
-            ("dated / with outlet / author / URL",
-             " / ".join(str(self.metadata.get(k, 0)) for k in ("published", "outlet", "author", "url"))),
+            (
+                "dated / with outlet / author / URL",
+                " / ".join(str(self.metadata.get(k, 0)) for k in ("published", "outlet", "author", "url")),
+            ),
             ("sentences embedded / reused", f"{self.sentences_embedded} / {self.sentences_reused}"),
             ("passages embedded / reused", f"{self.passages_embedded} / {self.passages_reused}"),
             ("vector store", self.vector_store),
-            ("precision", self.precision + (f" (min cosine to fp32 {self.bf16_min_cosine:.5f})" if self.bf16_min_cosine is not None else "")),
+            (
+                "precision",
+                self.precision
+                + (f" (min cosine to fp32 {self.bf16_min_cosine:.5f})" if self.bf16_min_cosine is not None else ""),
+            ),
             ("seconds", f"{self.seconds:.2f}"),
             ("unique sentences/s", f"{self.sentences_per_second:.1f}"),
         ]
@@ -75,10 +81,16 @@ class BuildReport:
         for e in self.legacy_encodings:
             lines.append(f"decoded as {e['encoding']}: {e['path']}")
         for d in self.dump_rows:
-            lines.append(f"dump {d['path']}: {d['articles']} articles" + (
-                f", {d['rows_skipped']} rows skipped: " + ", ".join(f"line {k['line']} ({k['reason']})"
-                                                                    for k in d["first_skipped"])
-                + (" ..." if d["rows_skipped"] > len(d["first_skipped"]) else "") if d["rows_skipped"] else ""))
+            lines.append(
+                f"dump {d['path']}: {d['articles']} articles"
+                + (
+                    f", {d['rows_skipped']} rows skipped: "
+                    + ", ".join(f"line {k['line']} ({k['reason']})" for k in d["first_skipped"])
+                    + (" ..." if d["rows_skipped"] > len(d["first_skipped"]) else "")
+                    if d["rows_skipped"]
+                    else ""
+                )
+            )
         for w in self.metadata_warnings:
             lines.append(f"metadata: {w['path']}: {w['warning']}")
         return "\n".join(lines)

@@ -30,7 +30,7 @@ from qa.config import MAX_SENTENCE_CHARS
 # Double quotes and brackets: masking them lets the segmenter see the sentence
 # ends inside a quotation.  Single quotes are left alone: ’ is also the apostrophe.
 _MASK = str.maketrans({c: " " for c in '"“”„«»()[]'})
-_TERMINAL = tuple('.!?…:;"“”\'’)]')
+_TERMINAL = tuple(".!?…:;\"“”'’)]")
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 # A "sentence" longer than this is a run-on line (a table, a list, a log, a
 # 1 MB line with no full stop), not something to quote: it is cut at spaces
@@ -112,8 +112,7 @@ def _hard_break(line: str, next_line: str) -> bool:
     return len(line) < 60
 
 
-def sentences(text: str, para: Span, language: str = "en",
-              max_chars: int | None = MAX_SENTENCE_CHARS) -> list[Span]:
+def sentences(text: str, para: Span, language: str = "en", max_chars: int | None = MAX_SENTENCE_CHARS) -> list[Span]:
     """Sentence spans inside one paragraph.
 
     Boundaries are found on the quote-masked text; the characters between two
@@ -201,14 +200,17 @@ def _merge_orphans(chunk: str, offset: int, spans: list[Span]) -> list[Span]:
 _LIST_LABEL = re.compile(
     r"(?:related(?:\s+(?:articles?|stories|story|content|coverage|news|links|reading))?|read\s+(?:more|also|next)|"
     r"also\s+read|see\s+also|more\s+on\s+this(?:\s+story)?|recommended(?:\s+(?:articles|stories))?|"
-    r"most\s+(?:read|popular)|you\s+may\s+also\s+like|trending)\s*:\s*", re.I)
+    r"most\s+(?:read|popular)|you\s+may\s+also\s+like|trending)\s*:\s*",
+    re.I,
+)
 # Words that open a sentence and are capitalised nowhere else: a headline ends
 # and the article's own sentence starts where one follows a lower-case word
 # ("... without Israel's involvement | On Wednesday, Netanyahu decided ...").
 _OPENERS = frozenset(
     "a an the on in at by for from after before during since until when while as if once "
     "it he she they we i you this that these those there his her their its our "
-    "but however meanwhile earlier later yesterday today last next according officials some many".split())
+    "but however meanwhile earlier later yesterday today last next according officials some many".split()
+)
 _WORD = re.compile(r"\S+")
 
 

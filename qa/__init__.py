@@ -21,8 +21,13 @@ from qa.errors import IndexLoadError, QAError  # noqa: E402  (light)
 _default: "Engine | None" = None
 
 
-def load(index_dir: str | _Path = "index", model: str | None = None, warm: bool = True,
-         store: str | None = None, reader: bool = True) -> "Engine":
+def load(
+    index_dir: str | _Path = "index",
+    model: str | None = None,
+    warm: bool = True,
+    store: str | None = None,
+    reader: bool = True,
+) -> "Engine":
     """Open an index for asking questions.
 
     Checks manifest.json, every index file and the model, and raises
@@ -39,8 +44,15 @@ def load(index_dir: str | _Path = "index", model: str | None = None, warm: bool 
     return Engine.load(index_dir, model=model, warm=warm, store=store, reader=reader)
 
 
-def ask(question: str, history: Any = None, k: int = 5, index_dir: str | _Path | None = None,
-        since: str | None = None, until: str | None = None, outlets: list[str] | None = None) -> "Result":
+def ask(
+    question: str,
+    history: Any = None,
+    k: int = 5,
+    index_dir: str | _Path | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    outlets: list[str] | None = None,
+) -> "Result":
     """Ask the default index (``$SOURCE_QA_INDEX`` or ./index), building it
     from the bundled seeds/ on first use if it does not exist yet.
     `since` / `until` / `outlets`: search only those articles (Engine.ask)."""

@@ -28,8 +28,17 @@ import numpy as np
 from qa.features import FEATURES
 
 TYPES = ("name", "date", "number", "measure", "share", "clock")  # "any" is the baseline
-QUESTION_FEATURES = ("top_logit", "second_logit", "top5_log_mass", "top_dense", "top_cov_sent", "top_cov_doc",
-                     "max_dense", "top_kind_near", "top_lacks_kind") + tuple(f"asks_{t}" for t in TYPES)
+QUESTION_FEATURES = (
+    "top_logit",
+    "second_logit",
+    "top5_log_mass",
+    "top_dense",
+    "top_cov_sent",
+    "top_cov_doc",
+    "max_dense",
+    "top_kind_near",
+    "top_lacks_kind",
+) + tuple(f"asks_{t}" for t in TYPES)
 # with the reader (qa.rerank): its logit for the best answer, its best logit
 # of all read, and how far that one is ahead of the next
 READER_FEATURES = ("reader_top", "reader_best", "reader_margin")
@@ -66,10 +75,20 @@ def _base_features(prob: np.ndarray, X: np.ndarray, qtype: str) -> np.ndarray:
     # the question wants a kind of thing (a time, a name, ...) and the best
     # sentence does not hold one beyond the question's own words
     lacks = X[0, FEATURES.index("type_miss")] + X[0, FEATURES.index("name_miss")]
-    return np.array([
-        _logit(prob[0]), _logit(prob[1] if len(prob) > 1 else 0.0), np.log(max(float(prob[:5].sum()), 1e-6)),
-        X[0, dense], X[0, cov_sent], X[0, cov_doc], float(X[:, dense].max()), X[0, near], float(lacks),
-    ] + flags)
+    return np.array(
+        [
+            _logit(prob[0]),
+            _logit(prob[1] if len(prob) > 1 else 0.0),
+            np.log(max(float(prob[:5].sum()), 1e-6)),
+            X[0, dense],
+            X[0, cov_sent],
+            X[0, cov_doc],
+            float(X[:, dense].max()),
+            X[0, near],
+            float(lacks),
+        ]
+        + flags
+    )
 
 
 @dataclass(frozen=True)
@@ -93,16 +112,26 @@ class AbstentionModel:
 
     def to_json(self) -> dict:
         r6 = lambda v: [round(float(x), 6) for x in v]  # noqa: E731
-        return {"features": list(self.features), "mean": r6(self.mean), "scale": r6(self.scale),
-                "coef": r6(self.coef), "bias": round(float(self.bias), 6)}
+        return {
+            "features": list(self.features),
+            "mean": r6(self.mean),
+            "scale": r6(self.scale),
+            "coef": r6(self.coef),
+            "bias": round(float(self.bias), 6),
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> "AbstentionModel":
         names = tuple(data.get("features", []))
         if names not in (QUESTION_FEATURES, QUESTION_FEATURES + READER_FEATURES):
             raise ValueError("abstention model fitted for other features: refit with python -m qa.eval squad --fit")
-        return cls(np.asarray(data["mean"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64),
-                   np.asarray(data["coef"], dtype=np.float64), float(data["bias"]), names != QUESTION_FEATURES)
+        return cls(
+            np.asarray(data["mean"], dtype=np.float64),
+            np.asarray(data["scale"], dtype=np.float64),
+            np.asarray(data["coef"], dtype=np.float64),
+            float(data["bias"]),
+            names != QUESTION_FEATURES,
+        )
 
 
 def fit(answerable: list[tuple], hidden: list[tuple], weights: np.ndarray | None = None) -> AbstentionModel:

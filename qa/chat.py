@@ -131,15 +131,22 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
     examples = EXAMPLES if examples is None else examples
 
     # -- handlers ------------------------------------------------------------
-    def answer(question: str, messages: list, k: float, cites: list, since: str = "", until: str = "",
-               outlets: str = "") -> tuple[list, str, list]:
+    def answer(
+        question: str, messages: list, k: float, cites: list, since: str = "", until: str = "", outlets: str = ""
+    ) -> tuple[list, str, list]:
         messages = list(messages or [])
         cites = list(cites or [])
         question = question or ""
         turn = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user") + 1
         try:
-            reply = backend.ask(question, history=history_questions(messages), k=int(k or 5), since=since or None,
-                                until=until or None, outlets=split_outlets(outlets))
+            reply = backend.ask(
+                question,
+                history=history_questions(messages),
+                k=int(k or 5),
+                since=since or None,
+                until=until or None,
+                outlets=split_outlets(outlets),
+            )
         except Unavailable as e:
             body = R.render_error(e.message, e.fix, "The chat keeps running and uses the index as soon as it is built.")
         except ValueError as e:
@@ -151,15 +158,16 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
 
             traceback.print_exc()
             body = R.render_error(
-                f"the engine failed on this question ({type(e).__name__}: {e})", backend.build_command(full=True),
-                "The server is still running; if a rebuilt index does not help, please report this question.")
+                f"the engine failed on this question ({type(e).__name__}: {e})",
+                backend.build_command(full=True),
+                "The server is still running; if a rebuilt index does not help, please report this question.",
+            )
         else:
             body = R.render_result(reply.result)
             if reply.notice:
                 body += R.render_notice(reply.notice)
             cites = (cites + [c.__dict__ for c in R.cites_of(reply.result, turn, question)])[-MAX_CITES:]
-        messages += [{"role": "user", "content": R.render_question(question)},
-                     {"role": "assistant", "content": body}]
+        messages += [{"role": "user", "content": R.render_question(question)}, {"role": "assistant", "content": body}]
         return messages, "", cites
 
     def clear() -> tuple[list, list, str, str]:
@@ -192,7 +200,9 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
         except Unavailable as e:
             return R.render_error(e.message, e.fix), gr.Tabs(selected="article")
         if got is None:
-            return R.render_article_placeholder(f"“{doc_id}” is not in the index (any more)."), gr.Tabs(selected="article")
+            return R.render_article_placeholder(f"“{doc_id}” is not in the index (any more)."), gr.Tabs(
+                selected="article"
+            )
         title_, path, text = got
         focus = int(start) if isinstance(start, (int, float)) else None
         return R.render_article(doc_id, title_, path, text, _as_cites(cites or []), focus), gr.Tabs(selected="article")
@@ -220,8 +230,14 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
         panel, gen = sources_panel()
         yield R.render_upload_outcome(out, str(backend.sources_dir)), panel, None, gen
 
-    def ask_api(question: str, history: list[str] | None = None, k: int = 5, since: str | None = None,
-                until: str | None = None, outlets: list[str] | None = None) -> dict:
+    def ask_api(
+        question: str,
+        history: list[str] | None = None,
+        k: int = 5,
+        since: str | None = None,
+        until: str | None = None,
+        outlets: list[str] | None = None,
+    ) -> dict:
         """Ask the articles a question.  `history`: earlier questions of the
         conversation, oldest first; `since` / `until` (ISO dates) and
         `outlets` search only those articles.  Returns the qa Result as JSON:
@@ -229,8 +245,14 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
         `answers` (text, score, weak, sources with doc_id/title/file/
         sentence_no/start/end/text/published/outlet/author/url, context)."""
         try:
-            reply = backend.ask(question, history=history or [], k=int(k), since=since or None, until=until or None,
-                                outlets=outlets or None)
+            reply = backend.ask(
+                question,
+                history=history or [],
+                k=int(k),
+                since=since or None,
+                until=until or None,
+                outlets=outlets or None,
+            )
         except Unavailable as e:
             raise gr.Error(f"{e.message}" + (f" -- fix: {e.fix}" if e.fix else "")) from e
         except ValueError as e:
@@ -249,48 +271,106 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
     # delete_cache: uploads Gradio keeps in its temp dir go after an hour (they were copied into the sources)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         cites = gr.State([])
-        gr.HTML("<div class='sqa-header'><h2 style='margin:0'>source-qa</h2>"
-                "<p style='margin:0.1em 0 0 0;opacity:0.8'>Answers are sentences quoted verbatim from your articles, "
-                "with citations. Nothing is generated.</p></div>", padding=False, js_on_load=None)
+        gr.HTML(
+            "<div class='sqa-header'><h2 style='margin:0'>source-qa</h2>"
+            "<p style='margin:0.1em 0 0 0;opacity:0.8'>Answers are sentences quoted verbatim from your articles, "
+            "with citations. Nothing is generated.</p></div>",
+            padding=False,
+            js_on_load=None,
+        )
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=420):
                 chatbot = gr.Chatbot(
-                    elem_id="sqa-chat", label="Quoted answers", height="62vh", render_markdown=False,
-                    sanitize_html=True, latex_delimiters=[], feedback_options=None, buttons=[],
-                    placeholder=_PLACEHOLDER, group_consecutive_messages=False, allow_tags=False, autoscroll=True,
+                    elem_id="sqa-chat",
+                    label="Quoted answers",
+                    height="62vh",
+                    render_markdown=False,
+                    sanitize_html=True,
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=[],
+                    placeholder=_PLACEHOLDER,
+                    group_consecutive_messages=False,
+                    allow_tags=False,
+                    autoscroll=True,
                 )
                 with gr.Row(equal_height=True):
                     question = gr.Textbox(
-                        elem_id="sqa-question", show_label=False, scale=8, lines=1, max_lines=4, autofocus=True,
+                        elem_id="sqa-question",
+                        show_label=False,
+                        scale=8,
+                        lines=1,
+                        max_lines=4,
+                        autofocus=True,
                         placeholder="Ask a question about the articles, then press Enter",
-                        max_length=2000, submit_btn="Ask",
+                        max_length=2000,
+                        submit_btn="Ask",
                     )
-                    clear_btn = gr.Button("Clear chat", elem_id="sqa-clear", scale=1, min_width=120, size="md",
-                                          variant="secondary")
+                    clear_btn = gr.Button(
+                        "Clear chat", elem_id="sqa-clear", scale=1, min_width=120, size="md", variant="secondary"
+                    )
                 with gr.Row(elem_id="sqa-examples"):
-                    ex_buttons = [gr.Button(q, size="sm", variant="secondary", elem_classes=["sqa-example"])
-                                  for q in examples]
+                    ex_buttons = [
+                        gr.Button(q, size="sm", variant="secondary", elem_classes=["sqa-example"]) for q in examples
+                    ]
                 k = gr.Slider(1, 10, value=5, step=1, label="Quotes per answer (k)", elem_id="sqa-k")
                 with gr.Row(elem_id="sqa-filters", equal_height=True):
-                    since = gr.Textbox(label="Published from", placeholder="2024-01-01", elem_id="sqa-since",
-                                       max_lines=1, max_length=40, scale=1)
-                    until = gr.Textbox(label="Published until", placeholder="2024-12-31", elem_id="sqa-until",
-                                       max_lines=1, max_length=40, scale=1)
-                    outlets = gr.Textbox(label="Outlets (comma-separated)", placeholder="all", elem_id="sqa-outlets",
-                                         max_lines=1, max_length=400, scale=2)
+                    since = gr.Textbox(
+                        label="Published from",
+                        placeholder="2024-01-01",
+                        elem_id="sqa-since",
+                        max_lines=1,
+                        max_length=40,
+                        scale=1,
+                    )
+                    until = gr.Textbox(
+                        label="Published until",
+                        placeholder="2024-12-31",
+                        elem_id="sqa-until",
+                        max_lines=1,
+                        max_length=40,
+                        scale=1,
+                    )
+                    outlets = gr.Textbox(
+                        label="Outlets (comma-separated)",
+                        placeholder="all",
+                        elem_id="sqa-outlets",
+                        max_lines=1,
+                        max_length=400,
+                        scale=2,
+                    )
             with gr.Column(scale=2, min_width=320):
                 with gr.Tabs(selected="sources") as tabs:
                     with gr.Tab("Sources", id="sources", elem_id="sqa-tab-sources"):
-                        sources = gr.HTML("<p>Loading the list of articles …</p>", elem_id="sqa-sources",
-                                          js_on_load=_SOURCES_JS)
+                        sources = gr.HTML(
+                            "<p>Loading the list of articles …</p>", elem_id="sqa-sources", js_on_load=_SOURCES_JS
+                        )
                     with gr.Tab("Article", id="article", elem_id="sqa-tab-article"):
                         article = gr.HTML(R.render_article_placeholder(), elem_id="sqa-article", js_on_load=_ARTICLE_JS)
                     with gr.Tab("Add articles", id="add", elem_id="sqa-tab-add"):
                         if backend.allow_upload:
-                            gr.HTML(R.render_upload_help(backend.max_upload_bytes, str(backend.sources_dir)),
-                                    js_on_load=None)
-                            upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".jsonl", ".ndjson", ".csv", ".rss", ".atom"],
-                                             label="Articles to add", elem_id="sqa-upload")
+                            gr.HTML(
+                                R.render_upload_help(backend.max_upload_bytes, str(backend.sources_dir)),
+                                js_on_load=None,
+                            )
+                            upload = gr.File(
+                                file_count="multiple",
+                                file_types=[
+                                    ".txt",
+                                    ".md",
+                                    ".html",
+                                    ".htm",
+                                    ".pdf",
+                                    ".docx",
+                                    ".jsonl",
+                                    ".ndjson",
+                                    ".csv",
+                                    ".rss",
+                                    ".atom",
+                                ],
+                                label="Articles to add",
+                                elem_id="sqa-upload",
+                            )
                             upload_status = gr.HTML("", elem_id="sqa-upload-status", js_on_load=None)
                         else:
                             gr.HTML("<p>Adding articles is switched off on this server.</p>", js_on_load=None)
@@ -298,37 +378,79 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
         # -- events ----------------------------------------------------------------
         chat_io = dict(inputs=[question, chatbot, k, cites, since, until, outlets], outputs=[chatbot, question, cites])
         panel_gen = gr.State(None)  # the index generation the sources panel shows
-        refresh_io = dict(fn=sources_if_changed, inputs=[panel_gen], outputs=[sources, panel_gen],
-                          api_visibility="private", queue=False, show_progress="hidden")
-        question.submit(answer, **chat_io, api_visibility="undocumented", show_progress="minimal",
-                        concurrency_limit=backend.workers, concurrency_id="ask").then(**refresh_io)
+        refresh_io = dict(
+            fn=sources_if_changed,
+            inputs=[panel_gen],
+            outputs=[sources, panel_gen],
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
+        )
+        question.submit(
+            answer,
+            **chat_io,
+            api_visibility="undocumented",
+            show_progress="minimal",
+            concurrency_limit=backend.workers,
+            concurrency_id="ask",
+        ).then(**refresh_io)
         for b, q in zip(ex_buttons, examples):
-            b.click(lambda m, kk, c, a, z, o, q=q: answer(q, m, kk, c, a, z, o),
-                    inputs=[chatbot, k, cites, since, until, outlets],
-                    outputs=[chatbot, question, cites], api_visibility="private", show_progress="minimal",
-                    concurrency_limit=backend.workers, concurrency_id="ask").then(**refresh_io)
+            b.click(
+                lambda m, kk, c, a, z, o, q=q: answer(q, m, kk, c, a, z, o),
+                inputs=[chatbot, k, cites, since, until, outlets],
+                outputs=[chatbot, question, cites],
+                api_visibility="private",
+                show_progress="minimal",
+                concurrency_limit=backend.workers,
+                concurrency_id="ask",
+            ).then(**refresh_io)
         clear_btn.click(clear, outputs=[chatbot, cites, article, question], api_visibility="private", queue=False)
-        chatbot.clear(lambda: ([], R.render_article_placeholder()), outputs=[cites, article],
-                      api_visibility="private", queue=False)
+        chatbot.clear(
+            lambda: ([], R.render_article_placeholder()),
+            outputs=[cites, article],
+            api_visibility="private",
+            queue=False,
+        )
         sources.click(open_article, inputs=[cites], outputs=[article, tabs], api_visibility="private")
         demo.load(sources_panel, outputs=[sources, panel_gen], api_visibility="private")
         if backend.allow_upload:
-            upload.upload(add_articles, inputs=[upload], outputs=[upload_status, sources, upload, panel_gen],
-                          api_visibility="private", concurrency_limit=1, concurrency_id="add")
+            upload.upload(
+                add_articles,
+                inputs=[upload],
+                outputs=[upload_status, sources, upload, panel_gen],
+                api_visibility="private",
+                concurrency_limit=1,
+                concurrency_id="add",
+            )
         gr.api(ask_api, api_name="ask", concurrency_limit=backend.workers, concurrency_id="ask")
     demo.backend = backend  # for launch() and tests
     return demo
 
 
-def launch(demo: Any, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
-           block: bool = True, quiet: bool = False) -> Any:
+def launch(
+    demo: Any,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+    quiet: bool = False,
+) -> Any:
     """Serve the app; with block=False return at once (tests, benchmarks)."""
     backend: ChatBackend = demo.backend
     demo.queue(default_concurrency_limit=backend.workers)
     return demo.launch(
-        server_name=host, server_port=port, auth=auth, prevent_thread_lock=not block, quiet=quiet,
-        show_error=True, ssr_mode=False, max_file_size=backend.max_upload_bytes, footer_links=["api"],
-        theme=_theme(), css=R.CSS, auth_message="source-qa: sign in to ask the articles" if auth else None,
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        show_error=True,
+        ssr_mode=False,
+        max_file_size=backend.max_upload_bytes,
+        footer_links=["api"],
+        theme=_theme(),
+        css=R.CSS,
+        auth_message="source-qa: sign in to ask the articles" if auth else None,
     )
 
 
@@ -346,14 +468,23 @@ def exposure_warning(host: str, credentials: tuple[str, str] | None, allow_uploa
     """The warning for serving beyond this machine without a password."""
     if credentials is not None or host in LOCAL_HOSTS or host.startswith("127."):
         return None
-    return (f"warning: serving on {host} without a password: anyone who can reach this machine can read the "
-            f"articles{' and add files to the sources' if allow_upload else ''}. "
-            f"Pass --auth USER:PASS (or set ${AUTH_ENV}=USER:PASS).")
+    return (
+        f"warning: serving on {host} without a password: anyone who can reach this machine can read the "
+        f"articles{' and add files to the sources' if allow_upload else ''}. "
+        f"Pass --auth USER:PASS (or set ${AUTH_ENV}=USER:PASS)."
+    )
 
 
-def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int = 7860,
-          auth: str | None = None, allow_upload: bool = True, build_missing: bool = True,
-          store: str | None = None) -> int:
+def serve(
+    index_dir: Path,
+    sources_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: str | None = None,
+    allow_upload: bool = True,
+    build_missing: bool = True,
+    store: str | None = None,
+) -> int:
     """The `qa chat` command: build the index on first start, then serve."""
     try:
         credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
@@ -368,8 +499,11 @@ def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int
         from qa.config import BuildConfig
         from qa.errors import QAError
 
-        print(f"No index at {index_dir} yet: building one from {sources_dir} (first start only) …",
-              file=sys.stderr, flush=True)
+        print(
+            f"No index at {index_dir} yet: building one from {sources_dir} (first start only) …",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             report = build([sources_dir], index_dir, BuildConfig(progress=True, store=store or "faiss"))
         except QAError as e:
@@ -384,8 +518,10 @@ def serve(index_dir: Path, sources_dir: Path, host: str = "127.0.0.1", port: int
         print(f"loading the index at {index_dir} …", file=sys.stderr, flush=True)
         backend.refresh()
     except Unavailable as e:
-        print(f"warning: {e.message}\n  fix: {e.fix}\n  the chat starts anyway and shows this in its replies",
-              file=sys.stderr)
+        print(
+            f"warning: {e.message}\n  fix: {e.fix}\n  the chat starts anyway and shows this in its replies",
+            file=sys.stderr,
+        )
     demo = create_app(backend)
     try:
         launch(demo, host, port, credentials, block=False, quiet=True)

@@ -106,8 +106,10 @@ def safe_name(name: str) -> str:
     stem, dot, ext = base.rpartition(".")
     ext = f".{ext.lower()}" if dot else ""
     if ext not in SUPPORTED_SUFFIXES + DUMP_SUFFIXES:
-        raise UploadRejected(f"unsupported file type {ext or '(none)'!r}: upload .txt, .md, .html, .pdf or .docx "
-                             "articles, or .jsonl/.csv/.rss/.atom files of many")
+        raise UploadRejected(
+            f"unsupported file type {ext or '(none)'!r}: upload .txt, .md, .html, .pdf or .docx "
+            "articles, or .jsonl/.csv/.rss/.atom files of many"
+        )
     stem = re.sub(r"[^\w.\-]+", "_", stem).strip("._-")
     stem = re.sub(r"\.{2,}", ".", stem)[:_NAME_MAX].strip("._-")
     head, dot, rest = stem.partition(".")
@@ -135,10 +137,19 @@ def _check_dump(path: Path) -> None:
 
 
 class ChatBackend:
-    def __init__(self, index_dir: str | Path, sources_dir: str | Path, *, workers: int = 2,
-                 query_threads: int | None = 1, allow_upload: bool = True,
-                 max_upload_bytes: int = MAX_UPLOAD_BYTES, max_upload_files: int = MAX_UPLOAD_FILES,
-                 log: Callable[[str], None] | None = None, store: str | None = None) -> None:
+    def __init__(
+        self,
+        index_dir: str | Path,
+        sources_dir: str | Path,
+        *,
+        workers: int = 2,
+        query_threads: int | None = 1,
+        allow_upload: bool = True,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        max_upload_files: int = MAX_UPLOAD_FILES,
+        log: Callable[[str], None] | None = None,
+        store: str | None = None,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.store = store  # a --store value (qa.vector_store); None: the manifest's
         self.sources_dir = Path(sources_dir)
@@ -181,8 +192,10 @@ class ChatBackend:
             missing = not (self.index_dir / "manifest.json").exists()
             return Unavailable(str(e), self.build_command(full=not missing))
         if isinstance(e, ModelUnavailableError):  # the index names a model this machine lacks
-            return Unavailable(f"the index at {self.index_dir} needs a model this machine does not have: {e}",
-                               self.build_command(full=True))
+            return Unavailable(
+                f"the index at {self.index_dir} needs a model this machine does not have: {e}",
+                self.build_command(full=True),
+            )
         return Unavailable(str(e), None)
 
     # -- the engine in use -------------------------------------------------------
@@ -247,16 +260,20 @@ class ChatBackend:
                 self._failed_sig, self._error = sig, self._unavailable(e)
                 if slot is None:
                     raise self._error from e
-                self.log(f"warning: the index at {self.index_dir} changed but cannot be loaded ({e}); "
-                         "still answering from the one loaded before")
+                self.log(
+                    f"warning: the index at {self.index_dir} changed but cannot be loaded ({e}); "
+                    "still answering from the one loaded before"
+                )
                 return slot
             self._slot, self._slot_sig, self._failed_sig, self._error = new, sig, None, None
             self.generation += 1
             self._set_query_threads()
             if slot is not None:
                 slot.close()
-            self.log(f"loaded the index at {self.index_dir} ({engine.manifest.counts.get('documents', '?')} "
-                     f"articles) in {time.perf_counter() - t0:.1f} s")
+            self.log(
+                f"loaded the index at {self.index_dir} ({engine.manifest.counts.get('documents', '?')} "
+                f"articles) in {time.perf_counter() - t0:.1f} s"
+            )
             return new
 
     def _notice(self) -> str | None:
@@ -267,11 +284,15 @@ class ChatBackend:
         if sig == self._slot_sig:
             return None
         if sig is None:
-            return (f"The index at {self.index_dir} is gone from disk; these answers come from the copy loaded "
-                    f"earlier. Rebuild it with: {self.build_command()}")
+            return (
+                f"The index at {self.index_dir} is gone from disk; these answers come from the copy loaded "
+                f"earlier. Rebuild it with: {self.build_command()}"
+            )
         if self._error is not None:
-            return (f"The index on disk cannot be loaded ({self._error.message}); these answers come from the copy "
-                    f"loaded earlier. Fix: {self._error.fix or self.build_command(full=True)}")
+            return (
+                f"The index on disk cannot be loaded ({self._error.message}); these answers come from the copy "
+                f"loaded earlier. Fix: {self._error.fix or self.build_command(full=True)}"
+            )
         return None
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -285,8 +306,15 @@ class ChatBackend:
         return self.refresh().run(fn, *args)
 
     # -- questions -----------------------------------------------------------
-    def ask(self, question: str, history: Any = None, k: int = 5, since: str | None = None,
-            until: str | None = None, outlets: list[str] | None = None) -> Reply:
+    def ask(
+        self,
+        question: str,
+        history: Any = None,
+        k: int = 5,
+        since: str | None = None,
+        until: str | None = None,
+        outlets: list[str] | None = None,
+    ) -> Reply:
         """Raises Unavailable (no index), ValueError (bad question or filter);
         anything else is an engine failure the caller reports."""
         t0 = time.perf_counter()
@@ -295,6 +323,7 @@ class ChatBackend:
 
     def documents(self) -> tuple[list[DocRow], Any]:
         """Every indexed article, and the manifest of the index."""
+
         def q(e: Any) -> tuple[list[DocRow], Any]:
             rows = e.sql("SELECT doc_id, title, path, n_sentences, outlet, published FROM documents ORDER BY doc_idx")
             return [DocRow(*r) for r in rows], e.manifest
@@ -303,6 +332,7 @@ class ChatBackend:
 
     def article(self, doc_id: str) -> tuple[str, str, str] | None:
         """(title, path, full extracted text) of one article, or None."""
+
         def q(e: Any) -> Any:
             rows = e.sql("SELECT title, path, text FROM documents WHERE doc_id = ?", (doc_id,))
             return rows[0] if rows else None
@@ -327,9 +357,11 @@ class ChatBackend:
             except ValueError:
                 outside.append(str(p))
         if outside:
-            return (f"the index also holds {len(outside)} article(s) from outside {self.sources_dir} "
-                    f"(e.g. {outside[0]}), which a rebuild from that folder would drop: restart the chat with "
-                    "--sources set to the folder the index was built from")
+            return (
+                f"the index also holds {len(outside)} article(s) from outside {self.sources_dir} "
+                f"(e.g. {outside[0]}), which a rebuild from that folder would drop: restart the chat with "
+                "--sources set to the folder the index was built from"
+            )
         return None
 
     def _known_files(self) -> dict[str, str]:
@@ -360,7 +392,9 @@ class ChatBackend:
         except OSError as e:
             raise UploadRejected(f"upload not found ({e.strerror})") from e
         if size > self.max_upload_bytes:
-            raise UploadRejected(f"{size / 2**20:.1f} MB is over the {self.max_upload_bytes / 2**20:g} MB limit per file")
+            raise UploadRejected(
+                f"{size / 2**20:.1f} MB is over the {self.max_upload_bytes / 2**20:g} MB limit per file"
+            )
         if size == 0:
             raise UploadRejected("empty file")
         data = src.read_bytes()
@@ -419,19 +453,27 @@ class ChatBackend:
         except Unavailable:
             return BuildConfig(progress=False, store=self.store or "faiss")
         # the same vector store, at the address this chat reaches it by
-        kw: dict[str, Any] = {"model": m.model, "progress": False,
-                              "store": self.store or str(spec_from_manifest(m.store))}
+        kw: dict[str, Any] = {
+            "model": m.model,
+            "progress": False,
+            "store": self.store or str(spec_from_manifest(m.store)),
+        }
         p, d, g = m.passages or {}, m.dedup or {}, m.segmenter or {}
-        for key, src, name in (("passage_size", p, "size"), ("passage_stride", p, "stride"),
-                               ("passage_embedding", p, "embedding"), ("near_dup_similarity", d, "near_dup_similarity"),
-                               ("near_dup_min_words", d, "near_dup_min_words"),
-                               ("max_sentence_chars", g, "max_sentence_chars")):
+        for key, src, name in (
+            ("passage_size", p, "size"),
+            ("passage_stride", p, "stride"),
+            ("passage_embedding", p, "embedding"),
+            ("near_dup_similarity", d, "near_dup_similarity"),
+            ("near_dup_min_words", d, "near_dup_min_words"),
+            ("max_sentence_chars", g, "max_sentence_chars"),
+        ):
             if name in src:
                 kw[key] = src[name]
         return BuildConfig(**kw)
 
-    def add_articles(self, files: list[tuple[str, str | Path]], progress: Callable[[str], None] | None = None
-                     ) -> UploadOutcome:
+    def add_articles(
+        self, files: list[tuple[str, str | Path]], progress: Callable[[str], None] | None = None
+    ) -> UploadOutcome:
         """Save uploads into the sources folder, rebuild incrementally, swap
         the new index in.  The chat keeps answering from the old index until
         the new one is loaded."""

@@ -21,11 +21,26 @@ from urllib.parse import quote
 # re-escaped.  Markdown/LaTeX specials become numeric references: the browser
 # shows the character, Markdown parsers see no syntax.
 _ESCAPES = {
-    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
-    "*": "&#42;", "_": "&#95;", "`": "&#96;", "[": "&#91;", "]": "&#93;",
-    "#": "&#35;", "~": "&#126;", "|": "&#124;", "$": "&#36;", "\\": "&#92;",
-    "!": "&#33;", "{": "&#123;", "}": "&#125;",
-    "\r": " ", "\x00": "",
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "'": "&#39;",
+    "*": "&#42;",
+    "_": "&#95;",
+    "`": "&#96;",
+    "[": "&#91;",
+    "]": "&#93;",
+    "#": "&#35;",
+    "~": "&#126;",
+    "|": "&#124;",
+    "$": "&#36;",
+    "\\": "&#92;",
+    "!": "&#33;",
+    "{": "&#123;",
+    "}": "&#125;",
+    "\r": " ",
+    "\x00": "",
 }
 _TABLE = str.maketrans(_ESCAPES)
 # Lone surrogates (a JSON client can send "\ud800") cannot be encoded as UTF-8:
@@ -108,11 +123,15 @@ def citation(s: Any) -> str:
         parts.append(f'<span class="sqa-date" title="{esc(s.published)}">{esc_line(nice_date(s.published))}</span>')
     url = getattr(s, "url", None)
     if url and str(url).lower().startswith(("http://", "https://")):
-        parts.append(f'<a class="sqa-url" href="{esc(url)}" target="_blank" rel="noopener noreferrer" '
-                     f'title="the article on its site (new tab)">{esc_line(s.title)}</a>')
-        parts.append(f'<a class="sqa-doc" href="{esc(doc_href(s.doc_id, s.start))}" '
-                     f'title="open the article with this sentence highlighted">'
-                     f'<span class="sqa-file">{esc_line(file_label(s.doc_id, s.path))}</span></a>')
+        parts.append(
+            f'<a class="sqa-url" href="{esc(url)}" target="_blank" rel="noopener noreferrer" '
+            f'title="the article on its site (new tab)">{esc_line(s.title)}</a>'
+        )
+        parts.append(
+            f'<a class="sqa-doc" href="{esc(doc_href(s.doc_id, s.start))}" '
+            f'title="open the article with this sentence highlighted">'
+            f'<span class="sqa-file">{esc_line(file_label(s.doc_id, s.path))}</span></a>'
+        )
     else:
         parts.append(_doc_link(s.doc_id, s.title, s.path, s.start))
     if getattr(s, "author", None):
@@ -146,8 +165,7 @@ def _answer_html(n: int, a: Any, threshold: float) -> str:
                 others.setdefault(s.doc_id, s)
         if others:
             word = "article" if len(others) == 1 else "articles"
-            items = "".join(f"<li>{citation(s)}{_own_wording(s, a.text)}</li>"
-                            for s in others.values())
+            items = "".join(f"<li>{citation(s)}{_own_wording(s, a.text)}</li>" for s in others.values())
             parts.append(
                 f'<details class="sqa-also"><summary>also in {len(others)} other {word}</summary>'
                 f"<ul>{items}</ul></details>"
@@ -166,17 +184,23 @@ def _answer_html(n: int, a: Any, threshold: float) -> str:
 def _by_date_html(answers: list[Any]) -> str:
     """The reply's quotes ordered by their articles' dates, oldest first: how
     a story developed across reports.  Only when two or more are dated."""
-    dated = [(a.sources[0].published, i, a) for i, a in enumerate(answers, 1)
-             if a.sources and getattr(a.sources[0], "published", None)]
+    dated = [
+        (a.sources[0].published, i, a)
+        for i, a in enumerate(answers, 1)
+        if a.sources and getattr(a.sources[0], "published", None)
+    ]
     if len(dated) < 2:
         return ""
     items = "".join(
         f'<li><span class="sqa-date">{esc_line(nice_date(d))}</span>'
         + (f' <span class="sqa-outlet">{esc_line(a.sources[0].outlet)}</span>' if a.sources[0].outlet else "")
         + f' <span class="sqa-rank">(#{i})</span> <q>{esc_line(a.text)}</q></li>'
-        for d, i, a in sorted(dated, key=lambda t: (t[0], t[1])))
-    return (f'<details class="sqa-bydate"><summary>by date ({len(dated)} dated quotes)</summary>'
-            f'<ol class="sqa-bydate-list">{items}</ol></details>')
+        for d, i, a in sorted(dated, key=lambda t: (t[0], t[1]))
+    )
+    return (
+        f'<details class="sqa-bydate"><summary>by date ({len(dated)} dated quotes)</summary>'
+        f'<ol class="sqa-bydate-list">{items}</ol></details>'
+    )
 
 
 def render_result(res: Any) -> str:
@@ -208,8 +232,10 @@ def render_question(question: str) -> str:
 
 def render_error(message: str, fix: str | None = None, note: str | None = None) -> str:
     """A problem, as a chat reply: what is wrong and the command that fixes it."""
-    out = ['<div class="sqa-reply sqa-error">',
-           f'<p class="sqa-error-msg"><strong>Cannot answer:</strong> {esc_line(message)}</p>']
+    out = [
+        '<div class="sqa-reply sqa-error">',
+        f'<p class="sqa-error-msg"><strong>Cannot answer:</strong> {esc_line(message)}</p>',
+    ]
     if fix:
         out.append(f'<p class="sqa-fix">To fix it, run: <code class="sqa-fix-cmd">{esc_line(fix)}</code></p>')
     if note:
@@ -224,6 +250,7 @@ def render_notice(message: str) -> str:
 
 
 # -- sources panel ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DocRow:
@@ -243,8 +270,13 @@ def _when(iso: str) -> str:
     return t.strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
-def render_sources(rows: Sequence[DocRow], built_at: str | None, build_seconds: float | None = None,
-                   sentences: int | None = None, index_dir: str | None = None) -> str:
+def render_sources(
+    rows: Sequence[DocRow],
+    built_at: str | None,
+    build_seconds: float | None = None,
+    sentences: int | None = None,
+    index_dir: str | None = None,
+) -> str:
     """Every indexed article: title (click to open), file, sentence count."""
     n = len(rows)
     head = [f'<div class="sqa-sources" data-count="{n}">', '<p class="sqa-index-info">']
@@ -261,8 +293,10 @@ def render_sources(rows: Sequence[DocRow], built_at: str | None, build_seconds: 
         head.append('<p class="sqa-empty">No articles indexed.</p></div>')
         return "".join(head)
     head.append('<input class="sqa-filter" type="search" placeholder="Filter articles…" aria-label="Filter articles">')
-    body = ['<div class="sqa-table-wrap"><table class="sqa-table"><thead><tr><th>Title</th><th>Outlet</th>'
-            '<th>Date</th><th>File</th><th class="sqa-num">Sentences</th></tr></thead><tbody>']
+    body = [
+        '<div class="sqa-table-wrap"><table class="sqa-table"><thead><tr><th>Title</th><th>Outlet</th>'
+        '<th>Date</th><th>File</th><th class="sqa-num">Sentences</th></tr></thead><tbody>'
+    ]
     for r in rows:
         body.append(
             f'<tr><td><a class="sqa-doc" href="{esc(doc_href(r.doc_id))}" '
@@ -278,6 +312,7 @@ def render_sources(rows: Sequence[DocRow], built_at: str | None, build_seconds: 
 
 # -- article view ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Cite:
     """A sentence the conversation cited: where it is and a label for it."""
@@ -288,19 +323,22 @@ class Cite:
     label: str
 
 
-def render_article(doc_id: str, title: str, path: str, text: str, cites: Iterable[Cite] = (),
-                   focus: int | None = None) -> str:
+def render_article(
+    doc_id: str, title: str, path: str, text: str, cites: Iterable[Cite] = (), focus: int | None = None
+) -> str:
     """An article's full text with the cited sentences highlighted; `focus` is
     the start offset of the one to scroll to (drawn stronger)."""
     spans: dict[tuple[int, int], list[str]] = {}
     for c in cites:
         if c.doc_id == doc_id and 0 <= c.start < c.end <= len(text):
             spans.setdefault((c.start, c.end), []).append(c.label)
-    out = [f'<div class="sqa-article" data-doc="{esc(doc_id)}">',
-           f'<h3 class="sqa-article-title">{esc_line(title)}</h3>',
-           f'<p class="sqa-article-file">{esc_line(file_label(doc_id, path))} · {len(spans)} cited '
-           f'sentence{"s" if len(spans) != 1 else ""} highlighted</p>',
-           '<div class="sqa-article-text">']
+    out = [
+        f'<div class="sqa-article" data-doc="{esc(doc_id)}">',
+        f'<h3 class="sqa-article-title">{esc_line(title)}</h3>',
+        f'<p class="sqa-article-file">{esc_line(file_label(doc_id, path))} · {len(spans)} cited '
+        f"sentence{'s' if len(spans) != 1 else ''} highlighted</p>",
+        '<div class="sqa-article-text">',
+    ]
     pos = 0
     for (start, end), labels in sorted(spans.items()):
         if start < pos:  # overlapping spans: keep the first
@@ -315,16 +353,18 @@ def render_article(doc_id: str, title: str, path: str, text: str, cites: Iterabl
     return "".join(out)
 
 
-def render_article_placeholder(message: str = "Click an article in Sources, or a citation in a reply, "
-                                              "to read it here with the cited sentences highlighted.") -> str:
+def render_article_placeholder(
+    message: str = "Click an article in Sources, or a citation in a reply, "
+    "to read it here with the cited sentences highlighted.",
+) -> str:
     return f'<div class="sqa-article sqa-article-empty"><p>{esc_line(message)}</p></div>'
 
 
 def render_upload_help(max_bytes: int, sources_dir: str) -> str:
     return (
         '<p class="sqa-upload-help">Add <strong>.txt, .md, .html, .pdf or .docx</strong> articles, or '
-        '<strong>.jsonl, .csv, .rss</strong> files of many (up to '
-        f"{max_bytes / 2**20:g} MB each). They are saved to <span class=\"sqa-file\">{esc_line(sources_dir)}</span> "
+        "<strong>.jsonl, .csv, .rss</strong> files of many (up to "
+        f'{max_bytes / 2**20:g} MB each). They are saved to <span class="sqa-file">{esc_line(sources_dir)}</span> '
         "and the index is updated incrementally; the chat keeps answering meanwhile.</p>"
     )
 
@@ -347,8 +387,9 @@ def render_upload_outcome(out: Any, sources_dir: str) -> str:
             f"{r.sentences_embedded} embedded, {r.sentences_reused} reused; {r.seconds:.1f} s).</p>"
         )
     if out.rejected:
-        items = "".join(f"<li><span class=\"sqa-file\">{esc_line(n)}</span>: {esc_line(why)}</li>"
-                        for n, why in out.rejected)
+        items = "".join(
+            f'<li><span class="sqa-file">{esc_line(n)}</span>: {esc_line(why)}</li>' for n, why in out.rejected
+        )
         parts.append(f'<div class="sqa-upload-rejected"><p><strong>Not added:</strong></p><ul>{items}</ul></div>')
     if out.error:
         parts.append(f'<p class="sqa-upload-error"><strong>Not added:</strong> {esc_line(out.error)}</p>')

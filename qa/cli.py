@@ -25,37 +25,72 @@ def _cite(s: Any) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qa", description="Ask questions of your articles; get back quoted source sentences.")
+    p = argparse.ArgumentParser(
+        prog="qa", description="Ask questions of your articles; get back quoted source sentences."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="answer one question with quotes and citations")
     ask.add_argument("question")
-    ask.add_argument("--index", type=Path, default=Path("index"), metavar="DIR", help="index directory (default: index/)")
+    ask.add_argument(
+        "--index", type=Path, default=Path("index"), metavar="DIR", help="index directory (default: index/)"
+    )
     ask.add_argument("-k", type=int, default=5, help="how many sentences (default: 5)")
-    ask.add_argument("--history", action="append", default=[], metavar="Q",
-                     help="an earlier question of the conversation (repeat, oldest first)")
+    ask.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        metavar="Q",
+        help="an earlier question of the conversation (repeat, oldest first)",
+    )
     ask.add_argument("--json", action="store_true", help="print the result as JSON")
-    ask.add_argument("--since", metavar="DATE", default=None, help="only articles published on or after DATE (2024-01-31)")
+    ask.add_argument(
+        "--since", metavar="DATE", default=None, help="only articles published on or after DATE (2024-01-31)"
+    )
     ask.add_argument("--until", metavar="DATE", default=None, help="only articles published on or before DATE")
-    ask.add_argument("--outlet", action="append", default=[], metavar="NAME",
-                     help="only articles from this outlet (repeat for several)")
-    ask.add_argument("--store", default=None, metavar="STORE",
-                     help="reach the index's Milvus collection at this address (milvus:PATH.db|URI[#collection]); "
-                          "default: the one the index was built with")
+    ask.add_argument(
+        "--outlet",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only articles from this outlet (repeat for several)",
+    )
+    ask.add_argument(
+        "--store",
+        default=None,
+        metavar="STORE",
+        help="reach the index's Milvus collection at this address (milvus:PATH.db|URI[#collection]); "
+        "default: the one the index was built with",
+    )
 
     from qa.config import DEFAULT_INDEX, DEFAULT_SOURCES
 
     chat = sub.add_parser("chat", help="serve the web chat (builds the index from the sources on first start)")
-    chat.add_argument("--index", type=Path, default=DEFAULT_INDEX, metavar="DIR", help="index directory (default: index/)")
-    chat.add_argument("--sources", type=Path, default=DEFAULT_SOURCES, metavar="DIR",
-                      help="folder of articles: builds the index on first start, receives uploads (default: seeds/)")
+    chat.add_argument(
+        "--index", type=Path, default=DEFAULT_INDEX, metavar="DIR", help="index directory (default: index/)"
+    )
+    chat.add_argument(
+        "--sources",
+        type=Path,
+        default=DEFAULT_SOURCES,
+        metavar="DIR",
+        help="folder of articles: builds the index on first start, receives uploads (default: seeds/)",
+    )
     chat.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     chat.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    chat.add_argument("--auth", metavar="USER:PASS", default=None,
-                      help="require this login (or set $SOURCE_QA_AUTH); needed when --host is not local")
+    chat.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        default=None,
+        help="require this login (or set $SOURCE_QA_AUTH); needed when --host is not local",
+    )
     chat.add_argument("--no-upload", action="store_true", help="hide the 'Add articles' control")
-    chat.add_argument("--store", default=None, metavar="STORE",
-                      help="vector store: builds into it on first start (faiss, milvus:PATH.db[#collection], "
-                           "milvus:http://HOST:19530[#collection]); default: the index's own")
+    chat.add_argument(
+        "--store",
+        default=None,
+        metavar="STORE",
+        help="vector store: builds into it on first start (faiss, milvus:PATH.db[#collection], "
+        "milvus:http://HOST:19530[#collection]); default: the index's own",
+    )
     return p
 
 
@@ -75,7 +110,7 @@ def render(res) -> str:  # noqa: ANN001 - qa.answers.Result
         if first.url:
             lines.append(f"     {first.url}")
         for s in a.sources[1:4]:
-            lines.append(f"     also in {_cite(s)}" + (f": \"{s.text}\"" if s.text != a.text else ""))
+            lines.append(f"     also in {_cite(s)}" + (f': "{s.text}"' if s.text != a.text else ""))
     return "\n".join(lines)
 
 
@@ -84,15 +119,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         from qa.chat import serve
 
-        return serve(args.index, args.sources, host=args.host, port=args.port, auth=args.auth,
-                     allow_upload=not args.no_upload, store=args.store)
+        return serve(
+            args.index,
+            args.sources,
+            host=args.host,
+            port=args.port,
+            auth=args.auth,
+            allow_upload=not args.no_upload,
+            store=args.store,
+        )
     import qa
     from qa.errors import QAError
 
     try:
         engine = qa.load(args.index, warm=False, store=args.store)  # one question: no warm-up to share the CPU with
-        res = engine.ask(args.question, history=args.history, k=args.k, since=args.since, until=args.until,
-                         outlets=args.outlet or None)
+        res = engine.ask(
+            args.question,
+            history=args.history,
+            k=args.k,
+            since=args.since,
+            until=args.until,
+            outlets=args.outlet or None,
+        )
     except (QAError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

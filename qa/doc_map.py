@@ -74,15 +74,19 @@ class DocMap:
 def _occurrences(db: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, int]:
     """(document, sentence) of every answer-sentence occurrence in document
     order, and the number of documents."""
-    occ = np.asarray(db.execute(
-        "SELECT doc_idx, sent_no, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL ORDER BY doc_idx, sent_no"
-    ).fetchall(), dtype=np.int64).reshape(-1, 3)
+    occ = np.asarray(
+        db.execute(
+            "SELECT doc_idx, sent_no, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL ORDER BY doc_idx, sent_no"
+        ).fetchall(),
+        dtype=np.int64,
+    ).reshape(-1, 3)
     n_docs = int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
     return occ[:, 0], occ[:, 2], n_docs
 
 
-def _centroids(doc: np.ndarray, sent: np.ndarray, n_docs: int, n_sentences: int,
-               sentence_vectors: np.ndarray) -> np.ndarray:
+def _centroids(
+    doc: np.ndarray, sent: np.ndarray, n_docs: int, n_sentences: int, sentence_vectors: np.ndarray
+) -> np.ndarray:
     dim = sentence_vectors.shape[1] if sentence_vectors.ndim == 2 else 0
     from scipy import sparse  # already a dependency of bm25s and sentence-transformers
 
@@ -104,8 +108,9 @@ def document_vectors(db: sqlite3.Connection, sentence_vectors: np.ndarray) -> np
     return _centroids(doc, sent, n_docs, int(sentence_vectors.shape[0]), sentence_vectors)
 
 
-def build_doc_map(db: sqlite3.Connection, n_sentences: int, sentence_vectors: np.ndarray,
-                  doc_vectors: np.ndarray | None = None) -> DocMap:
+def build_doc_map(
+    db: sqlite3.Connection, n_sentences: int, sentence_vectors: np.ndarray, doc_vectors: np.ndarray | None = None
+) -> DocMap:
     """`doc_vectors`: the stored document vectors (IndexData.doc_vectors);
     None (an index built before they were stored) computes them here from
     `sentence_vectors`, reading all of them."""
@@ -126,11 +131,14 @@ def build_doc_map(db: sqlite3.Connection, n_sentences: int, sentence_vectors: np
     prev_sent[has] = prev_of_row[first_row[has]]
     next_sent[has] = next_of_row[first_row[has]]
 
-    pairs = np.asarray(db.execute(
-        "SELECT ds.sent_idx, p.passage_idx FROM passages p JOIN doc_sentences ds "
-        "ON ds.doc_idx = p.doc_idx AND ds.sent_no BETWEEN p.first_sent_no AND p.last_sent_no "
-        "WHERE ds.sent_idx IS NOT NULL"
-    ).fetchall(), dtype=np.int64).reshape(-1, 2)
+    pairs = np.asarray(
+        db.execute(
+            "SELECT ds.sent_idx, p.passage_idx FROM passages p JOIN doc_sentences ds "
+            "ON ds.doc_idx = p.doc_idx AND ds.sent_no BETWEEN p.first_sent_no AND p.last_sent_no "
+            "WHERE ds.sent_idx IS NOT NULL"
+        ).fetchall(),
+        dtype=np.int64,
+    ).reshape(-1, 2)
     s_ptr, s_pas = _csr(pairs[:, 0], pairs[:, 1], n_sentences)
 
     if doc_vectors is None:
@@ -141,5 +149,4 @@ def build_doc_map(db: sqlite3.Connection, n_sentences: int, sentence_vectors: np
         doc_vecs = doc_vectors
     doc_sent_ptr = np.zeros(n_docs + 1, dtype=np.int64)
     np.cumsum(np.bincount(doc, minlength=n_docs), out=doc_sent_ptr[1:])  # `doc` is sorted: `sent` is the CSR
-    return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, doc_vecs, n_docs,
-                  doc_sent_ptr, sent)
+    return DocMap(sent_doc_ptr, sent_docs, prev_sent, next_sent, s_ptr, s_pas, doc_vecs, n_docs, doc_sent_ptr, sent)

@@ -119,8 +119,9 @@ class Encoder:
 
         m = self.model
         if getattr(m, "default_prompt_name", None) or getattr(m, "truncate_dim", None):
-            emb = m.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=False)
+            emb = m.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
             return np.asarray(emb, dtype=np.float32)
         features = m.preprocess(texts)
         features = {k: (v.to(m.device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()}
@@ -146,15 +147,29 @@ class _Worker:
 
             fcntl.fcntl(res_w, fcntl.F_SETPIPE_SZ, 1 << 20)
         root = str(Path(__file__).resolve().parent.parent)  # this checkout's qa, installed or not
-        env = {**os.environ, "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
+        }
         try:
             # its own session: Ctrl-C in the terminal reaches the parent only, which stops it
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from qa.encoder import _pool_worker; _pool_worker()",
-                 str(job_r), str(res_w), model_id, precision],
-                pass_fds=(job_r, res_w), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-c",
+                    "from qa.encoder import _pool_worker; _pool_worker()",
+                    str(job_r),
+                    str(res_w),
+                    model_id,
+                    precision,
+                ],
+                pass_fds=(job_r, res_w),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             os.close(job_r)
             os.close(res_w)
@@ -294,9 +309,16 @@ class EncoderPool:
             w.close()
         self._closed = True
 
-    def encode(self, encoder: Encoder | None, texts: Sequence[str], out: np.ndarray, batch_size: int,
-               precision: str, on_batch: Callable[[int], None] | None,
-               load: Callable[[], Encoder] | None = None) -> None:
+    def encode(
+        self,
+        encoder: Encoder | None,
+        texts: Sequence[str],
+        out: np.ndarray,
+        batch_size: int,
+        precision: str,
+        on_batch: Callable[[int], None] | None,
+        load: Callable[[], Encoder] | None = None,
+    ) -> None:
         """Encode `texts` into `out` (row-aligned): jobs of similar length,
         longest first, shared by the workers and this process.
 
@@ -337,8 +359,9 @@ class EncoderPool:
                 for w in live:  # hand out: a worker still loading gets jobs only if nobody else can do them
                     while pending and len(w.held) < self.AHEAD and (w.ready or encoder is None):
                         k = pending.pop(0)
-                        if not w.send(("job", call, k, [texts[j] for j in jobs[k]], batch_size, precision,
-                                       job_threads)):
+                        if not w.send(
+                            ("job", call, k, [texts[j] for j in jobs[k]], batch_size, precision, job_threads)
+                        ):
                             pending.insert(0, k)
                             break
                         w.held.append(k)
@@ -347,14 +370,16 @@ class EncoderPool:
                 if encoder is None and not live:
                     if load is None:
                         reasons = "; ".join(w.failed for w in self.workers if w.failed) or "no workers"
-                        raise RuntimeError(f"the encoder worker processes stopped ({reasons}) "
-                                           "and no model is loaded here")
+                        raise RuntimeError(
+                            f"the encoder worker processes stopped ({reasons}) and no model is loaded here"
+                        )
                     encoder = load()
                     continue
                 if encoder is not None and pending:
                     k = pending.pop()
-                    finish(call, k, encoder.encode([texts[j] for j in jobs[k]], batch_size=batch_size,
-                                                   precision=precision))
+                    finish(
+                        call, k, encoder.encode([texts[j] for j in jobs[k]], batch_size=batch_size, precision=precision)
+                    )
                 else:
                     self._poll(0.2, finish)
         finally:

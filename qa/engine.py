@@ -94,6 +94,8 @@ def _typed_words(text: str, kind: str) -> tuple[str, ...]:
     """A typed-words memo value: a tuple (one shared empty one), which the
     garbage collector stops tracking, not a frozenset."""
     return tuple(typed_tokens(text, kind)) or _NO_TOKENS
+
+
 _WARM_CHUNK = 32  # sentences per step of the warm-up: a question waits at most one step (~1 ms)
 
 
@@ -150,8 +152,14 @@ def _says(sentence: str, question: str) -> bool:
 class Engine:
     """A loaded index plus the model that embeds questions."""
 
-    def __init__(self, data: IndexData, encoder: Encoder, fusion: FusionModel | None = None,
-                 reader: "Reader | None" = None, rerank: "RerankModel | None" = None) -> None:
+    def __init__(
+        self,
+        data: IndexData,
+        encoder: Encoder,
+        fusion: FusionModel | None = None,
+        reader: "Reader | None" = None,
+        rerank: "RerankModel | None" = None,
+    ) -> None:
         self.data = data
         self.encoder = encoder
         self.fusion = fusion or load_model()
@@ -163,8 +171,9 @@ class Engine:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         lex = data.manifest.lexical
-        self.lexical = Lexical(data.bm25, lex.get("stemmer", "english"), lex.get("stopwords", True),
-                               float(lex.get("k1", 1.2)))
+        self.lexical = Lexical(
+            data.bm25, lex.get("stemmer", "english"), lex.get("stopwords", True), float(lex.get("k1", 1.2))
+        )
         self._typed: dict[str, dict[int, tuple[str, ...]]] = {}  # memo: typed_tokens per kind, per sentence seen
         self.lexical.index_titles([t for (t,) in data.db.execute("SELECT title FROM documents ORDER BY doc_idx")])
         # memo per sentence seen: (text, " its words " for phrase matching, word
@@ -174,8 +183,7 @@ class Engine:
         # memo: stems of the sentences a typed question found a typed word
         # in, for type_proximity
         self._stems: dict[int, tuple[str, ...]] = {}
-        self.docs = build_doc_map(data.db, data.n_sentences, data.sentence_vectors,
-                                  doc_vectors=data.doc_vectors)
+        self.docs = build_doc_map(data.db, data.n_sentences, data.sentence_vectors, doc_vectors=data.doc_vectors)
         self._asking = 0  # questions being answered now: the warm-up waits for them
         self._asking_lock = threading.Lock()
         self._closed = False
@@ -190,8 +198,9 @@ class Engine:
             return True
         if self.data.n_sentences > _TYPED_MEMO_MAX:
             return False
-        self._warm_thread = threading.Thread(target=_warm_memos, args=(weakref.ref(self),), daemon=True,
-                                             name="source-qa-warm")
+        self._warm_thread = threading.Thread(
+            target=_warm_memos, args=(weakref.ref(self),), daemon=True, name="source-qa-warm"
+        )
         self._warm_thread.start()
         return True
 
@@ -217,9 +226,15 @@ class Engine:
 
     # -- loading -----------------------------------------------------------
     @classmethod
-    def load(cls, index_dir: str | Path = "index", model: str | None = None,
-             fusion: FusionModel | None = None, warm: bool = True, store: str | None = None,
-             reader: bool = True) -> "Engine":
+    def load(
+        cls,
+        index_dir: str | Path = "index",
+        model: str | None = None,
+        fusion: FusionModel | None = None,
+        warm: bool = True,
+        store: str | None = None,
+        reader: bool = True,
+    ) -> "Engine":
         """`fusion` replaces the fitted weights (the evaluation gathers
         features to fit new ones, which the old weights may not fit).
         `warm=False` skips the background warm-up of the per-sentence memos
@@ -343,8 +358,9 @@ class Engine:
         else:
             widen = 1 if allowed is None else 4
             _, d_ids = self.data.sentence_index.search(qv, min(DENSE_CANDIDATES * widen, n))
-        qterms, bm, bm_best, b_ids = lexical.result() if lexical is not None else self._lexical(resolved.lexical,
-                                                                                                 allowed)
+        qterms, bm, bm_best, b_ids = (
+            lexical.result() if lexical is not None else self._lexical(resolved.lexical, allowed)
+        )
         # the sentences beside the best dense matches are candidates too: "It
         # lasted 45 minutes" follows the sentence that names the call
         dense_ids = d_ids[0][d_ids[0] >= 0]
@@ -367,9 +383,26 @@ class Engine:
         texts = [f[0] for f in facts]
         phrase = phrase_share(resolved.lexical, [f[1] for f in facts])
         typed, qtype, near = self._typed_match(cand, facts, resolved, qterms.terms, qtype)
-        X = features(Evidence(dense, bm[cand], bm_best, passage, cov["sent"], cov["ctx"], cov["doc"], doc_dense,
-                              cov["title"], cov["doc_sat"], phrase, self.docs.sent_docs[self.docs.sent_doc_ptr[cand]],
-                              np.array([f[2] for f in facts]), typed, qtype, near))
+        X = features(
+            Evidence(
+                dense,
+                bm[cand],
+                bm_best,
+                passage,
+                cov["sent"],
+                cov["ctx"],
+                cov["doc"],
+                doc_dense,
+                cov["title"],
+                cov["doc_sat"],
+                phrase,
+                self.docs.sent_docs[self.docs.sent_doc_ptr[cand]],
+                np.array([f[2] for f in facts]),
+                typed,
+                qtype,
+                near,
+            )
+        )
         prob = self.fusion.score(X)
         order = np.argsort(-prob, kind="stable")
         return cand[order], prob[order], X[order], vecs[order], [texts[i] for i in order]
@@ -386,8 +419,9 @@ class Engine:
         b_ids = hit[np.argpartition(-bm[hit], nb - 1)[:nb]] if len(hit) > nb else hit
         return qterms, bm, bm_best, b_ids
 
-    def _typed_match(self, ids: np.ndarray, facts: list[tuple], resolved: Resolved, query_stems: list[str],
-                     qtype: str | None) -> tuple[np.ndarray, str, np.ndarray | None]:
+    def _typed_match(
+        self, ids: np.ndarray, facts: list[tuple], resolved: Resolved, query_stems: list[str], qtype: str | None
+    ) -> tuple[np.ndarray, str, np.ndarray | None]:
         """(type_match per candidate, the wanted type, type_proximity per
         candidate) for the question."""
         qtype = qtype or question_type(resolved.type_text)
@@ -432,8 +466,9 @@ class Engine:
             if len(memo) > _TYPED_MEMO_MAX:  # bounded, as the typed-words memo
                 memo.clear()
             fresh = {}
-            for i, t in self.sql(f"SELECT sent_idx, text FROM sentences WHERE sent_idx IN "
-                                 f"({','.join('?' * len(missing))})", missing):
+            for i, t in self.sql(
+                f"SELECT sent_idx, text FROM sentences WHERE sent_idx IN ({','.join('?' * len(missing))})", missing
+            ):
                 ws = tuple(words(t))
                 fresh[i] = (t, f" {' '.join(ws)} ", len(t.split()), ws)
             memo.update(fresh)  # benign race: every thread writes the same values
@@ -441,8 +476,15 @@ class Engine:
         return out
 
     # -- answers -----------------------------------------------------------
-    def ask(self, question: str, history=None, k: int = 5, since: str | None = None, until: str | None = None,
-            outlets: list[str] | None = None) -> Result:
+    def ask(
+        self,
+        question: str,
+        history=None,
+        k: int = 5,
+        since: str | None = None,
+        until: str | None = None,
+        outlets: list[str] | None = None,
+    ) -> Result:
         """Best-ranked source sentences for `question`, reading it in the light
         of `history` (earlier user questions, or Gradio messages).
 
@@ -464,8 +506,13 @@ class Engine:
         docs_ok, allowed = self._filter_masks(filters) if filters else (None, None)
         resolved = self.resolve(q, qmod.user_turns(history))
         ids, score, vecs, texts = self._scored(resolved, allowed)
-        if (DEMOTE_PREVIOUS and resolved.previous_answer and len(texts) > 1 and texts[0] == resolved.previous_answer
-                and not _says(resolved.previous_answer, q)):
+        if (
+            DEMOTE_PREVIOUS
+            and resolved.previous_answer
+            and len(texts) > 1
+            and texts[0] == resolved.previous_answer
+            and not _says(resolved.previous_answer, q)
+        ):
             # a follow-up asks for something new: the sentence the user was
             # just shown is kept, second (unless it holds the new question's
             # own words: "1,500 prisoners, including 500 convicted of murder"
@@ -478,10 +525,17 @@ class Engine:
         slots = [float(score[i]) for i in chosen]  # the scores stay in rank order
         if found and _LATEST.search(q):
             chosen = self._newest_first(chosen, ids, score, vecs)
-        answers = self._answers([(int(ids[i]), texts[i], sc, bool(sc < threshold)) for i, sc in zip(chosen, slots)],
-                                docs_ok)
-        return Result(question=q, query=resolved.query, found=found, answers=answers,
-                      followup=resolved.followup, threshold=threshold)
+        answers = self._answers(
+            [(int(ids[i]), texts[i], sc, bool(sc < threshold)) for i, sc in zip(chosen, slots)], docs_ok
+        )
+        return Result(
+            question=q,
+            query=resolved.query,
+            found=found,
+            answers=answers,
+            followup=resolved.followup,
+            threshold=threshold,
+        )
 
     def _newest_first(self, chosen: list[int], ids: np.ndarray, score: np.ndarray, vecs: np.ndarray) -> list[int]:
         """`chosen` with the reports of the same statement as the best answer
@@ -493,9 +547,13 @@ class Engine:
         if len(same) < 2:
             return chosen
         sids = [int(ids[i]) for i in same]
-        dates = dict(self.sql("SELECT ds.sent_idx, max(d.published) FROM doc_sentences ds JOIN documents d "
-                              f"USING(doc_idx) WHERE ds.sent_idx IN ({','.join('?' * len(sids))}) GROUP BY ds.sent_idx",
-                              sids))
+        dates = dict(
+            self.sql(
+                "SELECT ds.sent_idx, max(d.published) FROM doc_sentences ds JOIN documents d "
+                f"USING(doc_idx) WHERE ds.sent_idx IN ({','.join('?' * len(sids))}) GROUP BY ds.sent_idx",
+                sids,
+            )
+        )
         newest = sorted(same, key=lambda i: dates.get(int(ids[i])) or "", reverse=True)  # undated last
         it = iter(newest)
         return [next(it) if i in same else i for i in chosen]
@@ -520,13 +578,20 @@ class Engine:
             params += [o.casefold() for o in filters.outlets]
         rows = self.sql(f"SELECT doc_idx FROM documents WHERE {' AND '.join(where)}", params)
         if not rows:
-            (lo, hi, dated), = self.sql("SELECT min(published), max(published), count(published) FROM documents")
-            outlets = [o for (o,) in self.sql("SELECT DISTINCT outlet FROM documents WHERE outlet IS NOT NULL "
-                                              "ORDER BY outlet LIMIT 8")]
+            ((lo, hi, dated),) = self.sql("SELECT min(published), max(published), count(published) FROM documents")
+            outlets = [
+                o
+                for (o,) in self.sql(
+                    "SELECT DISTINCT outlet FROM documents WHERE outlet IS NOT NULL ORDER BY outlet LIMIT 8"
+                )
+            ]
             held = (f"{dated} dated articles, {lo} to {hi}" if dated else "no dated articles") + (
-                f"; outlets: {', '.join(outlets)}" if outlets else "; no outlet names")
-            raise ValueError(f"no article matches the filter ({filters.describe()}): the index holds {held}; "
-                             "widen the dates or check the outlet's name")
+                f"; outlets: {', '.join(outlets)}" if outlets else "; no outlet names"
+            )
+            raise ValueError(
+                f"no article matches the filter ({filters.describe()}): the index holds {held}; "
+                "widen the dates or check the outlet's name"
+            )
         docs_ok = np.zeros(self.docs.n_docs, dtype=bool)
         docs_ok[[r[0] for r in rows]] = True
         hit = docs_ok[self.docs.sent_docs].astype(np.int32)
@@ -567,8 +632,9 @@ class Engine:
         """The score an answer needs (the second stage's when it runs)."""
         return self.rerank.threshold if self.rerank is not None else self.fusion.threshold
 
-    def _scored(self, resolved: Resolved, allowed: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    def _scored(
+        self, resolved: Resolved, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(candidate ids, answer scores, vectors, texts), best first: the
         fused ranking, its best few re-read by the reader when there is one,
         scored so the best answer's score is P(answerable)."""
@@ -593,7 +659,9 @@ class Engine:
             "SELECT ds.sent_idx, d.doc_id, d.title, d.path, ds.sent_no, ds.start, ds.end, "
             "substr(d.text, ds.start + 1, ds.end - ds.start), ds.doc_idx, d.published, d.outlet, d.author, d.url "
             f"FROM doc_sentences ds JOIN documents d USING(doc_idx) WHERE ds.sent_idx IN ({','.join('?' * len(ids))}) "
-            "ORDER BY ds.sent_idx, ds.doc_idx, ds.sent_no", ids)
+            "ORDER BY ds.sent_idx, ds.doc_idx, ds.sent_no",
+            ids,
+        )
         occ: dict[int, list[tuple]] = {}
         for r in rows:
             if docs_ok is None or docs_ok[r[8]]:  # with a filter, only the articles it keeps are cited
@@ -609,19 +677,35 @@ class Engine:
         if first:
             cond = " OR ".join(["(ds.doc_idx = ? AND ds.sent_no BETWEEN ? AND ?)"] * len(first))
             params = [x for d, n in first.values() for x in (d, n - 1, n + 1)]
-            around = {(d, n): t for d, n, t in self.sql(
-                "SELECT ds.doc_idx, ds.sent_no, substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds "
-                f"JOIN documents d USING(doc_idx) WHERE ds.sent_idx IS NOT NULL AND ({cond})", params)}
+            around = {
+                (d, n): t
+                for d, n, t in self.sql(
+                    "SELECT ds.doc_idx, ds.sent_no, substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds "
+                    f"JOIN documents d USING(doc_idx) WHERE ds.sent_idx IS NOT NULL AND ({cond})",
+                    params,
+                )
+            }
         out = []
         for sent_idx, text, score, weak in picks:
             o = occ.get(sent_idx, [])
             sources = [Source(r[1], r[2], r[3], r[4], r[5], r[6], r[7], *r[9:13]) for r in o]
             if o:
                 d, n = first[sent_idx]
-                context = Context(o[0][1], [around[(d, n - 1)]] if (d, n - 1) in around else [],
-                                  [around[(d, n + 1)]] if (d, n + 1) in around else [])
+                context = Context(
+                    o[0][1],
+                    [around[(d, n - 1)]] if (d, n - 1) in around else [],
+                    [around[(d, n + 1)]] if (d, n + 1) in around else [],
+                )
             else:
                 context = Context("", [], [])
-            out.append(Answer(text=text, score=round(score, 4), sources=sources, context=context,
-                              sentence_id=sent_idx, weak=bool(weak)))
+            out.append(
+                Answer(
+                    text=text,
+                    score=round(score, 4),
+                    sources=sources,
+                    context=context,
+                    sentence_id=sent_idx,
+                    weak=bool(weak),
+                )
+            )
         return out

@@ -65,8 +65,10 @@ class FaissStore:
         ids = ids[keep]
         order = np.argsort(ids, kind="stable")
         if not np.array_equal(ids[order], np.arange(len(ids))):
-            raise ValueError("FAISS rows are the sentence ids: after adds and deletes they must be 0..n-1 "
-                             "(renumber the sentences, as a build does)")
+            raise ValueError(
+                "FAISS rows are the sentence ids: after adds and deletes they must be 0..n-1 "
+                "(renumber the sentences, as a build does)"
+            )
         return vecs[order]
 
     def persist(self) -> dict:

@@ -32,15 +32,84 @@ from functools import lru_cache
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d[\d,.:%]*")
 _ANAPHORA = {
-    "it", "its", "they", "them", "their", "theirs", "he", "him", "his", "she", "her", "hers",
-    "this", "that", "these", "those", "there", "then", "such", "same", "else", "former", "latter",
-    "thereafter", "afterwards", "other", "another", "also",
+    "it",
+    "its",
+    "they",
+    "them",
+    "their",
+    "theirs",
+    "he",
+    "him",
+    "his",
+    "she",
+    "her",
+    "hers",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "then",
+    "such",
+    "same",
+    "else",
+    "former",
+    "latter",
+    "thereafter",
+    "afterwards",
+    "other",
+    "another",
+    "also",
 }
-_OPENERS = ("and ", "but ", "so ", "or ", "what about", "how about", "what else", "anything else",
-            "any other", "also ", "then ", "why not", "and?")
-_QUESTION_WORDS = {"what", "who", "whom", "whose", "when", "where", "why", "how", "which", "did", "does", "do",
-                   "is", "are", "was", "were", "can", "could", "will", "would", "should", "has", "have", "had",
-                   "many", "much", "long", "tell", "me", "about", "say", "said"}
+_OPENERS = (
+    "and ",
+    "but ",
+    "so ",
+    "or ",
+    "what about",
+    "how about",
+    "what else",
+    "anything else",
+    "any other",
+    "also ",
+    "then ",
+    "why not",
+    "and?",
+)
+_QUESTION_WORDS = {
+    "what",
+    "who",
+    "whom",
+    "whose",
+    "when",
+    "where",
+    "why",
+    "how",
+    "which",
+    "did",
+    "does",
+    "do",
+    "is",
+    "are",
+    "was",
+    "were",
+    "can",
+    "could",
+    "will",
+    "would",
+    "should",
+    "has",
+    "have",
+    "had",
+    "many",
+    "much",
+    "long",
+    "tell",
+    "me",
+    "about",
+    "say",
+    "said",
+}
 # decay: weight of the turn i steps back is DECAY ** i (relative to the question's 1.0).
 # Tuned on the dev half of the CANARD dialogs (qa/eval/canard.py), answer@5 =
 # the turn's own answer in the top 5: 0.5 / 3 turns / 8 terms gave 0.334; a
@@ -113,7 +182,8 @@ def _salient(text: str) -> list[str]:
 _EXISTENTIAL = re.compile(
     r"\b(?:is|are|was|were|be|been)\s+there\b|\bthere\s+(?:is|are|was|were|be|been|'s)\b"
     r"|\b(?:is|was|would|will)\s+it\s+(?:be\s+)?\w+\s+(?:to|that|for)\b|\bit\s+(?:is|was|'s)\s+\w+\s+(?:to|that)\b",
-    re.I)
+    re.I,
+)
 # words that point back only when the question names nothing of its own:
 # "What were the remarks *that* Vicente Fox made?" is a new question, "What
 # else?" is not.  (Rare lower-case words as anchors too, "When did geocaching
@@ -130,7 +200,9 @@ _POINTS_BACK = re.compile(
     r"\b(?:these|those)\s+(?!who\b|which\b|that\b|of\b)[a-z]{3,}"
     r"|\b(?:of|about|in|on|for|from|with|after|before|to|by|at|over|is|was|are|were|did|does|do|has|have|had|"
     r"will|would|why|when|how)\s+(?:that|this)\s+(?!is\b|was\b|has\b|had\b|will\b)[a-z]{3,}"
-    r"|\b(?:which|what|any)\s+other\b", re.I)
+    r"|\b(?:which|what|any)\s+other\b",
+    re.I,
+)
 
 
 def is_followup(question: str) -> bool:
@@ -152,8 +224,20 @@ def is_followup(question: str) -> bool:
 
 _SLOTS = (
     {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "yesterday", "today", "tomorrow"},
-    {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-     "november", "december"},
+    {
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    },
 )
 
 
@@ -168,7 +252,7 @@ def _slot_of(token: str) -> int | None:
 
 
 def _same_slot(term: str, question_tokens: set[str]) -> bool:
-    """"And on Sunday?" after a question about Thursday replaces Thursday
+    """ "And on Sunday?" after a question about Thursday replaces Thursday
     (a day, a month, a year)."""
     k = _slot_of(term)
     return k is not None and any(_slot_of(t) == k for t in question_tokens)
@@ -222,9 +306,10 @@ def _name_spans(tokens: list[str]) -> list[tuple[int, int]]:
     while i < len(tokens):
         if tokens[i][0].isupper():
             j = i + 1
-            while j < len(tokens) and (tokens[j][0].isupper() or
-                                       (tokens[j].lower() in _CONNECTORS and j + 1 < len(tokens)
-                                        and tokens[j + 1][0].isupper())):
+            while j < len(tokens) and (
+                tokens[j][0].isupper()
+                or (tokens[j].lower() in _CONNECTORS and j + 1 < len(tokens) and tokens[j + 1][0].isupper())
+            ):
                 j += 1
             spans.append((i, j))
             i = j
@@ -280,7 +365,7 @@ def _swap_slot(question: str, previous: str) -> tuple[str, list[str]] | None:
                     j += 1
                 if j == i + 1:
                     continue
-                gone = [w.strip("?,.") for w in ptoks[i + 1:j]]
+                gone = [w.strip("?,.") for w in ptoks[i + 1 : j]]
                 rewritten = " ".join(ptoks[:i] + words_x + ptoks[j:])
                 return rewritten.rstrip("?") + "?", gone
     return None
@@ -317,8 +402,17 @@ def resolve(question: str, history: list[str], answers: list[str | None] | None 
         # the rewritten question stands on its own: it leads, the raw one follows
         rest = [c for c in carried if c.lower() not in {t.lower() for t in _tokens(swapped)}]
         query = f"{swapped} {' '.join(rest)}".strip()
-        return Resolved(question, swapped, query, [swapped, question, *recent[1:]],
-                        [1.0, 0.5] + weights[2:], True, carried, swapped, last_answer)
+        return Resolved(
+            question,
+            swapped,
+            query,
+            [swapped, question, *recent[1:]],
+            [1.0, 0.5] + weights[2:],
+            True,
+            carried,
+            swapped,
+            last_answer,
+        )
     query = f"{question} {' '.join(carried)}".strip()
     # the follow-up's own words (a new name, verb, measure) outweigh what is
     # carried: OWN_REPEAT times in BM25 against once for each carried term

@@ -26,67 +26,102 @@ from qa.features import FEATURES  # noqa: F401 - re-exported: qa.fusion.FEATURES
 WEIGHTS_FILE = Path(__file__).with_name("fusion_weights.json")
 
 
-_NUM_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
-              r"sixty|hundreds?|thousands?|millions?|billions?|dozens?|half|third|thirds|quarter|quarters")
+_NUM_WORDS = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+    r"sixty|hundreds?|thousands?|millions?|billions?|dozens?|half|third|thirds|quarter|quarters"
+)
 _NUMBER = re.compile(rf"\d[\d,.]*\d|\d|\b(?:{_NUM_WORDS})\b", re.I)
 # years and decades ("1950s"), "in 999", ordinals ("the 4th", "11th century"), named days and seasons
 _MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
-_DATE = re.compile(rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b|\bin \d{{3}}\b|\b\d{{1,2}}(?:st|nd|rd|th)\b|\b(?:{_MONTHS}|"
-                   r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
-                   r"yesterday|today|tomorrow|century|centuries|decades?|week|month|year|morning|evening|night|"
-                   r"spring|summer|autumn|winter)\b", re.I)
+_DATE = re.compile(
+    rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b|\bin \d{{3}}\b|\b\d{{1,2}}(?:st|nd|rd|th)\b|\b(?:{_MONTHS}|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    r"yesterday|today|tomorrow|century|centuries|decades?|week|month|year|morning|evening|night|"
+    r"spring|summer|autumn|winter)\b",
+    re.I,
+)
 # a capitalised word inside the sentence (not its first word), or an acronym (CNN, NBC)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+|\b[A-Z]{2,}\b")
 # an amount of time or length: "132 days", "about 40 minutes", "almost an hour", "6,650 km"; and, as a
 # third of SQuAD's "how long" answers are, a span ("from 1870 to 1939", "since 1951", "until the 19th
 # century") or a bare duration ("after months of work", "known in seconds")
-_UNITS = (r"seconds?|minutes?|hours?|days?|nights?|weeks?|months?|years?|decades?|centuries|generations?|"
-          r"km|kilometres?|kilometers?|miles?|metres?|meters?|feet|foot|yards?|inches|cm|mm|nanomet(?:er|re)s?|"
-          r"micromet(?:er|re)s?|light[- ]years?|leagues?")
+_UNITS = (
+    r"seconds?|minutes?|hours?|days?|nights?|weeks?|months?|years?|decades?|centuries|generations?|"
+    r"km|kilometres?|kilometers?|miles?|metres?|meters?|feet|foot|yards?|inches|cm|mm|nanomet(?:er|re)s?|"
+    r"micromet(?:er|re)s?|light[- ]years?|leagues?"
+)
 # what a span runs from or to: a year, a decade, a century or an era ("since 1951", "until the 19th
 # century"), not a day ("the first call since January 19" dates the call, it is no duration)
-_SPAN_END = (r"1[0-9]{3}s?|20[0-9]{2}s?|(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|"
-             r"eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|"
-             r"eighteenth|nineteenth|twentieth|twenty-first)[- ]centur(?:y|ies)|[a-z]+ (?:period|era|age)")
+_SPAN_END = (
+    r"1[0-9]{3}s?|20[0-9]{2}s?|(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|"
+    r"eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|"
+    r"eighteenth|nineteenth|twentieth|twenty-first)[- ]centur(?:y|ies)|[a-z]+ (?:period|era|age)"
+)
 _MEASURE = re.compile(
     rf"\b(?:\d[\d,.]*|an?|{_NUM_WORDS}|several|few|many)(?:[- ](?:and[- ]a[- ]half|more|full|long|extra))?[- ]"
     rf"(?:{_UNITS})\b"
     rf"|\b(?:since|until|till|through|throughout|from)\s+(?:(?:at|least|about|around|roughly|the|early|late|mid|"
     rf"end|start|beginning|middle|of|quarter|half|second|first|last|\d{{1,2}}|{_MONTHS})[- ,]+){{0,5}}(?:{_SPAN_END})\b"
     r"|\b(?:for|after|in|within|over)\s+(?:many\s+|several\s+|some\s+)?(?:seconds|minutes|hours|days|weeks|"
-    r"months|years|decades|centuries|generations)\b", re.I)
+    r"months|years|decades|centuries|generations)\b",
+    re.I,
+)
 # a share of a whole: "two-thirds", "45%", "half of", "3 out of 4"
-_SHARE = re.compile(r"\d[\d.]*\s*(?:%|per ?cent)|\b(?:half|halves|thirds?|quarters?|fifths?|tenths?|majority|"
-                    r"minority)\b|\b\w+ (?:out of|in (?:every )?)\d+|\d+/\d+", re.I)
+_SHARE = re.compile(
+    r"\d[\d.]*\s*(?:%|per ?cent)|\b(?:half|halves|thirds?|quarters?|fifths?|tenths?|majority|"
+    r"minority)\b|\b\w+ (?:out of|in (?:every )?)\d+|\d+/\d+",
+    re.I,
+)
 # a time of day: "10 a.m.", "18:30", "noon", "sunset"
-_CLOCK = re.compile(r"\b\d{1,2}(?::\d{2})?\s*(?:a\.?m\b\.?|p\.?m\b\.?)|\b\d{1,2}:\d{2}\b|\b(?:noon|midday|"
-                    r"midnight|o'clock|sunset|sundown|sunrise|dawn|dusk)\b", re.I)
-_TYPE_PATTERNS = {"number": _NUMBER, "date": _DATE, "name": _NAME, "measure": _MEASURE, "share": _SHARE,
-                  "clock": _CLOCK}
+_CLOCK = re.compile(
+    r"\b\d{1,2}(?::\d{2})?\s*(?:a\.?m\b\.?|p\.?m\b\.?)|\b\d{1,2}:\d{2}\b|\b(?:noon|midday|"
+    r"midnight|o'clock|sunset|sundown|sunrise|dawn|dusk)\b",
+    re.I,
+)
+_TYPE_PATTERNS = {
+    "number": _NUMBER,
+    "date": _DATE,
+    "name": _NAME,
+    "measure": _MEASURE,
+    "share": _SHARE,
+    "clock": _CLOCK,
+}
 TYPES = tuple(_TYPE_PATTERNS)
 _WORDS = re.compile(r"\w+")
 
-_ENTITY_NOUNS = (r"country|countries|city|cities|town|village|state|province|region|nation|capital|island|river|"
-                 r"company|companies|firm|bank|brand|airline|club|team|band|group|party|government|agency|"
-                 r"organi[sz]ation|network|channel|station|outlet|newspaper|paper|magazine|publication|broadcaster|"
-                 r"person|people|man|woman|leader|official|minister|president|player|author|king|queen|university")
+_ENTITY_NOUNS = (
+    r"country|countries|city|cities|town|village|state|province|region|nation|capital|island|river|"
+    r"company|companies|firm|bank|brand|airline|club|team|band|group|party|government|agency|"
+    r"organi[sz]ation|network|channel|station|outlet|newspaper|paper|magazine|publication|broadcaster|"
+    r"person|people|man|woman|leader|official|minister|president|player|author|king|queen|university"
+)
 
 
 _QUESTION_CUES = (  # most specific first: on a tie of position the first listed wins
     # "what time" asks for a time of day, but "what time period" or "during
     # what time" for an era (a date)
-    ("clock", re.compile(r"(?<!during )(?<!in )\bwhat time\b(?! (?:zones?|periods?|frames?|spans?|of (?:the )?year)\b)"
-                         r"|\bat what hour\b")),
+    (
+        "clock",
+        re.compile(
+            r"(?<!during )(?<!in )\bwhat time\b(?! (?:zones?|periods?|frames?|spans?|of (?:the )?year)\b)"
+            r"|\bat what hour\b"
+        ),
+    ),
     ("date", re.compile(r"\bhow long ago\b|\b(?:during|in) what time\b|\bwhat time (?:periods?|frames?|spans?)\b")),
     ("measure", re.compile(r"\bhow long\b|\bfor how many (days|weeks|months|years|hours|minutes)\b|\bhow far\b")),
     ("share", re.compile(r"\bwhat (portion|proportion|share|fraction|percentage|percent)\b|\bhow much of\b")),
     ("number", re.compile(r"\bhow (many|much|old|big|large|often|tall|high|deep)\b|\bwhat (number|amount|age)\b")),
     # "when" asks for a date only as a question word ("When did ..."), not as
     # the conjunction of "What yard line were they on when Manning fumbled?"
-    ("date", re.compile(r"^\W*(?:(?:and|so|but|then|ok|okay)\W+)?when\b"
-                        r"(?![^,]*,\s*(?:who|whom|whose|what|which|where|how|why)\b)"
-                        r"|\bwhen (?:did|was|were|is|are|does|do|will|would|had|has|have|could|can|should|might)\b"
-                        r"|\bwhat (year|day|date|month|century|decade)\b|\bwhich (year|day|month|century)\b")),
+    (
+        "date",
+        re.compile(
+            r"^\W*(?:(?:and|so|but|then|ok|okay)\W+)?when\b"
+            r"(?![^,]*,\s*(?:who|whom|whose|what|which|where|how|why)\b)"
+            r"|\bwhen (?:did|was|were|is|are|does|do|will|would|had|has|have|could|can|should|might)\b"
+            r"|\bwhat (year|day|date|month|century|decade)\b|\bwhich (year|day|month|century)\b"
+        ),
+    ),
     ("name", re.compile(rf"\bwho(m|se)?\b|\bwhere\b|\b(which|what)( \w+)? ({_ENTITY_NOUNS})\b|\bname\b")),
 )
 
@@ -118,16 +153,19 @@ _MATCH_WORDS = {
     "number": frozenset(
         "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty sixty "
         "hundred hundreds thousand thousands million millions billion billions dozen dozens half third thirds "
-        "quarter quarters".split()),
+        "quarter quarters".split()
+    ),
     "date": frozenset(
         f"{_MONTHS.replace('|', ' ')} monday tuesday wednesday thursday friday saturday sunday yesterday today "
         "tomorrow century centuries decade decades week month year morning evening night spring summer autumn "
-        "winter".split()),
+        "winter".split()
+    ),
     "measure": frozenset(
         "second seconds minute minutes hour hours day days night nights week weeks month months year years decade "
         "decades century centuries generation generations km kilometre kilometres kilometer kilometers mile miles "
         "metre metres meter meters feet foot yard yards inches cm mm nanometer nanometers nanometre nanometres "
-        "micrometer micrometers micrometre micrometres league leagues period era age".split()),
+        "micrometer micrometers micrometre micrometres league leagues period era age".split()
+    ),
     "share": frozenset("half halves third thirds quarter quarters fifth fifths tenth tenths majority minority".split()),
     "clock": frozenset("noon midday midnight clock sunset sundown sunrise dawn dusk".split()),
 }
@@ -159,8 +197,9 @@ def type_match(tokens: list[Collection[str]], question: str) -> np.ndarray:
     return np.array([float(not asked.issuperset(toks)) for toks in tokens])
 
 
-def type_proximity(words: Sequence[str], stems: Sequence[str], typed: Collection[str], asked: set[str],
-                   query_stems: set[str]) -> float:
+def type_proximity(
+    words: Sequence[str], stems: Sequence[str], typed: Collection[str], asked: set[str], query_stems: set[str]
+) -> float:
     """1/d for the fewest words d between a word of the wanted kind that the
     question does not already hold and a word of the question (0.0 if the
     sentence has no such pair); `words` and `stems` are the sentence's, side
@@ -243,15 +282,24 @@ def load_model(path: str | None = None) -> FusionModel:
     data = json.loads(Path(path or WEIGHTS_FILE).read_text(encoding="utf-8"))
     f = len(FEATURES)
     if list(data.get("features", [])) != list(FEATURES):
-        raise ValueError(f"{path or WEIGHTS_FILE} was fitted for other features: refit with python -m qa.eval squad --fit")
+        raise ValueError(
+            f"{path or WEIGHTS_FILE} was fitted for other features: refit with python -m qa.eval squad --fit"
+        )
     quad = np.zeros((f, f))
     iu = np.triu_indices(f)
     quad[iu] = np.asarray(data["quadratic"], dtype=np.float64)
     abst = data.get("abstention")
-    return FusionModel(np.asarray(data["mean"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64),
-                       np.asarray(data["linear"], dtype=np.float64), quad, float(data["bias"]),
-                       float(data["threshold"]), float(data.get("mmr_lambda", 1.0)), data.get("info", {}),
-                       AbstentionModel.from_json(abst) if abst else None)
+    return FusionModel(
+        np.asarray(data["mean"], dtype=np.float64),
+        np.asarray(data["scale"], dtype=np.float64),
+        np.asarray(data["linear"], dtype=np.float64),
+        quad,
+        float(data["bias"]),
+        float(data["threshold"]),
+        float(data.get("mmr_lambda", 1.0)),
+        data.get("info", {}),
+        AbstentionModel.from_json(abst) if abst else None,
+    )
 
 
 @dataclass

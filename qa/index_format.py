@@ -147,11 +147,13 @@ class Manifest:
             newer = isinstance(version, int) and version > FORMAT_VERSION
             why = "a newer source-qa; upgrade source-qa or" if newer else "an unknown format;"
             raise IndexLoadError(
-                f"{path} has format version {version!r}, this source-qa reads {FORMAT_VERSION} "
-                f"({why} {REBUILD_HINT})"
+                f"{path} has format version {version!r}, this source-qa reads {FORMAT_VERSION} ({why} {REBUILD_HINT})"
             )
-        missing = [k for k, f in cls.__dataclass_fields__.items()
-                   if k not in data and f.default is MISSING and f.default_factory is MISSING]
+        missing = [
+            k
+            for k, f in cls.__dataclass_fields__.items()
+            if k not in data and f.default is MISSING and f.default_factory is MISSING
+        ]
         if missing:
             raise IndexLoadError(f"{path} lacks the field(s) {', '.join(missing)}: {REBUILD_HINT}")
         m = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
@@ -162,10 +164,23 @@ class Manifest:
 
     def type_problems(self) -> list[str]:
         """Fields of the wrong type or out of range (an edited manifest)."""
-        want = {"package_version": str, "model": str, "dtype": str, "precision": str, "built_at": str,
-                "segmenter": dict, "passages": dict, "dedup": dict, "lexical": dict, "counts": dict,
-                "files": dict, "bf16_check": dict, "build_id": str, "vector_index": dict,
-                "store": dict}
+        want = {
+            "package_version": str,
+            "model": str,
+            "dtype": str,
+            "precision": str,
+            "built_at": str,
+            "segmenter": dict,
+            "passages": dict,
+            "dedup": dict,
+            "lexical": dict,
+            "counts": dict,
+            "files": dict,
+            "bf16_check": dict,
+            "build_id": str,
+            "vector_index": dict,
+            "store": dict,
+        }
         out = [f"{k} must be a {t.__name__}" for k, t in want.items() if not isinstance(getattr(self, k), t)]
         out += self.vector_index_problems()
         out += self.store_problems()
@@ -183,7 +198,6 @@ class Manifest:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 out.append(f"counts.{k} must be a whole number, not {v!r}")
         return out
-
 
     def vector_params(self, which: str) -> dict[str, Any]:
         """The FAISS index settings of "sentences"."""
@@ -212,10 +226,14 @@ class Manifest:
         if "documents" in vi:
             p = vi["documents"]
             rows = p.get("rows") if isinstance(p, dict) else None
-            if (not isinstance(p, dict) or p.get("file") != DOC_VECTORS or isinstance(rows, bool)
-                    or not isinstance(rows, int) or rows < 0):
-                out.append(f"vector_index.documents must be {{\"file\": \"{DOC_VECTORS}\", \"rows\": <count>}}, "
-                           f"not {p!r}")
+            if (
+                not isinstance(p, dict)
+                or p.get("file") != DOC_VECTORS
+                or isinstance(rows, bool)
+                or not isinstance(rows, int)
+                or rows < 0
+            ):
+                out.append(f'vector_index.documents must be {{"file": "{DOC_VECTORS}", "rows": <count>}}, not {p!r}')
         return out
 
     def store_problems(self) -> list[str]:
@@ -225,8 +243,11 @@ class Manifest:
             return []
         if kind != "milvus":
             return [f"store.kind must be faiss or milvus, not {kind!r}"]
-        out = [f"store.{k} must be a non-empty text" for k in ("uri", "alias", "collection")
-               if not isinstance(st.get(k), str) or not st.get(k)]
+        out = [
+            f"store.{k} must be a non-empty text"
+            for k in ("uri", "alias", "collection")
+            if not isinstance(st.get(k), str) or not st.get(k)
+        ]
         rows = st.get("rows")
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
             out.append(f"store.rows must be a whole number, not {rows!r}")

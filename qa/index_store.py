@@ -63,7 +63,8 @@ def _check_identity(root: Path, db: sqlite3.Connection, manifest: fmt.Manifest, 
         if key in stored and stored[key] != value:
             raise IndexLoadError(
                 f"{root / fmt.MANIFEST} says {key} {value}, but {root / fmt.META_DB} was built with {stored[key]} "
-                f"(the manifest was edited, or comes from another index): {hint}")
+                f"(the manifest was edited, or comes from another index): {hint}"
+            )
 
 
 def _check_metadata(root: Path, db: sqlite3.Connection, manifest: fmt.Manifest, hint: str) -> tuple[int, int]:
@@ -77,23 +78,32 @@ def _check_metadata(root: Path, db: sqlite3.Connection, manifest: fmt.Manifest, 
     if (n_docs, n_sent, n_pass) != want:
         raise IndexLoadError(
             f"{where} holds {n_docs} documents / {n_sent} sentences / {n_pass} passages but the manifest says "
-            f"{want[0]} / {want[1]} / {want[2]}: {hint}")
+            f"{want[0]} / {want[1]} / {want[2]}: {hint}"
+        )
     occ, answers, max_doc, max_sent = _one(
-        db, "SELECT COUNT(*), COUNT(sent_idx), MAX(doc_idx), MAX(sent_idx) FROM doc_sentences")
+        db, "SELECT COUNT(*), COUNT(sent_idx), MAX(doc_idx), MAX(sent_idx) FROM doc_sentences"
+    )
     declared = _one(db, "SELECT COALESCE(SUM(n_sentences), 0) FROM documents")[0]
     if answers != c.get("sentences") or occ != declared:
         raise IndexLoadError(
             f"{where} holds {occ} sentence occurrences ({answers} answers) but its documents declare {declared} "
-            f"and the manifest {c.get('sentences')} answers: {hint}")
+            f"and the manifest {c.get('sentences')} answers: {hint}"
+        )
     # ids are row numbers: they must run 0..n-1 and every reference must land
-    for table, key, n in (("documents", "doc_idx", n_docs), ("sentences", "sent_idx", n_sent),
-                          ("passages", "passage_idx", n_pass)):
+    for table, key, n in (
+        ("documents", "doc_idx", n_docs),
+        ("sentences", "sent_idx", n_sent),
+        ("passages", "passage_idx", n_pass),
+    ):
         lo, hi = _one(db, f"SELECT MIN({key}), MAX({key}) FROM {table}")
         if n and (lo, hi) != (0, n - 1):
             raise IndexLoadError(f"{where}: {table}.{key} runs {lo}..{hi}, expected 0..{n - 1}: {hint}")
     max_pdoc = _one(db, "SELECT MAX(doc_idx) FROM passages")[0]
-    for what, v, n in (("doc_sentences.doc_idx", max_doc, n_docs), ("doc_sentences.sent_idx", max_sent, n_sent),
-                       ("passages.doc_idx", max_pdoc, n_docs)):
+    for what, v, n in (
+        ("doc_sentences.doc_idx", max_doc, n_docs),
+        ("doc_sentences.sent_idx", max_sent, n_sent),
+        ("passages.doc_idx", max_pdoc, n_docs),
+    ):
         if v is not None and v >= n:
             raise IndexLoadError(f"{where}: {what} refers to row {v}, but there are only {n}: {hint}")
     return n_sent, n_pass
@@ -115,7 +125,8 @@ def _refuse_objects(path: Path, hint: str) -> None:
         raise IndexLoadError(f"{path} is damaged (not a numpy array file: {e}): {hint}") from e
     if dtype.hasobject:
         raise IndexLoadError(
-            f"{path} holds pickled Python objects, which source-qa never loads (unpickling can run code): {hint}")
+            f"{path} holds pickled Python objects, which source-qa never loads (unpickling can run code): {hint}"
+        )
 
 
 def _check_graph(index: Any, path: Path, hint: str) -> None:
@@ -133,10 +144,14 @@ def _check_graph(index: Any, path: Path, hint: str) -> None:
     except (AttributeError, TypeError):  # another FAISS build: nothing to check with
         return
     step = 1 << 24
-    bad = (len(levels) != n or len(offsets) != n + 1 or (n and int(offsets[-1]) != len(nb))
-           or not (0 <= int(h.entry_point) < n or (n == 0 and h.entry_point == -1))
-           or (n and (levels.min() < 1 or levels.max() > h.max_level + 1))
-           or any(len(c) and (c.min() < -1 or c.max() >= n) for c in (nb[i:i + step] for i in range(0, len(nb), step))))
+    bad = (
+        len(levels) != n
+        or len(offsets) != n + 1
+        or (n and int(offsets[-1]) != len(nb))
+        or not (0 <= int(h.entry_point) < n or (n == 0 and h.entry_point == -1))
+        or (n and (levels.min() < 1 or levels.max() > h.max_level + 1))
+        or any(len(c) and (c.min() < -1 or c.max() >= n) for c in (nb[i : i + step] for i in range(0, len(nb), step)))
+    )
     if bad:
         raise IndexLoadError(f"{path} is damaged (its HNSW graph links outside the index): {hint}")
 
@@ -162,8 +177,15 @@ def open_index(index_dir: Path | str, store: str | None = None) -> IndexData:
         raise
 
 
-def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sent: int, n_pass: int,
-               hint: str, store: str | None = None) -> IndexData:
+def _open_rest(
+    root: Path,
+    manifest: fmt.Manifest,
+    db: sqlite3.Connection,
+    n_sent: int,
+    n_pass: int,
+    hint: str,
+    store: str | None = None,
+) -> IndexData:
     import faiss
 
     from qa import vector_index as vi
@@ -203,19 +225,29 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
             ok, what = isinstance(index, faiss.IndexFlat), "flat inner-product index"
         elif kind == vi.HNSW_SQ8:
             storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSWSQ) else None
-            ok = (isinstance(storage, faiss.IndexScalarQuantizer) and storage.sq.qtype == sq8
-                  and storage.metric_type == faiss.METRIC_INNER_PRODUCT)
+            ok = (
+                isinstance(storage, faiss.IndexScalarQuantizer)
+                and storage.sq.qtype == sq8
+                and storage.metric_type == faiss.METRIC_INNER_PRODUCT
+            )
             what = "HNSW inner-product index over 8-bit codes the manifest names"
         else:
-            ok = (isinstance(index, faiss.IndexIVFScalarQuantizer) and index.sq.qtype == sq8
-                  and index.nlist == params.get("nlist", index.nlist))
+            ok = (
+                isinstance(index, faiss.IndexIVFScalarQuantizer)
+                and index.sq.qtype == sq8
+                and index.nlist == params.get("nlist", index.nlist)
+            )
             what = "IVF inner-product index over 8-bit codes the manifest names"
         if not ok or index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise IndexLoadError(f"{path} holds a FAISS {type(index).__name__} (metric {index.metric_type}), "
-                                 f"not the {what} source-qa writes: {hint}")
+            raise IndexLoadError(
+                f"{path} holds a FAISS {type(index).__name__} (metric {index.metric_type}), "
+                f"not the {what} source-qa writes: {hint}"
+            )
         if recorded is not None and size != recorded:
-            raise IndexLoadError(f"{path} has {size} bytes, but the build wrote {recorded} (it was cut short, "
-                                 f"or comes from a different build): {hint}")
+            raise IndexLoadError(
+                f"{path} has {size} bytes, but the build wrote {recorded} (it was cut short, "
+                f"or comes from a different build): {hint}"
+            )
         if kind == vi.HNSW_SQ8:
             _check_graph(index, path, hint)
         elif kind == vi.IVF_SQ8:
@@ -223,8 +255,9 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
             try:
                 index.make_direct_map()
             except (RuntimeError, MemoryError) as e:
-                raise IndexLoadError(f"{path} is damaged (its inverted lists do not hold rows 0..{rows - 1}): "
-                                     f"{hint}") from e
+                raise IndexLoadError(
+                    f"{path} is damaged (its inverted lists do not hold rows 0..{rows - 1}): {hint}"
+                ) from e
         return index
 
     def load_vectors(name: str, rows: int, what: str = "") -> np.ndarray:
@@ -237,7 +270,9 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
         except (ValueError, OSError) as e:
             raise IndexLoadError(f"{path} is damaged ({e}): {hint}") from e
         if vecs.shape != (rows, manifest.dimension) or vecs.dtype != np.float32:
-            raise IndexLoadError(f"{path} has shape {vecs.shape} {vecs.dtype}, expected ({rows}, {manifest.dimension}) float32: {hint}")
+            raise IndexLoadError(
+                f"{path} has shape {vecs.shape} {vecs.dtype}, expected ({rows}, {manifest.dimension}) float32: {hint}"
+            )
         return open_rows(path, vecs)
 
     def same_vectors(index: Any, vecs: np.ndarray, kind: str, faiss_name: str, npy_name: str) -> None:
@@ -259,8 +294,10 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
                 # clipped, so only the direction is compared, loosely per component)
                 same = float(np.max(np.abs(got - row))) <= 0.1 and float(got @ row) >= 0.99 * float(row @ row)
             if not same:
-                raise IndexLoadError(f"{root / faiss_name} and {root / npy_name} hold different vectors "
-                                     f"(row {i}): they come from different builds: {hint}")
+                raise IndexLoadError(
+                    f"{root / faiss_name} and {root / npy_name} hold different vectors "
+                    f"(row {i}): they come from different builds: {hint}"
+                )
 
     def unit_rows(vecs: np.ndarray, name: str, what: str, zero_ok: bool) -> None:
         """Vectors of unit length, checked on a sample of rows as the
@@ -302,13 +339,21 @@ def _open_rest(root: Path, manifest: fmt.Manifest, db: sqlite3.Connection, n_sen
         n_docs = int(manifest.counts["documents"])  # = the documents table's rows (checked above)
         recorded = manifest.vector_index["documents"]["rows"]
         if recorded != n_docs:
-            raise IndexLoadError(f"{root / fmt.MANIFEST} records {recorded} document vectors for {n_docs} "
-                                 f"documents: {hint}")
+            raise IndexLoadError(
+                f"{root / fmt.MANIFEST} records {recorded} document vectors for {n_docs} documents: {hint}"
+            )
         d_vecs = load_vectors(fmt.DOC_VECTORS, n_docs, " (the manifest says the build wrote it)")
         # unit length or zero (a document without answer sentences)
         unit_rows(d_vecs, fmt.DOC_VECTORS, "document", zero_ok=True)
-    _prefetch([*([root / fmt.SENTENCE_FAISS] if spec.kind != "milvus" else []), *sorted(bm_dir.glob("*.npy")),
-               root / fmt.SENTENCE_VECTORS, root / fmt.PASSAGE_VECTORS, root / fmt.META_DB])
+    _prefetch(
+        [
+            *([root / fmt.SENTENCE_FAISS] if spec.kind != "milvus" else []),
+            *sorted(bm_dir.glob("*.npy")),
+            root / fmt.SENTENCE_VECTORS,
+            root / fmt.PASSAGE_VECTORS,
+            root / fmt.META_DB,
+        ]
+    )
     return IndexData(root, manifest, db, s_index, s_vecs, p_vecs, bm25, d_vecs)
 
 
@@ -324,8 +369,10 @@ def _store_spec(root: Path, manifest: fmt.Manifest, store: str | None):
     except ValueError as e:
         raise IndexLoadError(str(e)) from e
     if given.kind != built.kind:
-        raise IndexLoadError(f"{root} keeps its sentence vectors in {built.kind}, not {given.kind}: drop --store, "
-                             f"or rebuild with: python -m index_build --index {root} --store {store}")
+        raise IndexLoadError(
+            f"{root} keeps its sentence vectors in {built.kind}, not {given.kind}: drop --store, "
+            f"or rebuild with: python -m index_build --index {root} --store {store}"
+        )
     return StoreSpec(MILVUS, given.uri, built.collection) if given.kind == MILVUS else built
 
 
@@ -345,7 +392,8 @@ def _open_milvus(root: Path, manifest: fmt.Manifest, spec, n_sent: int, s_vecs: 
             if got is None or not np.allclose(got, np.asarray(s_vecs[i], dtype=np.float32), atol=1e-5):
                 raise IndexLoadError(
                     f"the Milvus collection {st.get('collection')} and {root / fmt.SENTENCE_VECTORS} hold different "
-                    f"vectors (row {i}): rebuild with: python -m index_build --index {root} --store {spec}")
+                    f"vectors (row {i}): rebuild with: python -m index_build --index {root} --store {spec}"
+                )
     except BaseException:
         s_index.close()
         raise

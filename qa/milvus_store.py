@@ -78,19 +78,22 @@ def connect(spec: StoreSpec, create: bool = False, timeout: float | None = None)
     if spec.is_lite:
         path = Path(spec.uri)
         if not create and not path.exists():
-            raise MilvusUnavailable(f"the Milvus Lite database {path} does not exist: build the index with "
-                                    f"--store milvus:{path}")
+            raise MilvusUnavailable(
+                f"the Milvus Lite database {path} does not exist: build the index with --store milvus:{path}"
+            )
         if create:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise MilvusUnavailable(f"cannot create the folder of {path} ({e.strerror}): choose a writable "
-                                        "place for the .db") from e
+                raise MilvusUnavailable(
+                    f"cannot create the folder of {path} ({e.strerror}): choose a writable place for the .db"
+                ) from e
         try:
             import milvus_lite  # noqa: F401
         except ImportError as e:
-            raise MilvusUnavailable(f"a Milvus Lite file needs milvus-lite, which is not installed: "
-                                    f"{INSTALL_HINT}") from e
+            raise MilvusUnavailable(
+                f"a Milvus Lite file needs milvus-lite, which is not installed: {INSTALL_HINT}"
+            ) from e
     try:
         try:
             return pm.MilvusClient(uri=spec.uri, timeout=timeout)
@@ -106,9 +109,12 @@ def connect(spec: StoreSpec, create: bool = False, timeout: float | None = None)
             raise MilvusUnavailable(
                 f"cannot open the Milvus Lite database {spec.uri} ({_one_line(e)}): it may be open in another "
                 "process (Milvus Lite allows one: stop the running chat or build), or not a Milvus Lite "
-                "database") from e
-        raise MilvusUnavailable(f"cannot reach Milvus at {spec.uri} within {timeout:g} s ({_one_line(e)}): "
-                                "start the server or fix the address") from e
+                "database"
+            ) from e
+        raise MilvusUnavailable(
+            f"cannot reach Milvus at {spec.uri} within {timeout:g} s ({_one_line(e)}): "
+            "start the server or fix the address"
+        ) from e
 
 
 def release(spec: StoreSpec) -> None:
@@ -133,16 +139,18 @@ class MilvusStore:
 
     kind = KIND
 
-    def __init__(self, client: Any, spec: StoreSpec, collection: str, dim: int, index_type: str,
-                 n: int | None = None) -> None:
+    def __init__(
+        self, client: Any, spec: StoreSpec, collection: str, dim: int, index_type: str, n: int | None = None
+    ) -> None:
         self.client, self.spec, self.collection, self.dim, self.index_type = client, spec, collection, dim, index_type
         self._n = n
         self.params = {"type": KIND, "index": index_type}
 
     # -- writing (a build) ------------------------------------------------
     @classmethod
-    def create(cls, spec: StoreSpec, build_id: str, dim: int, expected_rows: int,
-               exact_limit: int | None = None) -> "MilvusStore":
+    def create(
+        cls, spec: StoreSpec, build_id: str, dim: int, expected_rows: int, exact_limit: int | None = None
+    ) -> "MilvusStore":
         """A new, empty collection for this build (exact search up to
         `exact_limit` rows, HNSW above)."""
         from qa.vector_index import exact_limit as default_limit
@@ -164,8 +172,10 @@ class MilvusStore:
             ip.add_index(field_name=VEC, index_type=index_type, metric_type="IP", params=params)
             client.create_collection(name, schema=schema, index_params=ip)
         except pm.exceptions.MilvusException as e:
-            raise BuildError(f"cannot create the Milvus collection {name} at {spec.uri} ({_one_line(e)}); "
-                             "nothing was changed: check the server and build again") from e
+            raise BuildError(
+                f"cannot create the Milvus collection {name} at {spec.uri} ({_one_line(e)}); "
+                "nothing was changed: check the server and build again"
+            ) from e
         store = cls(client, spec, name, int(dim), index_type, n=0)
         if index_type == "HNSW":
             store.params["ef"] = HNSW_EF
@@ -181,8 +191,10 @@ class MilvusStore:
             try:
                 self.client.insert(self.collection, rows)
             except pm.exceptions.MilvusException as e:
-                raise BuildError(f"writing vectors to the Milvus collection {self.collection} failed "
-                                 f"({_one_line(e)}); the previous index is unchanged: build again") from e
+                raise BuildError(
+                    f"writing vectors to the Milvus collection {self.collection} failed "
+                    f"({_one_line(e)}); the previous index is unchanged: build again"
+                ) from e
         self._n = None
 
     def delete_docs(self, doc_idx: list[int]) -> int:
@@ -201,8 +213,14 @@ class MilvusStore:
         """Flush the rows; returns the manifest's `store` entry."""
         self.client.flush(self.collection)
         self._n = self.count()
-        out = {"kind": KIND, "uri": self.spec.uri, "alias": self.spec.collection, "collection": self.collection,
-               "index": self.index_type, "rows": self._n}
+        out = {
+            "kind": KIND,
+            "uri": self.spec.uri,
+            "alias": self.spec.collection,
+            "collection": self.collection,
+            "index": self.index_type,
+            "rows": self._n,
+        }
         if "ef" in self.params:
             out["ef"] = self.params["ef"]
         return out
@@ -229,25 +247,29 @@ class MilvusStore:
         name = str(entry.get("collection", ""))
         try:
             if not client.has_collection(name):
-                raise IndexLoadError(f"the Milvus collection {name} that {index_dir} was built with is not in "
-                                     f"{spec.uri} (dropped, or another database): {hint}")
+                raise IndexLoadError(
+                    f"the Milvus collection {name} that {index_dir} was built with is not in "
+                    f"{spec.uri} (dropped, or another database): {hint}"
+                )
             desc = client.describe_collection(name)
-            got_dim = next((int(f.get("params", {}).get("dim", 0)) for f in desc.get("fields", [])
-                            if f.get("name") == VEC), 0)
+            got_dim = next(
+                (int(f.get("params", {}).get("dim", 0)) for f in desc.get("fields", []) if f.get("name") == VEC), 0
+            )
             if got_dim != dim:
-                raise IndexLoadError(f"the Milvus collection {name} holds {got_dim}-d vectors, the index "
-                                     f"{dim}-d ones: {hint}")
+                raise IndexLoadError(
+                    f"the Milvus collection {name} holds {got_dim}-d vectors, the index {dim}-d ones: {hint}"
+                )
             client.load_collection(name)  # a reopened Lite file starts released
             store = cls(client, spec, name, dim, str(entry.get("index", "FLAT")))
             if "ef" in entry:
                 store.params["ef"] = int(entry["ef"])
             n = store.count()
         except pm.exceptions.MilvusException as e:
-            raise IndexLoadError(f"the Milvus collection {name} at {spec.uri} cannot be read "
-                                 f"({_one_line(e)}): {hint}") from e
+            raise IndexLoadError(
+                f"the Milvus collection {name} at {spec.uri} cannot be read ({_one_line(e)}): {hint}"
+            ) from e
         if n != rows:
-            raise IndexLoadError(f"the Milvus collection {name} holds {n} vectors, the index {rows} "
-                                 f"sentences: {hint}")
+            raise IndexLoadError(f"the Milvus collection {name} holds {n} vectors, the index {rows} sentences: {hint}")
         store._n = n
         return store
 
@@ -268,8 +290,9 @@ class MilvusStore:
         params: dict[str, Any] = {"metric_type": "IP"}
         if "ef" in self.params:
             params["params"] = {"ef": max(int(self.params["ef"]), limit)}
-        res = self.client.search(self.collection, data=[row for row in q], limit=limit,
-                                 output_fields=[DOC], search_params=params)
+        res = self.client.search(
+            self.collection, data=[row for row in q], limit=limit, output_fields=[DOC], search_params=params
+        )
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         ids = np.full((len(q), k), -1, dtype=np.int64)
         for r, hits in enumerate(res):
@@ -301,8 +324,10 @@ def publish_alias(spec: StoreSpec, collection: str, keep: set[str]) -> list[str]
     pm = _pymilvus()
     alias = spec.collection
     if client.has_collection(alias) and alias not in set(client.list_aliases().get("aliases", [])):
-        raise MilvusUnavailable(f"{alias} is a collection, not an alias, in {spec.uri}: choose another "
-                                f"name with --store milvus:{spec.uri}#NAME")
+        raise MilvusUnavailable(
+            f"{alias} is a collection, not an alias, in {spec.uri}: choose another "
+            f"name with --store milvus:{spec.uri}#NAME"
+        )
     try:
         client.alter_alias(collection, alias)
     except pm.exceptions.MilvusException:

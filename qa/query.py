@@ -84,8 +84,11 @@ class Filters:
     outlets: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        parts = [f"since {self.since}" if self.since else "", f"until {self.until}" if self.until else "",
-                 f"from {', '.join(self.outlets)}" if self.outlets else ""]
+        parts = [
+            f"since {self.since}" if self.since else "",
+            f"until {self.until}" if self.until else "",
+            f"from {', '.join(self.outlets)}" if self.outlets else "",
+        ]
         return " ".join(p for p in parts if p)
 
 
@@ -103,8 +106,11 @@ def _check_date(name: str, value: Any) -> str | None:
         except ValueError:
             continue
         if name == "until" and fmt != "%Y-%m-%d":  # "until 2024-02" means to the end of February
-            nxt = start.replace(year=start.year + 1) if fmt == "%Y" else (
-                start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1))
+            nxt = (
+                start.replace(year=start.year + 1)
+                if fmt == "%Y"
+                else (start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1))
+            )
             return (nxt - _dt.timedelta(days=1)).isoformat()
         return start.isoformat()
     raise ValueError(f"{name} must be a date like 2024-01-31 (or 2024-01, 2024), not {value!r}")

@@ -47,8 +47,9 @@ def reader_net(bert):  # noqa: ANN001, ANN201 - torch is imported only when a re
             torch.nn.init.zeros_(self.head.bias)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):  # noqa: ANN001, ANN201
-            h = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
+            h = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             m = attention_mask.unsqueeze(-1).to(h.dtype)
             return self.head((h * m).sum(1) / m.sum(1))[:, 0]
 
@@ -74,8 +75,14 @@ class Reader:
             return np.zeros(0, dtype=np.float32)
         import torch
 
-        batch = self.tokenizer([question] * len(sentences), list(sentences), padding=True, truncation="only_second",
-                               max_length=self.max_length, return_tensors="pt")
+        batch = self.tokenizer(
+            [question] * len(sentences),
+            list(sentences),
+            padding=True,
+            truncation="only_second",
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         with self._lock, torch.inference_mode():
             logits = self.model(**batch)
         return logits.float().numpy().astype(np.float32)

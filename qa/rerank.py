@@ -76,9 +76,15 @@ class RerankModel:
         return answer_scores(prob, self.abstention.answerable(prob, X, qtype, reader))
 
     def to_json(self) -> dict:
-        return {"features": list(FEATURES), "n": self.n, "coef": [round(float(c), 6) for c in self.coef],
-                "bias": round(float(self.bias), 6), "threshold": self.threshold,
-                "abstention": self.abstention.to_json() if self.abstention else None, "info": self.info}
+        return {
+            "features": list(FEATURES),
+            "n": self.n,
+            "coef": [round(float(c), 6) for c in self.coef],
+            "bias": round(float(self.bias), 6),
+            "threshold": self.threshold,
+            "abstention": self.abstention.to_json() if self.abstention else None,
+            "info": self.info,
+        }
 
 
 @lru_cache(maxsize=4)
@@ -92,6 +98,11 @@ def load_model(path: str | None = None) -> RerankModel | None:
     if list(data.get("features", [])) != list(FEATURES):
         raise ValueError(f"{p} was fitted for other features: refit with python -m qa.eval.rerank_fit")
     abst = data.get("abstention")
-    return RerankModel(int(data["n"]), np.asarray(data["coef"], dtype=np.float64), float(data["bias"]),
-                       float(data["threshold"]), AbstentionModel.from_json(abst) if abst else None,
-                       data.get("info", {}))
+    return RerankModel(
+        int(data["n"]),
+        np.asarray(data["coef"], dtype=np.float64),
+        float(data["bias"]),
+        float(data["threshold"]),
+        AbstentionModel.from_json(abst) if abst else None,
+        data.get("info", {}),
+    )

@@ -11,8 +11,22 @@ import re
 import unicodedata
 from functools import lru_cache
 
-_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'",
-                         "–": "-", "—": "-", "‐": "-", "…": "..."})
+_QUOTES = str.maketrans(
+    {
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "«": '"',
+        "»": '"',
+        "‘": "'",
+        "’": "'",
+        "‚": "'",
+        "–": "-",
+        "—": "-",
+        "‐": "-",
+        "…": "...",
+    }
+)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -66,7 +80,8 @@ QUESTION_WORDS = frozenset(
     "did do does doing done is are was were be been being am has have had having "
     "can could would should shall may might must "
     "about tell me i you we us our your he she him her his hers its them "
-    "any some anything something".split())
+    "any some anything something".split()
+)
 
 
 # "How long did the call last?" asks for a duration, not about length: after

@@ -102,10 +102,19 @@ def _rows(vectors: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.ascontiguousarray(vectors[lo:hi], dtype=np.float32)
 
 
-def build_index(vectors: np.ndarray, exact_limit_: int | None = None, *, kind: str | None = None,
-                m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION, nlist: int | None = None,
-                target: float = TARGET_RECALL, tune_queries: np.ndarray | None = None,
-                seed: int = 0, previous: tuple[Any, dict] | None = None) -> tuple[Any, dict]:
+def build_index(
+    vectors: np.ndarray,
+    exact_limit_: int | None = None,
+    *,
+    kind: str | None = None,
+    m: int = HNSW_M,
+    ef_construction: int = EF_CONSTRUCTION,
+    nlist: int | None = None,
+    target: float = TARGET_RECALL,
+    tune_queries: np.ndarray | None = None,
+    seed: int = 0,
+    previous: tuple[Any, dict] | None = None,
+) -> tuple[Any, dict]:
     """The FAISS index for `vectors` (float32, unit length, possibly a memmap)
     and the parameters the manifest records for it.
 
@@ -136,21 +145,35 @@ def build_index(vectors: np.ndarray, exact_limit_: int | None = None, *, kind: s
         index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
         train_n = TRAIN_SAMPLE
-        params = {"type": HNSW_SQ8, "m": m, "ef_construction": ef_construction, "quantizer": "SQ8",
-                  "rerank": RERANK, "ef_search": EF_LADDER[-1]}
+        params = {
+            "type": HNSW_SQ8,
+            "m": m,
+            "ef_construction": ef_construction,
+            "quantizer": "SQ8",
+            "rerank": RERANK,
+            "ef_search": EF_LADDER[-1],
+        }
     elif kind == IVF_SQ8:
         # ~4 sqrt(n) lists, each with at least the 39 training points k-means wants
         nlist = int(nlist or max(1, min(round(4 * np.sqrt(n)), n // 39)))
         quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                              faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
         index.own_fields = True
         quantizer.this.disown()
         index.cp.spherical = True  # unit vectors: centroids on the sphere
         index.cp.seed = seed
         train_n = max(TRAIN_SAMPLE, 40 * nlist)
-        params = {"type": IVF_SQ8, "nlist": nlist, "quantizer": "SQ8", "rerank": RERANK,
-                  "nprobe": NPROBE_LADDER[-1], "trained_on": n, "training_reused": False}
+        params = {
+            "type": IVF_SQ8,
+            "nlist": nlist,
+            "quantizer": "SQ8",
+            "rerank": RERANK,
+            "nprobe": NPROBE_LADDER[-1],
+            "trained_on": n,
+            "training_reused": False,
+        }
     else:
         raise ValueError(f"unknown vector index kind {kind!r}")
     sample = np.sort(rng.choice(n, size=min(n, train_n), replace=False))
@@ -184,8 +207,9 @@ def _add_checked(index: Any, vectors: np.ndarray) -> bool:
     return int(index.ntotal) == n
 
 
-def reusable_training(path: Any, params: dict, n: int, d: int,
-                      exact_limit_: int | None = None) -> tuple[Any, dict] | None:
+def reusable_training(
+    path: Any, params: dict, n: int, d: int, exact_limit_: int | None = None
+) -> tuple[Any, dict] | None:
     """The training of the IVF index at `path` (built with `params`, from the
     manifest of the index being replaced), for `n` new vectors of dimension
     `d`: (an empty IVF index with its coarse centroids and 8-bit ranges, the
@@ -216,16 +240,23 @@ def reusable_training(path: Any, params: dict, n: int, d: int,
         if os.path.getsize(path) != params.get("file_bytes"):
             return None
         old = faiss.read_index(str(path), getattr(faiss, "IO_FLAG_MMAP", 0))
-        ok = (isinstance(old, faiss.IndexIVFScalarQuantizer) and old.d == d and old.nlist == nlist
-              and old.sq.qtype == faiss.ScalarQuantizer.QT_8bit and old.metric_type == faiss.METRIC_INNER_PRODUCT
-              and old.is_trained and old.quantizer.ntotal == nlist)
+        ok = (
+            isinstance(old, faiss.IndexIVFScalarQuantizer)
+            and old.d == d
+            and old.nlist == nlist
+            and old.sq.qtype == faiss.ScalarQuantizer.QT_8bit
+            and old.metric_type == faiss.METRIC_INNER_PRODUCT
+            and old.is_trained
+            and old.quantizer.ntotal == nlist
+        )
         if not ok:
             return None
         centroids = old.quantizer.reconstruct_n(0, nlist)
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-        index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                              faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
         index.own_fields = True
         quantizer.this.disown()
         index.sq = old.sq  # the trained value ranges (a copy)
@@ -258,8 +289,7 @@ class VectorIndex:
     never reorders the results.
     """
 
-    def __init__(self, index: Any, vectors: np.ndarray, params: dict | None = None,
-                 coarse_scan: bool = False) -> None:
+    def __init__(self, index: Any, vectors: np.ndarray, params: dict | None = None, coarse_scan: bool = False) -> None:
         """`coarse_scan` (exact kind only): scan an 8-bit copy of the vectors
         made here, for `k + COARSE_MARGIN` candidates, and re-score those
         against the float32 vectors.  A flat scan of one question reads every
@@ -316,8 +346,8 @@ class VectorIndex:
                 continue
             s = np.asarray(self.vectors[c], dtype=np.float32) @ q[r]
             top = np.argsort(-s, kind="stable")[:k]
-            scores[r, :len(top)] = s[top]
-            ids[r, :len(top)] = c[top]
+            scores[r, : len(top)] = s[top]
+            ids[r, : len(top)] = c[top]
         return scores, ids
 
 
@@ -326,8 +356,9 @@ def _coarse_copy(vectors: np.ndarray) -> Any:
     one range for every dimension, read from (up to) TRAIN_SAMPLE rows."""
     import faiss
 
-    index = faiss.IndexScalarQuantizer(int(vectors.shape[1]), faiss.ScalarQuantizer.QT_8bit_uniform,
-                                       faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexScalarQuantizer(
+        int(vectors.shape[1]), faiss.ScalarQuantizer.QT_8bit_uniform, faiss.METRIC_INNER_PRODUCT
+    )
     index.train(_rows(vectors, 0, min(int(vectors.shape[0]), TRAIN_SAMPLE)))
     for lo, hi in _chunks(int(vectors.shape[0])):
         index.add(_rows(vectors, lo, hi))
@@ -358,8 +389,9 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 
     return np.take_along_axis(best_i, order, axis=1)
 
 
-def recall_at_k(index: Any, vectors: np.ndarray, queries: np.ndarray, k: int = 10,
-                truth: np.ndarray | None = None) -> float:
+def recall_at_k(
+    index: Any, vectors: np.ndarray, queries: np.ndarray, k: int = 10, truth: np.ndarray | None = None
+) -> float:
     """Share of the exact top-k (by inner product over `vectors`) that
     `index.search(queries, k)` returns: a VectorIndex or any FAISS index.
     `truth` (from exact_search) saves recomputing it across calls."""
@@ -374,8 +406,14 @@ def recall_at_k(index: Any, vectors: np.ndarray, queries: np.ndarray, k: int = 1
     return hits / (len(q) * k)
 
 
-def tune(index: VectorIndex, vectors: np.ndarray, queries: np.ndarray, target: float = TARGET_RECALL,
-         k: int = 10, ladder: tuple[int, ...] | None = None) -> tuple[int, float]:
+def tune(
+    index: VectorIndex,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    target: float = TARGET_RECALL,
+    k: int = 10,
+    ladder: tuple[int, ...] | None = None,
+) -> tuple[int, float]:
     """Smallest search depth (efSearch for HNSW, nprobe for IVF) of `ladder`
     whose recall@k on `queries` reaches `target` (the largest if none does):
     (depth, its recall).  Leaves it set on `index`."""
@@ -393,8 +431,7 @@ def tune(index: VectorIndex, vectors: np.ndarray, queries: np.ndarray, target: f
     return value, recall
 
 
-def probe_queries(vectors: np.ndarray, n: int, seed: int = 0, neighbours: int = 8,
-                  noise: float = 0.8) -> np.ndarray:
+def probe_queries(vectors: np.ndarray, n: int, seed: int = 0, neighbours: int = 8, noise: float = 0.8) -> np.ndarray:
     """Question-like query vectors made from the data alone (the builder has
     no questions): the mean of a stored vector's `neighbours` nearest ones
     plus isotropic noise (`noise` times its length), re-normalised.  Measured

@@ -96,14 +96,15 @@ def parse_store(text: str | None) -> StoreSpec:
     usage = "use --store faiss, --store milvus:PATH.db[#collection] or --store milvus:http://HOST:19530[#collection]"
     if not text.startswith(MILVUS + ":"):
         raise ValueError(f"unknown vector store {text!r}: {usage}")
-    rest = text[len(MILVUS) + 1:]
+    rest = text[len(MILVUS) + 1 :]
     target, _, collection = rest.partition("#")
     collection = collection or DEFAULT_COLLECTION
     if not target:
         raise ValueError(f"--store {text!r} names no Milvus database or server: {usage}")
     if not _COLLECTION.match(collection):
-        raise ValueError(f"Milvus collection name {collection!r} is not valid: use letters, digits and _ "
-                         "(not starting with a digit)")
+        raise ValueError(
+            f"Milvus collection name {collection!r} is not valid: use letters, digits and _ (not starting with a digit)"
+        )
     if target.startswith(_REMOTE):
         return StoreSpec(MILVUS, target, collection)
     path = Path(target).expanduser()

@@ -29,7 +29,12 @@ def run_cli(module: str, *args: str, timeout: float = 600, **kw) -> subprocess.C
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=kw.pop("cwd", REPO), env=env, capture_output=True, text=True, timeout=timeout, **kw,
+        cwd=kw.pop("cwd", REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
     )
 
 

@@ -178,8 +178,9 @@ def test_damaged_or_mismatched_ann_files_fail_loudly(ann_index: Path, seed_index
     cases["ivf-foreign-ids"] = (d, "sentences.faiss", "is damaged")
     # 16-bit codes: another index than the manifest's
     d = _copy(ann_index, tmp_path / "ivf-fp16")
-    sq4 = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(v.shape[1]), v.shape[1], 1, faiss.ScalarQuantizer.QT_fp16,
-                                        faiss.METRIC_INNER_PRODUCT)
+    sq4 = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(v.shape[1]), v.shape[1], 1, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
     sq4.train(v)
     sq4.add(v)
     faiss.write_index(sq4, str(d / "sentences.faiss"))

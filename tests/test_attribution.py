@@ -23,11 +23,17 @@ def two_wordings(tmp_path_factory) -> Path:
     src = root / "articles"
     src.mkdir()
     (src / "a_wire.txt").write_text(
-        "Factory to shed jobs\n\nWorkers were told the news at a meeting on Tuesday. " + FIRST
-        + " Unions called the decision a betrayal of the town.\n", encoding="utf-8")
+        "Factory to shed jobs\n\nWorkers were told the news at a meeting on Tuesday. "
+        + FIRST
+        + " Unions called the decision a betrayal of the town.\n",
+        encoding="utf-8",
+    )
     (src / "b_paper.txt").write_text(
-        "Carmaker confirms job cuts\n\nThe decision follows a fall in orders from Europe. " + LONGER
-        + " The plant opened in 1986 and once employed 3,000 people.\n", encoding="utf-8")
+        "Carmaker confirms job cuts\n\nThe decision follows a fall in orders from Europe. "
+        + LONGER
+        + " The plant opened in 1986 and once employed 3,000 people.\n",
+        encoding="utf-8",
+    )
     out = root / "index"
     build([src], out, BuildConfig(progress=False), log=lambda m: None)
     return out
@@ -42,7 +48,7 @@ def test_the_first_source_words_the_quote_exactly_and_others_keep_their_own(two_
     assert [s.doc_id for s in top.sources] == ["b_paper", "a_wire"]  # the article that says it so, first
     for s in top.sources:
         own = Path(s.path).read_text(encoding="utf-8")
-        assert own[s.start:s.end] == s.text
+        assert own[s.start : s.end] == s.text
     assert top.sources[0].text == top.text and top.sources[1].text == FIRST
     assert top.context.doc_id == "b_paper" and "fall in orders" in top.context.before[0]
 

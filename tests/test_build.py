@@ -28,7 +28,8 @@ def snapshot(index_dir: Path) -> dict[str, str]:
     """sha256 of every file in an index: proof that nothing changed."""
     return {
         str(p.relative_to(index_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(index_dir.rglob("*")) if p.is_file()
+        for p in sorted(index_dir.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -58,7 +59,8 @@ def test_round_trip(seed_index: Path) -> None:
     # every occurrence span points at its sentence's text (modulo near-dup wording)
     rows = data.db.execute(
         "SELECT d.text, ds.start, ds.end, s.text FROM doc_sentences ds JOIN documents d USING(doc_idx) "
-        "JOIN sentences s USING(sent_idx)").fetchall()
+        "JOIN sentences s USING(sent_idx)"
+    ).fetchall()
     assert len(rows) == m.counts["sentences"]
     assert all(doc[a:b] == s for doc, a, b, s in rows)
     # captions are kept as text but not as answers
@@ -75,11 +77,15 @@ def test_incremental_rebuild_embeds_only_new_sentences(tmp_path: Path) -> None:
     assert first.sentences_embedded == 46 and first.sentences_reused == 0
 
     # one new article: four new sentences and one the seeds already have
-    write_article(src, "003_new.txt", "Port strike ends",
-                  "Dock workers in Rotterdam ended a nine-day strike on Monday. "
-                  "The union accepted a 6 percent pay rise. Ships had queued for days outside the harbour. "
-                  "The officials cautioned that while a framework is in place, gaps remain. "
-                  "Cargo traffic is expected to return to normal by Friday.")
+    write_article(
+        src,
+        "003_new.txt",
+        "Port strike ends",
+        "Dock workers in Rotterdam ended a nine-day strike on Monday. "
+        "The union accepted a 6 percent pay rise. Ships had queued for days outside the harbour. "
+        "The officials cautioned that while a framework is in place, gaps remain. "
+        "Cargo traffic is expected to return to normal by Friday.",
+    )
     second = build([src], idx, BuildConfig(progress=False), **QUIET)
     assert second.sentences_embedded == 4
     assert second.sentences_reused == 46
@@ -87,7 +93,8 @@ def test_incremental_rebuild_embeds_only_new_sentences(tmp_path: Path) -> None:
     data = open_index(idx)
     shared = data.db.execute(
         "SELECT COUNT(*) FROM doc_sentences ds JOIN sentences s USING(sent_idx) "
-        "WHERE s.text LIKE 'The officials cautioned%'").fetchone()[0]
+        "WHERE s.text LIKE 'The officials cautioned%'"
+    ).fetchone()[0]
     assert shared == 3
     data.close()
 
@@ -120,7 +127,8 @@ def test_bbc_sample_nested_ids_encoding_and_duplicates(tmp_path: Path) -> None:
     # the duplicate article: every sentence once, with both sources
     rows = data.db.execute(
         "SELECT ds.sent_idx, GROUP_CONCAT(d.doc_id) FROM doc_sentences ds JOIN documents d USING(doc_idx) "
-        "WHERE d.doc_id IN ('politics/108','politics/291') AND ds.sent_idx IS NOT NULL GROUP BY ds.sent_idx").fetchall()
+        "WHERE d.doc_id IN ('politics/108','politics/291') AND ds.sent_idx IS NOT NULL GROUP BY ds.sent_idx"
+    ).fetchall()
     assert rows and all(sorted(g.split(",")) == ["politics/108", "politics/291"] for _, g in rows)
     title = data.db.execute("SELECT title FROM documents WHERE doc_id='business/001'").fetchone()[0]
     assert title == (bbc / "business/001.txt").read_text().splitlines()[0].strip()
@@ -225,9 +233,23 @@ def _start_build(src: Path, idx: Path) -> subprocess.Popen:
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "index_build", str(src), "--index", str(idx), "--full", "--no-progress",
-         "--precision", "fp32"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "index_build",
+            str(src),
+            "--index",
+            str(idx),
+            "--full",
+            "--no-progress",
+            "--precision",
+            "fp32",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # a shell running us in the background ignores SIGINT, and children
         # inherit that; a user's Ctrl-C reaches a builder with the default
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

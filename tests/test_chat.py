@@ -28,8 +28,13 @@ sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 REPLY_TIMEOUT_MS = 60_000  # a busy 2-core CI box; replies normally take well under a second
 
 CALL_Q = "How long did the call between Biden and Netanyahu last?"
@@ -48,13 +53,18 @@ UPLOAD_FACT = "The Quokka Festival in Perth drew 12,345 visitors on Saturday, or
 UPLOAD_Q = "How many visitors did the Quokka Festival in Perth draw?"
 
 
-
 def start_chat(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[str]]:
     """`qa chat ARGS` in its own process, returned once it says it is serving
     (its output keeps being collected in the list)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "qa", "chat", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qa", "chat", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     ready = threading.Event()
 
@@ -70,6 +80,7 @@ def start_chat(args: list[str], env: dict[str, str] | None = None) -> tuple[subp
         proc.wait(30)
         raise AssertionError("qa chat did not start:\n" + "".join(lines))
     return proc, lines
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -150,10 +161,12 @@ class Page:
         box.press("Enter")
         try:
             self.page.wait_for_function(
-                f"document.querySelectorAll('#sqa-chat .sqa-reply').length > {before}", timeout=REPLY_TIMEOUT_MS)
+                f"document.querySelectorAll('#sqa-chat .sqa-reply').length > {before}", timeout=REPLY_TIMEOUT_MS
+            )
         except sync_api.TimeoutError:
-            raise AssertionError(f"no reply to {question!r} within {REPLY_TIMEOUT_MS} ms; "
-                                 f"screenshot: {self.shot(name + '-timeout')}") from None
+            raise AssertionError(
+                f"no reply to {question!r} within {REPLY_TIMEOUT_MS} ms; screenshot: {self.shot(name + '-timeout')}"
+            ) from None
         reply = self.replies().nth(before)
         reply.scroll_into_view_if_needed()
         return reply, self.shot(name)
@@ -175,13 +188,18 @@ def answers(reply) -> list[str]:
 
 # -- in the browser ------------------------------------------------------------
 
+
 def test_seed_question_shows_quote_citation_context_and_article(page):
     reply, shot = page.ask(CALL_Q, "answered")
     assert "sqa-found" in (reply.get_attribute("class") or ""), f"seed question not answered; screenshot: {shot}"
     first = reply.locator(".sqa-answer").first
-    assert "lasted about 45 minutes" in first.locator(".sqa-quote").inner_text(), f"wrong first quote; screenshot: {shot}"
+    assert "lasted about 45 minutes" in first.locator(".sqa-quote").inner_text(), (
+        f"wrong first quote; screenshot: {shot}"
+    )
     cite = first.locator(".sqa-cite").inner_text()
-    assert "Netanyahu and Biden" in cite and "002_35521e549324248f.txt" in cite, f"citation {cite!r}; screenshot: {shot}"
+    assert "Netanyahu and Biden" in cite and "002_35521e549324248f.txt" in cite, (
+        f"citation {cite!r}; screenshot: {shot}"
+    )
     assert first.locator(".sqa-conf").count() == 1, f"no confidence indicator; screenshot: {shot}"
     # the user's question is shown as typed
     assert CALL_Q in page.page.locator("#sqa-chat").inner_text(), f"question not shown; screenshot: {shot}"
@@ -197,11 +215,14 @@ def test_seed_question_shows_quote_citation_context_and_article(page):
     first.locator("a.sqa-doc").first.click()
     art = page.page.locator("#sqa-article .sqa-article")
     sync_api.expect(art, f"article did not open; screenshot: {page.shot('article-timeout')}").to_contain_text(
-        "Netanyahu and Biden")
+        "Netanyahu and Biden"
+    )
     shot = page.shot("article")
     focus = page.page.locator("#sqa-article mark.sqa-focus")
     assert focus.count() == 1 and "lasted about 45 minutes" in focus.inner_text(), f"no highlight; screenshot: {shot}"
-    assert "a senior administration official quoted by CNN" in art.inner_text(), f"not the full text; screenshot: {shot}"
+    assert "a senior administration official quoted by CNN" in art.inner_text(), (
+        f"not the full text; screenshot: {shot}"
+    )
     assert not page.dialogs and not page.errors, (page.dialogs, page.errors)
 
 
@@ -211,18 +232,24 @@ def test_followup_is_resolved_from_history(page):
     searched = reply.locator(".sqa-searched")
     assert searched.count() == 1, f"follow-up shows no 'searched for'; screenshot: {shot}"
     text = searched.inner_text()
-    assert text.startswith("searched for:") and "Palestinian" in text and "prisoners" in text, \
+    assert text.startswith("searched for:") and "Palestinian" in text and "prisoners" in text, (
         f"resolved query {text!r}; screenshot: {shot}"
+    )
     assert "sqa-found" in (reply.get_attribute("class") or ""), f"follow-up not answered; screenshot: {shot}"
-    assert "500 convicted of murder" in answers(reply)[0], f"follow-up answered {answers(reply)[:1]}; screenshot: {shot}"
+    assert "500 convicted of murder" in answers(reply)[0], (
+        f"follow-up answered {answers(reply)[:1]}; screenshot: {shot}"
+    )
     # a self-contained first question shows no "searched for"
     assert page.replies().first.locator(".sqa-searched").count() == 0, f"screenshot: {shot}"
 
 
-@pytest.mark.parametrize("question", [
-    UNANSWERABLE_Q,
-    FRANCE_Q,
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        UNANSWERABLE_Q,
+        FRANCE_Q,
+    ],
+)
 def test_unanswerable_question_says_not_in_sources(page, question):
     reply, shot = page.ask(question, "unanswerable")
     assert "sqa-notfound" in (reply.get_attribute("class") or ""), f"answered the unanswerable; screenshot: {shot}"
@@ -238,11 +265,21 @@ def test_unanswerable_question_says_not_in_sources(page, question):
 def test_hostile_article_renders_as_text(page):
     reply, shot = page.ask(HOSTILE_Q, "hostile")
     text = reply.inner_text()
-    for literal in ("<script>alert(1)</script>", "<b>bold</b>", "**will open**", "`May`", "<img src=x onerror=alert(2)>",
-                    "[a link](javascript:alert(3))", "$$x^2$$", HOSTILE_TITLE):
+    for literal in (
+        "<script>alert(1)</script>",
+        "<b>bold</b>",
+        "**will open**",
+        "`May`",
+        "<img src=x onerror=alert(2)>",
+        "[a link](javascript:alert(3))",
+        "$$x^2$$",
+        HOSTILE_TITLE,
+    ):
         assert literal in text, f"{literal!r} not shown literally; screenshot: {shot}"
     chat = page.page.locator("#sqa-chat")
-    assert chat.locator("script, img, b, i, strong, em, code, .katex").count() == 0, f"markup rendered; screenshot: {shot}"
+    assert chat.locator("script, img, b, i, strong, em, code, .katex").count() == 0, (
+        f"markup rendered; screenshot: {shot}"
+    )
     assert chat.locator("a[href^='javascript']").count() == 0, f"screenshot: {shot}"
 
     # the sources panel and the article view escape it too
@@ -253,8 +290,9 @@ def test_hostile_article_renders_as_text(page):
     art = page.page.locator("#sqa-article .sqa-article")
     sync_api.expect(art, f"screenshot: {page.shot('hostile-article-timeout')}").to_contain_text("<i>bridge</i>")
     shot = page.shot("hostile-article")
-    assert page.page.locator("#sqa-article script, #sqa-article img, #sqa-article b, #sqa-article i").count() == 0, \
+    assert page.page.locator("#sqa-article script, #sqa-article img, #sqa-article b, #sqa-article i").count() == 0, (
         f"markup rendered in the article view; screenshot: {shot}"
+    )
     assert page.page.locator("#sqa-article mark.sqa-cited").count() >= 1, f"cited sentence not highlighted; {shot}"
     page.page.wait_for_timeout(300)  # give any injected script the chance to fire
     assert page.dialogs == [], f"a dialog fired: {page.dialogs}; screenshot: {shot}"
@@ -316,17 +354,21 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     assert not any("12,345 visitors" in a for a in answers(before)), "the fact is in the seeds already?"
     good = tmp_path / "quokka festival (Perth).txt"
     # header lines a news export carries: they become the citation, not text
-    good.write_text(f"Title: Quokka Festival report\nDate: 12 March 2024\nSource: Rottnest Times\n"
-                    f"URL: https://example.org/quokka-festival\n\n{UPLOAD_FACT} The event ran for two days.\n",
-                    encoding="utf-8")
+    good.write_text(
+        f"Title: Quokka Festival report\nDate: 12 March 2024\nSource: Rottnest Times\n"
+        f"URL: https://example.org/quokka-festival\n\n{UPLOAD_FACT} The event ran for two days.\n",
+        encoding="utf-8",
+    )
     bad = tmp_path / "broken.txt"
     bad.write_bytes(b"\x00\x01\x02binary junk" * 10)
     # an export of many articles: one a row, with its columns for citations
     export = tmp_path / "island export.csv"
-    export.write_text("id,headline,body,date,source\n"
-                      "k1,Kayak race,The island kayak race drew 214 paddlers on Sunday.,2024-06-02,Harbour Weekly\n"
-                      "k2,Market day,The farmers market moved to the old pier for the summer.,2024-06-09,Harbour Weekly\n",
-                      encoding="utf-8")
+    export.write_text(
+        "id,headline,body,date,source\n"
+        "k1,Kayak race,The island kayak race drew 214 paddlers on Sunday.,2024-06-02,Harbour Weekly\n"
+        "k2,Market day,The farmers market moved to the old pier for the summer.,2024-06-09,Harbour Weekly\n",
+        encoding="utf-8",
+    )
 
     page.page.locator("button[role='tab']:has-text('Add articles')").first.click()
     page.page.locator("#sqa-upload input[type='file']").set_input_files([str(good), str(bad), str(export)])
@@ -335,7 +377,8 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     assert "lasted about 45 minutes" in answers(reply)[0], f"no answer during rebuild; screenshot: {shot}"
     status = page.page.locator("#sqa-upload-status .sqa-upload-outcome")
     sync_api.expect(status, f"upload never finished; screenshot: {page.shot('upload-timeout')}").to_be_visible(
-        timeout=180_000)
+        timeout=180_000
+    )
     shot = page.shot("uploaded")
     text = status.inner_text()
     assert "Added 3 articles" in text and "quokka_festival_Perth.txt" in text, f"status {text!r}; screenshot: {shot}"
@@ -354,8 +397,10 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     # outlet, date, and the title linking to the article's own page in a new tab
     assert "Rottnest Times" in cite.inner_text() and "12 Mar 2024" in cite.inner_text(), f"screenshot: {shot}"
     link = cite.locator("a.sqa-url")
-    assert link.inner_text() == "Quokka Festival report" and link.get_attribute("href") == \
-        "https://example.org/quokka-festival", f"screenshot: {shot}"
+    assert (
+        link.inner_text() == "Quokka Festival report"
+        and link.get_attribute("href") == "https://example.org/quokka-festival"
+    ), f"screenshot: {shot}"
     assert link.get_attribute("target") == "_blank" and "noopener" in (link.get_attribute("rel") or "")
     assert "12,345 visitors" not in cite.inner_text()
 
@@ -413,8 +458,9 @@ def test_missing_index_shows_fix_and_recovers(browser, site, tmp_path):
         reply, shot = p.ask(CALL_Q, "fixed-index")
         assert "sqa-found" in (reply.get_attribute("class") or ""), f"not recovered; screenshot: {shot}"
         panel = p.page.locator("#sqa-sources .sqa-sources .sqa-index-info")
-        sync_api.expect(panel, f"sources panel still shows the error; screenshot: {p.shot('panel-timeout')}"
-                        ).to_contain_text("articles")
+        sync_api.expect(
+            panel, f"sources panel still shows the error; screenshot: {p.shot('panel-timeout')}"
+        ).to_contain_text("articles")
         assert p.dialogs == [] and p.errors == [], (p.dialogs, p.errors)
     finally:
         p.close()
@@ -423,6 +469,7 @@ def test_missing_index_shows_fix_and_recovers(browser, site, tmp_path):
 
 
 # -- the API ---------------------------------------------------------------------
+
 
 def test_gradio_client_api(site):
     from gradio_client import Client
@@ -448,8 +495,9 @@ def test_cli_first_start_builds_then_serves_with_auth(tmp_path):
     src = tmp_path / "sources"
     shutil.copytree(SEEDS, src)
     index, port = tmp_path / "index", free_port()
-    proc, lines = start_chat(["--index", str(index), "--sources", str(src), "--port", str(port)],
-                             {"SOURCE_QA_AUTH": "ann:s3cret"})
+    proc, lines = start_chat(
+        ["--index", str(index), "--sources", str(src), "--port", str(port)], {"SOURCE_QA_AUTH": "ann:s3cret"}
+    )
     try:
         out = "".join(lines)
         assert "No index at" in out and "embedding" in out and "unique sentences" in out, out
@@ -482,7 +530,9 @@ def test_old_engine_answers_consistently_after_its_index_is_replaced(tmp_path):
         # sorts first, so every old sentence id now means another sentence on disk
         (src / "0000_harbour.txt").write_text(
             "Harbour news\n\nThe harbour in Wellington froze over on Tuesday for the first time.\n\n"
-            "Officials said all ferries were cancelled.\n", encoding="utf-8")
+            "Officials said all ferries were cancelled.\n",
+            encoding="utf-8",
+        )
         build([src], index, BuildConfig(progress=False), log=lambda m: None)
         got: dict = {}
         t = threading.Thread(target=lambda: got.update(r=old.run(lambda e: e.ask(CALL_Q, k=2))))
@@ -513,6 +563,7 @@ def test_exposure_warning_and_auth_parsing():
 
 # -- without a browser -------------------------------------------------------------
 
+
 def test_render_escapes_everything():
     from qa import chat_render as R
 
@@ -526,15 +577,18 @@ def test_render_escapes_everything():
     assert "<script>" not in art and html.unescape(art).count("<script>alert(1)</script>") >= 2
 
 
-@pytest.mark.parametrize("name, expect", [
-    ("../../etc/passwd.txt", "passwd.txt"),
-    ("..\\..\\win.md", "win.md"),
-    ("/abs/path/Report 2024 (final).PDF", "Report_2024_final.pdf"),
-    (".hidden.txt", "hidden.txt"),
-    ("...txt", "article.txt"),
-    ("naïve café.html", "naïve_café.html"),
-    ("a" * 300 + ".txt", "a" * 80 + ".txt"),
-])
+@pytest.mark.parametrize(
+    "name, expect",
+    [
+        ("../../etc/passwd.txt", "passwd.txt"),
+        ("..\\..\\win.md", "win.md"),
+        ("/abs/path/Report 2024 (final).PDF", "Report_2024_final.pdf"),
+        (".hidden.txt", "hidden.txt"),
+        ("...txt", "article.txt"),
+        ("naïve café.html", "naïve_café.html"),
+        ("a" * 300 + ".txt", "a" * 80 + ".txt"),
+    ],
+)
 def test_safe_name(name, expect):
     from qa.chat_backend import safe_name
 

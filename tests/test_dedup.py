@@ -25,7 +25,10 @@ SHARED = {
     "I insist that Hamas drop their delusional demands": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
     # in 000 it follows a "Related articles:" link list, cut off by the segmenter
     "On Wednesday, Netanyahu decided not to send back": {"000_d94e3a040fbeca26", "001_b75319ecbb0ee614"},
-    "The officials cautioned that while a framework is in place, gaps remain.": {"001_b75319ecbb0ee614", "002_35521e549324248f"},
+    "The officials cautioned that while a framework is in place, gaps remain.": {
+        "001_b75319ecbb0ee614",
+        "002_35521e549324248f",
+    },
 }
 
 
@@ -132,8 +135,10 @@ def test_near_duplicate_blocks_judge_each_pair_once_and_skip_boilerplate_heads()
     b = "The minister added on Monday that the new bridge will open to traffic next spring"
     # a boilerplate opening shared by more sentences than a block may hold:
     # those pairs are only found through their shared ending
-    filler = [f"According to the report published today item {i} of the survey was about topic {i}"
-              for i in range(_MAX_BLOCK + 5)]
+    filler = [
+        f"According to the report published today item {i} of the survey was about topic {i}"
+        for i in range(_MAX_BLOCK + 5)
+    ]
     c = "According to the report published today the harbour in Brest handled record cargo volumes"
     d = "According to the report published today, the harbour in Brest handled record cargo volumes"
     texts = [a, b, *filler, c + " this year", d.replace(",", "") + " this year"]
@@ -162,8 +167,17 @@ def test_dedup_key_fast_path_is_the_definition() -> None:
     def definition(text: str) -> str:
         return ws.sub(" ", unicodedata.normalize("NFKC", text).translate(_QUOTES)).strip().casefold()
 
-    tricky = ["  Mr  SMITH\tsaid\n", "a\u00a0b\u2003c\x1cd\x85e", " “ﬁne” — ok…  ", "ΣΑΣ ς", "\u0301e Straße",
-              "ＦＵＬＬ width", "İstanbul", "", "\x00\x1f"]
+    tricky = [
+        "  Mr  SMITH\tsaid\n",
+        "a\u00a0b\u2003c\x1cd\x85e",
+        " “ﬁne” — ok…  ",
+        "ΣΑΣ ς",
+        "\u0301e Straße",
+        "ＦＵＬＬ width",
+        "İstanbul",
+        "",
+        "\x00\x1f",
+    ]
     assert [dedup_key(t) for t in tricky] == [definition(t) for t in tricky]
 
     @settings(max_examples=400, deadline=None)

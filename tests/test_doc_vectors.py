@@ -76,8 +76,7 @@ def test_builder_stores_the_document_vectors(seed_index: Path) -> None:
         old_way = build_doc_map(data.db, data.n_sentences, data.sentence_vectors)
         assert np.array_equal(old_way.doc_vectors, computed)
         assert np.allclose(np.linalg.norm(computed, axis=1), 1.0, atol=1e-5)
-        new_way = build_doc_map(data.db, data.n_sentences, data.sentence_vectors,
-                                doc_vectors=stored)
+        new_way = build_doc_map(data.db, data.n_sentences, data.sentence_vectors, doc_vectors=stored)
         assert new_way.doc_vectors is stored
         for f in ("sent_doc_ptr", "sent_docs", "prev_sent", "next_sent", "sent_pas_ptr", "sent_pas"):
             assert np.array_equal(getattr(old_way, f), getattr(new_way, f))
@@ -90,8 +89,7 @@ def test_answers_are_the_same_with_stored_document_vectors(engine) -> None:
 
     stored = qa.load(engine.data.path)
     data = stored.data
-    stored.docs = build_doc_map(data.db, data.n_sentences, data.sentence_vectors,
-                                doc_vectors=data.doc_vectors)
+    stored.docs = build_doc_map(data.db, data.n_sentences, data.sentence_vectors, doc_vectors=data.doc_vectors)
     assert stored.docs.doc_vectors is data.doc_vectors
     _same(_answers(engine), _answers(stored))
 
@@ -109,16 +107,19 @@ def test_index_built_before_document_vectors_still_loads(tmp_path: Path, seed_in
     _same(_answers(engine), _answers(loaded))
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("missing", "doc_vectors.npy is missing"),
-    ("rows", r"has shape \(2, 384\)"),
-    ("dimension", r"has shape \(3, 12\)"),
-    ("dtype", "float64"),
-    ("not unit", "damaged document vector"),
-    ("pickled", "pickled Python objects"),
-    ("manifest rows", "records 7 document vectors for 3 documents"),
-    ("manifest junk", "vector_index.documents must be"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "doc_vectors.npy is missing"),
+        ("rows", r"has shape \(2, 384\)"),
+        ("dimension", r"has shape \(3, 12\)"),
+        ("dtype", "float64"),
+        ("not unit", "damaged document vector"),
+        ("pickled", "pickled Python objects"),
+        ("manifest rows", "records 7 document vectors for 3 documents"),
+        ("manifest junk", "vector_index.documents must be"),
+    ],
+)
 def test_damaged_document_vectors_name_the_fix(tmp_path: Path, seed_index: Path, damage: str, message: str) -> None:
     bad = _copy(seed_index, tmp_path / "bad")
     path = bad / fmt.DOC_VECTORS
@@ -163,8 +164,9 @@ def test_ivf_training_is_reused_within_range(tmp_path: Path) -> None:
     assert params["training_reused"] is True and params["trained_on"] == 4000
     assert params["nprobe"] == old_params["nprobe"] and params["nlist"] == old_params["nlist"]
     assert index.ntotal == 4400
-    assert np.array_equal(index.quantizer.reconstruct_n(0, index.nlist),
-                          old_index.quantizer.reconstruct_n(0, old_index.nlist))
+    assert np.array_equal(
+        index.quantizer.reconstruct_n(0, index.nlist), old_index.quantizer.reconstruct_n(0, old_index.nlist)
+    )
     assert np.array_equal(faiss.vector_to_array(index.sq.trained), faiss.vector_to_array(old_index.sq.trained))
     # the old vectors get the very codes the old index gave them
     assert np.array_equal(index.sa_encode(np.asarray(old_v[:50])), old_index.sa_encode(np.asarray(old_v[:50])))
@@ -224,7 +226,9 @@ def test_incremental_build_keeps_ivf_training(tmp_path: Path, monkeypatch: pytes
     assert second["trained_on"] == first["trained_on"] and second["nprobe"] == first["nprobe"]
     assert m["counts"]["unique_sentences"] == first["trained_on"] and m["counts"]["documents"] == 4
     engine = qa.load(out)
-    assert "45 minutes" in engine.ask("How long did the call between Biden and Netanyahu last on Sunday?").answers[0].text
+    assert (
+        "45 minutes" in engine.ask("How long did the call between Biden and Netanyahu last on Sunday?").answers[0].text
+    )
     build([src], out, BuildConfig(progress=False, full=True), log=lambda m: None)
     third = json.loads((out / fmt.MANIFEST).read_text())["vector_index"]["sentences"]
     assert third["training_reused"] is False and third["trained_on"] == m["counts"]["unique_sentences"]

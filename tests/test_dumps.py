@@ -13,12 +13,23 @@ from pathlib import Path
 import pytest
 
 ROWS = [
-    {"id": "a1", "headline": "Harbour bridge to close", "body": "The harbour bridge will close for six weeks from "
-     "May so that engineers can replace its corroded cables. Ferries will run every ten minutes.",
-     "pubDate": "Tue, 12 Mar 2024 08:30:00 GMT", "link": "https://courier.example.com/bridge", "source": "Coastal Courier",
-     "byline": "Dana Whitfield"},
-    {"id": "a2", "headline": "Museum reopens", "body": "The museum will reopen its east wing in June after a two-year "
-     "restoration of the painted ceilings.", "pubDate": "2024-04-02", "source": "Valley News"},
+    {
+        "id": "a1",
+        "headline": "Harbour bridge to close",
+        "body": "The harbour bridge will close for six weeks from "
+        "May so that engineers can replace its corroded cables. Ferries will run every ten minutes.",
+        "pubDate": "Tue, 12 Mar 2024 08:30:00 GMT",
+        "link": "https://courier.example.com/bridge",
+        "source": "Coastal Courier",
+        "byline": "Dana Whitfield",
+    },
+    {
+        "id": "a2",
+        "headline": "Museum reopens",
+        "body": "The museum will reopen its east wing in June after a two-year restoration of the painted ceilings.",
+        "pubDate": "2024-04-02",
+        "source": "Valley News",
+    },
 ]
 
 
@@ -39,14 +50,20 @@ def dump_index(tmp_path_factory):
     root = tmp_path_factory.mktemp("dumps")
     src = root / "sources"
     src.mkdir()
-    _write_jsonl(src / "wire.jsonl", ROWS, ['{"id": "a3", "headline": "broken', json.dumps({"id": "a4", "body": ""}),
-                                             "[1, 2, 3]"])
+    _write_jsonl(
+        src / "wire.jsonl",
+        ROWS,
+        ['{"id": "a3", "headline": "broken', json.dumps({"id": "a4", "body": ""}), "[1, 2, 3]"],
+    )
     (src / "export.csv").write_text(
         "story_id,title,story_text,pub,url\n"
         's1,Rates held,"The central bank kept its main interest rate at 4.5% for a third month, citing sticky '
         'prices.",2024-02-01,https://wire.example.com/rates\n'
-        's2,No text here,,2024-02-02,\n', encoding="utf-8")
-    (src / "feed.rss").write_text("""<?xml version="1.0"?>
+        "s2,No text here,,2024-02-02,\n",
+        encoding="utf-8",
+    )
+    (src / "feed.rss").write_text(
+        """<?xml version="1.0"?>
 <rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>
 <title>Island Gazette</title><link>https://gazette.example.org</link><description>News</description>
 <item><title>Ferry fares rise</title><link>https://gazette.example.org/fares</link>
@@ -56,7 +73,9 @@ def dump_index(tmp_path_factory):
 <p>Season tickets are not affected.</p>]]></content:encoded></item>
 <item><title>Lighthouse repainted</title><link>https://gazette.example.org/lighthouse</link>
 <description>The old lighthouse on the north cape has been repainted red and white for the first time since 1990.</description>
-</item></channel></rss>""", encoding="utf-8")
+</item></channel></rss>""",
+        encoding="utf-8",
+    )
     report = _build(src, root / "index", columns={"text": "story_text", "published": "pub", "id": "story_id"})
     return root, src, report.to_dict()
 
@@ -67,8 +86,13 @@ def test_each_row_and_item_is_an_article_with_its_metadata(dump_index) -> None:
     root, _, report = dump_index
     engine = qa.load(root / "index", warm=False)
     rows = {r[0]: r[1:] for r in engine.sql("SELECT doc_id, title, published, outlet, author, url FROM documents")}
-    assert rows["wire/a1"] == ("Harbour bridge to close", "2024-03-12", "Coastal Courier", "Dana Whitfield",
-                               "https://courier.example.com/bridge")
+    assert rows["wire/a1"] == (
+        "Harbour bridge to close",
+        "2024-03-12",
+        "Coastal Courier",
+        "Dana Whitfield",
+        "https://courier.example.com/bridge",
+    )
     assert rows["wire/a2"] == ("Museum reopens", "2024-04-02", "Valley News", None, None)
     assert rows["export/s1"] == ("Rates held", "2024-02-01", None, None, "https://wire.example.com/rates")
     assert rows["feed/1"][:3] == ("Ferry fares rise", "2020-01-06", "Island Gazette")
@@ -88,7 +112,10 @@ def test_bad_rows_are_skipped_and_counted_with_their_lines(dump_index) -> None:
     wire = by["wire.jsonl"]
     assert (wire["articles"], wire["rows_skipped"]) == (2, 3)
     assert [(k["line"], k["reason"].split(" (")[0]) for k in wire["first_skipped"]] == [
-        (3, "broken JSON"), (4, "no text"), (5, "not a JSON object")]
+        (3, "broken JSON"),
+        (4, "no text"),
+        (5, "not a JSON object"),
+    ]
     assert (by["export.csv"]["articles"], by["export.csv"]["rows_skipped"]) == (1, 1)
     assert by["feed.rss"]["articles"] == 2
 
@@ -111,8 +138,14 @@ def test_adding_rows_rebuilds_only_them(tmp_path) -> None:
     src.mkdir()
     _write_jsonl(src / "wire.jsonl", ROWS)
     first = _build(src, tmp_path / "index").to_dict()
-    more = ROWS + [{"id": "a9", "headline": "Pier opens", "body": "The new pier opened to walkers on Saturday after "
-                    "three years of work.", "pubDate": "2024-05-04"}]
+    more = ROWS + [
+        {
+            "id": "a9",
+            "headline": "Pier opens",
+            "body": "The new pier opened to walkers on Saturday after three years of work.",
+            "pubDate": "2024-05-04",
+        }
+    ]
     _write_jsonl(src / "wire.jsonl", more)
     second = _build(src, tmp_path / "index").to_dict()
     assert second["documents"] == 3
@@ -143,8 +176,9 @@ def test_word_files_are_read_with_their_core_properties(tmp_path) -> None:
     p = tmp_path / "release.docx"
     doc.save(p)
     got = read(p)
-    assert got.text == ("The city will plant 5,000 trees along its main roads this winter.\n\n"
-                        "The first saplings arrive in November.")
+    assert got.text == (
+        "The city will plant 5,000 trees along its main roads this winter.\n\nThe first saplings arrive in November."
+    )
     assert got.title == "Trees for the city"
     assert (got.meta.published, got.meta.author) == ("2023-10-02", "Press Office")
     bad = tmp_path / "broken.docx"
@@ -156,8 +190,12 @@ def test_word_files_are_read_with_their_core_properties(tmp_path) -> None:
 
 
 def test_a_bad_columns_option_is_a_usage_error(tmp_path) -> None:
-    out = subprocess.run([sys.executable, "-m", "index_build", str(tmp_path), "--index", str(tmp_path / "i"),
-                          "--columns", "words"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "index_build", str(tmp_path), "--index", str(tmp_path / "i"), "--columns", "words"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "--columns entry 'words' is not FIELD=COLUMN" in out.stderr
 
 

@@ -48,19 +48,29 @@ def encoder() -> Encoder:
 @pytest.fixture(scope="module")
 def reference(encoder: Encoder, sentences: list[str]) -> np.ndarray:
     """Plain fp32 sentence-transformers encode, one call: the ground truth."""
-    return encoder.model.encode(sentences, batch_size=32, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False)
+    return encoder.model.encode(
+        sentences, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
 
 
 def _fp32(encoder: Encoder) -> Encoder:
     return Encoder(encoder.model_id, encoder.model, "fp32")
 
 
-def test_chunked_embed_texts_equals_one_shot_fp32(encoder: Encoder, sentences: list[str],
-                                                  reference: np.ndarray) -> None:
+def test_chunked_embed_texts_equals_one_shot_fp32(
+    encoder: Encoder, sentences: list[str], reference: np.ndarray
+) -> None:
     fp32 = _fp32(encoder)
-    out, hashes, stats = embed_texts(lambda: fp32, fp32.dim, sentences, VectorCache(), batch_size=16,
-                                     progress=False, label="sentences", chunk_size=37)
+    out, hashes, stats = embed_texts(
+        lambda: fp32,
+        fp32.dim,
+        sentences,
+        VectorCache(),
+        batch_size=16,
+        progress=False,
+        label="sentences",
+        chunk_size=37,
+    )
     assert stats.encoded == len(sentences) and stats.reused == 0
     assert hashes == [text_hash(s) for s in sentences]
     assert out.shape == reference.shape and out.dtype == np.float32
@@ -69,13 +79,15 @@ def test_chunked_embed_texts_equals_one_shot_fp32(encoder: Encoder, sentences: l
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
 
 
-def test_fast_path_stays_within_cosine_0995_of_fp32(encoder: Encoder, sentences: list[str],
-                                                    reference: np.ndarray) -> None:
+def test_fast_path_stays_within_cosine_0995_of_fp32(
+    encoder: Encoder, sentences: list[str], reference: np.ndarray
+) -> None:
     """The precision the builder picks on this CPU ("auto": bf16 where native)."""
     fast = "bf16" if cpu_has_fast_bf16() else "fp32"
     assert encoder.precision == fast
-    out, _, _ = embed_texts(lambda: encoder, encoder.dim, sentences, VectorCache(), batch_size=32,
-                            progress=False, label="sentences")
+    out, _, _ = embed_texts(
+        lambda: encoder, encoder.dim, sentences, VectorCache(), batch_size=32, progress=False, label="sentences"
+    )
     cos = np.sum(out * reference, axis=1)
     assert float(cos.min()) >= 0.995, f"min cosine {cos.min():.5f} to fp32"
     assert float(cos.mean()) >= 0.999
@@ -134,8 +146,9 @@ def test_embed_texts_never_holds_a_second_full_copy() -> None:
     full = n * dim * 4  # 30.7 MB
     tracemalloc.start()
     try:
-        out, hashes, stats = embed_texts(lambda: enc, dim, texts, VectorCache(), 64, False, "sentences",
-                                         chunk_size=2048, processes=1)
+        out, hashes, stats = embed_texts(
+            lambda: enc, dim, texts, VectorCache(), 64, False, "sentences", chunk_size=2048, processes=1
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -144,16 +157,18 @@ def test_embed_texts_never_holds_a_second_full_copy() -> None:
     assert peak < 1.4 * full, f"peak {peak / 1e6:.1f} MB for a {full / 1e6:.1f} MB output"
 
 
-def test_process_pool_gives_the_same_vectors(encoder: Encoder, sentences: list[str], reference: np.ndarray,
-                                             monkeypatch) -> None:
+def test_process_pool_gives_the_same_vectors(
+    encoder: Encoder, sentences: list[str], reference: np.ndarray, monkeypatch
+) -> None:
     """embed_texts with 2 processes (this one + a spawned worker) = one-shot fp32,
     every text counted once by the progress callback."""
     import index_build.embed as embed_mod
 
     monkeypatch.setattr(embed_mod, "POOL_MIN_TEXTS", 0)
     fp32 = _fp32(encoder)
-    out, _, stats = embed_texts(lambda: fp32, fp32.dim, sentences, VectorCache(), 16, False, "sentences",
-                                chunk_size=100, processes=2)
+    out, _, stats = embed_texts(
+        lambda: fp32, fp32.dim, sentences, VectorCache(), 16, False, "sentences", chunk_size=100, processes=2
+    )
     assert stats.encoded == len(sentences)
     assert float(np.max(np.abs(out - reference))) < 1e-5
 
@@ -169,8 +184,7 @@ def test_process_pool_gives_the_same_vectors(encoder: Encoder, sentences: list[s
     assert float(np.max(np.abs(got - reference))) < 1e-5
 
 
-def test_process_pool_survives_a_dead_worker(encoder: Encoder, sentences: list[str],
-                                             reference: np.ndarray) -> None:
+def test_process_pool_survives_a_dead_worker(encoder: Encoder, sentences: list[str], reference: np.ndarray) -> None:
     from qa.encoder import EncoderPool
 
     fp32 = _fp32(encoder)
@@ -197,8 +211,12 @@ if __name__ == "__main__":
 def test_pool_worker_exits_when_its_parent_is_killed(tmp_path) -> None:
     script = tmp_path / "orphan.py"
     script.write_text(_ORPHAN, encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, str(script), str(REPO)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(REPO)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     try:
         worker = int(proc.stdout.readline())
     finally:
@@ -218,7 +236,8 @@ def test_pool_worker_exits_when_its_parent_is_killed(tmp_path) -> None:
 
 
 def test_pool_with_no_model_here_encodes_in_its_workers_and_survives_their_death(
-        encoder: Encoder, sentences: list[str], reference: np.ndarray) -> None:
+    encoder: Encoder, sentences: list[str], reference: np.ndarray
+) -> None:
     """The warm pool of an incremental build: this process holds no model;
     the workers do all of it, and if they die the model is loaded here."""
     from qa.encoder import EncoderPool
@@ -270,9 +289,16 @@ def test_incremental_build_from_a_script_without_a_main_guard(tmp_path) -> None:
     shutil.copytree(SEEDS, tmp_path / "src")
     script = tmp_path / "user_script.py"
     script.write_text(_UNGUARDED, encoding="utf-8")
-    runs = [subprocess.run([sys.executable, str(script), str(REPO), str(tmp_path / "src"), str(tmp_path / "idx")],
-                           capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, str(script), str(REPO), str(tmp_path / "src"), str(tmp_path / "idx")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        for _ in range(2)
+    ]
     for got in runs:
         assert got.returncode == 0, got.stderr[-2000:]
         assert got.stdout.count("script body runs") == 1
@@ -281,8 +307,9 @@ def test_incremental_build_from_a_script_without_a_main_guard(tmp_path) -> None:
     assert "embedded 2 torch here False" in runs[1].stdout  # the 2 new sentences, encoded by the warm worker
 
 
-def test_engine_encode_path_gives_sentence_transformers_vectors(encoder: Encoder, sentences: list[str],
-                                                                reference: np.ndarray) -> None:
+def test_engine_encode_path_gives_sentence_transformers_vectors(
+    encoder: Encoder, sentences: list[str], reference: np.ndarray
+) -> None:
     """Encoder.encode runs the model's own modules without the per-call
     overhead of SentenceTransformer.encode; it must give the same vectors,
     for one question as for a batch of mixed lengths."""

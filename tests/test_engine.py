@@ -64,10 +64,13 @@ def test_to_dict_is_json_with_the_same_fields(engine) -> None:
 def test_followup_from_strings_and_gradio_messages(engine) -> None:
     first = "What did Biden and Netanyahu discuss on Thursday?"
     plain = engine.ask("How long did the call last?", history=[first])
-    msgs = engine.ask("How long did the call last?", history=[
-        {"role": "user", "content": first},
-        {"role": "assistant", "content": "Netanyahu's office said ... lasted about 40 minutes."},
-    ])
+    msgs = engine.ask(
+        "How long did the call last?",
+        history=[
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": "Netanyahu's office said ... lasted about 40 minutes."},
+        ],
+    )
     assert plain.followup and msgs.followup
     assert plain.query == msgs.query and "Thursday" in plain.query
     assert [a.text for a in plain.answers] == [a.text for a in msgs.answers]
@@ -88,30 +91,47 @@ def test_a_followup_is_not_answered_with_the_sentence_just_shown(engine) -> None
 
 
 def test_new_topic_is_not_dragged_back(engine) -> None:
-    res = engine.ask("What is the capital of France?", history=["How long did the Thursday call between Biden and Netanyahu last?"])
+    res = engine.ask(
+        "What is the capital of France?", history=["How long did the Thursday call between Biden and Netanyahu last?"]
+    )
     assert not res.followup and res.query == "What is the capital of France?"
     assert not res.found and all(a.weak for a in res.answers)
 
 
-@pytest.mark.parametrize("question", [
-    "What is the capital of France?", "Who won the World Cup?", "asdkjh qwpoeiru zxmcnv", "Quelle heure est-il à Tokyo ?",
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the capital of France?",
+        "Who won the World Cup?",
+        "asdkjh qwpoeiru zxmcnv",
+        "Quelle heure est-il à Tokyo ?",
+    ],
+)
 def test_off_topic_is_refused(engine, question: str) -> None:
     res = engine.ask(question)
     assert not res.found, [(a.text, a.score) for a in res.answers]
     assert all(a.weak and a.score < res.threshold for a in res.answers)
 
 
-@pytest.mark.parametrize("question, message", [
-    ("", "empty"), ("   \n\t ", "empty"), ("x" * 10_000, "10000 characters"), ("?!...", "no words"), (None, "string"),
-])
+@pytest.mark.parametrize(
+    "question, message",
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("x" * 10_000, "10000 characters"),
+        ("?!...", "no words"),
+        (None, "string"),
+    ],
+)
 def test_bad_questions_raise_one_line_value_error(engine, question, message: str) -> None:
     with pytest.raises(ValueError, match=message) as e:
         engine.ask(question)
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("k, message", [(0, "at least 1"), (-3, "at least 1"), ("5", "whole number"), (2.5, "whole number")])
+@pytest.mark.parametrize(
+    "k, message", [(0, "at least 1"), (-3, "at least 1"), ("5", "whole number"), (2.5, "whole number")]
+)
 def test_bad_k_raises(engine, k, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         engine.ask("How long did the call last?", k=k)
@@ -122,8 +142,18 @@ def test_odd_but_valid_input_gets_an_answer(engine) -> None:
     assert "\x00" not in res.question and "45 minutes" in res.answers[0].text
     huge = engine.ask("Who is Yahya Sinwar?", k=10**6)
     assert 1 <= len(huge.answers) <= 50
-    junk = engine.ask("How long did it last?", history=[None, 3, {}, {"role": "system", "content": "x"}, "", ["a"],
-                                                        "What was the focus of the Sunday call between Biden and Netanyahu?"])
+    junk = engine.ask(
+        "How long did it last?",
+        history=[
+            None,
+            3,
+            {},
+            {"role": "system", "content": "x"},
+            "",
+            ["a"],
+            "What was the focus of the Sunday call between Biden and Netanyahu?",
+        ],
+    )
     assert junk.followup and "Sunday" in junk.query
     with pytest.raises(ValueError, match="history"):
         engine.ask("How long did it last?", history="not a list")
@@ -147,15 +177,26 @@ def test_load_errors_name_the_fix(tmp_path: Path, seed_index: Path) -> None:
 
 
 def test_cli_ask_quotes_json_and_errors(seed_index: Path, tmp_path: Path) -> None:
-    r = run_cli("qa", "ask", "How long did it last?", "--index", str(seed_index), "-k", "2",
-                "--history", "What was the focus of the Sunday call between Biden and Netanyahu?")
+    r = run_cli(
+        "qa",
+        "ask",
+        "How long did it last?",
+        "--index",
+        str(seed_index),
+        "-k",
+        "2",
+        "--history",
+        "What was the focus of the Sunday call between Biden and Netanyahu?",
+    )
     assert r.returncode == 0, r.stderr
     assert "searched for:" in r.stdout and "45 minutes" in r.stdout and "[002_" in r.stdout
     r = run_cli("qa", "ask", "How long did the Sunday call last?", "--index", str(seed_index), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["answers"]
-    for args, msg in [(["", "--index", str(seed_index)], "empty"),
-                      (["Who?", "--index", str(seed_index), "-k", "0"], "at least 1"),
-                      (["Who?", "--index", str(tmp_path / "missing")], "index_build")]:
+    for args, msg in [
+        (["", "--index", str(seed_index)], "empty"),
+        (["Who?", "--index", str(seed_index), "-k", "0"], "at least 1"),
+        (["Who?", "--index", str(tmp_path / "missing")], "index_build"),
+    ]:
         r = run_cli("qa", "ask", *args)
         assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
@@ -174,11 +215,13 @@ def test_module_ask_builds_the_default_index_from_seeds(tmp_path: Path, monkeypa
 def test_mmr_pushes_a_paraphrase_below_a_new_fact(engine) -> None:
     from qa.diversify import mmr
 
-    vecs = engine.encoder.encode([
-        "The call lasted about 45 minutes.",
-        "The call went on for about 45 minutes.",
-        "Hamas holds 134 hostages.",
-    ])
+    vecs = engine.encoder.encode(
+        [
+            "The call lasted about 45 minutes.",
+            "The call went on for about 45 minutes.",
+            "Hamas holds 134 hostages.",
+        ]
+    )
     prob = np.array([0.9, 0.85, 0.6])
     assert mmr(prob, vecs, 2, 1.0) == [0, 1]  # plain ranking keeps the paraphrase
     assert mmr(prob, vecs, 2, 0.7) == [0, 2]  # diversity brings in the other fact
@@ -203,8 +246,11 @@ def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
     assert r["hit@3"] >= 0.95 and r["hit@1"] >= 0.86 and r["followup_accuracy"] >= 0.9, report
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3 targets not reached yet: seeds hit@1 0.86 (>= 0.93), hit@3 0.95 (1.0), "
-                   "5 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 3 targets not reached yet: seeds hit@1 0.86 (>= 0.93), hit@3 0.95 (1.0), "
+    "5 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)",
+)
 def test_seeds_gold_targets(seed_index: Path) -> None:
     from qa.eval import seeds
 
@@ -222,8 +268,13 @@ def test_memo_warm_up_fills_every_sentence_and_changes_no_answer(seed_index: Pat
     from qa import engine as engine_mod
     from qa.fusion import TYPES
 
-    questions = ["How long did the call last?", "Who is the Prime Minister of Israel?",
-                 "How many hostages were released?", "When did the ceasefire begin?", "What is the capital of France?"]
+    questions = [
+        "How long did the call last?",
+        "Who is the Prime Minister of Israel?",
+        "How many hostages were released?",
+        "When did the ceasefire begin?",
+        "What is the capital of France?",
+    ]
     cold = qa.load(seed_index, warm=False)
     assert cold._warm_thread is None and not cold._facts
     want = [cold.ask(q).to_dict() for q in questions]

@@ -8,21 +8,37 @@ import pytest
 from qa.followup import is_followup, resolve
 
 
-@pytest.mark.parametrize("question", [
-    "How long did it last?", "And on Sunday?", "What about the hostages?", "When?", "What did Biden say about it?",
-    "What happened there?", "Is it safe?", "What else?", "Were there other talks?",
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How long did it last?",
+        "And on Sunday?",
+        "What about the hostages?",
+        "When?",
+        "What did Biden say about it?",
+        "What happened there?",
+        "Is it safe?",
+        "What else?",
+        "Were there other talks?",
+    ],
+)
 def test_context_dependent_questions_are_followups(question: str) -> None:
     assert is_followup(question)
 
 
-@pytest.mark.parametrize("question", [
-    "What is the capital of France?", "How many Palestinian prisoners convicted of murder would Israel release?",
-    "Which city is Israel planning a ground assault on?",
-    # existential "there", expletive "it", and "that"/"other" beside a name of its own (INSCIT users)
-    "Was there a revival in Juneteenth celebrations?", "Is it possible to be addicted to sweetened beverages?",
-    "What were the remarks that Vicente Fox Quesada made?", "Do other languages have an abbreviation for OJ?",
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the capital of France?",
+        "How many Palestinian prisoners convicted of murder would Israel release?",
+        "Which city is Israel planning a ground assault on?",
+        # existential "there", expletive "it", and "that"/"other" beside a name of its own (INSCIT users)
+        "Was there a revival in Juneteenth celebrations?",
+        "Is it possible to be addicted to sweetened beverages?",
+        "What were the remarks that Vicente Fox Quesada made?",
+        "Do other languages have an abbreviation for OJ?",
+    ],
+)
 def test_self_contained_questions_stand_alone(question: str) -> None:
     r = resolve(question, ["How long did the Thursday call between Biden and Netanyahu last?"])
     assert not r.followup and r.query == question and r.dense_texts == [question]
@@ -43,8 +59,10 @@ def test_ellipsis_without_a_slot_keeps_the_previous_wording() -> None:
 
 def test_pronoun_takes_the_previous_answers_names_nearest_the_question_words() -> None:
     prev = "Which city is Israel expected to launch a ground assault on?"
-    answer = ("The White House said earlier on Sunday that, in their first call since January 19, Biden and Netanyahu "
-              "discussed Israel's ongoing campaign in Gaza and Israel's anticipated ground assault on the city of Rafah.")
+    answer = (
+        "The White House said earlier on Sunday that, in their first call since January 19, Biden and Netanyahu "
+        "discussed Israel's ongoing campaign in Gaza and Israel's anticipated ground assault on the city of Rafah."
+    )
     r = resolve("What did Biden say about it?", [prev], [answer])
     assert "Rafah" in r.carried and "Rafah" in r.query
     assert r.dense_texts[:3] == ["What did Biden say about it?", prev, answer]
@@ -64,13 +82,15 @@ def test_engine_resolves_it_to_the_answer_it_gave(engine) -> None:
 
 
 def test_the_noun_the_question_word_governs_points_at_the_referent() -> None:
-    """"Which *city* ...": of the answer's names, the one beside "city" comes
+    """ "Which *city* ...": of the answer's names, the one beside "city" comes
     first, not the one beside more of the question's other words (Hamas)."""
     from qa.followup import _answer_terms
 
-    answer = ("The White House said earlier on Sunday that, in their first call since January 19, Biden and Netanyahu "
-              "discussed Israel’s ongoing campaign in Gaza, the return of hostages held by Hamas, and Israel’s "
-              "anticipated ground assault on the city of Rafah, which has drawn concern from the US.")
+    answer = (
+        "The White House said earlier on Sunday that, in their first call since January 19, Biden and Netanyahu "
+        "discussed Israel’s ongoing campaign in Gaza, the return of hostages held by Hamas, and Israel’s "
+        "anticipated ground assault on the city of Rafah, which has drawn concern from the US."
+    )
     assert _answer_terms(answer, "Which city is Israel expected to launch a ground assault on?", set())[0] == "Rafah"
 
 
@@ -96,14 +116,24 @@ def test_inscit_turns_take_gold_passages_from_direct_answers_only() -> None:
     from qa.eval.inscit import half, passage_file, passages, turns
 
     ev = lambda pid, text: {"passage_id": pid, "passage_text": text, "passage_titles": [pid.split(":")[0], "Sec"]}  # noqa: E731
-    convs = {"c1": {"turns": [
-        {"context": ["Can cheese be made from soy?"],
-         "labels": [{"responseType": "directAnswer", "evidence": [ev("Vegan cheese:17", "Soy  milk is used.")]},
-                    {"responseType": "relatedInfo", "evidence": [ev("Cheese:2", "Cheese is old.")]}]},
-        {"context": ["Can cheese be made from soy?", "Yes.", "Who invented it?"],
-         "prevEvidence": [[ev("Vegan cheese:17", "Soy  milk is used.")], [ev("Tofu:1", "Tofu is curd.")]],
-         "labels": [{"responseType": "noAnswerNoRelevantInfo", "evidence": []}]},
-    ]}}
+    convs = {
+        "c1": {
+            "turns": [
+                {
+                    "context": ["Can cheese be made from soy?"],
+                    "labels": [
+                        {"responseType": "directAnswer", "evidence": [ev("Vegan cheese:17", "Soy  milk is used.")]},
+                        {"responseType": "relatedInfo", "evidence": [ev("Cheese:2", "Cheese is old.")]},
+                    ],
+                },
+                {
+                    "context": ["Can cheese be made from soy?", "Yes.", "Who invented it?"],
+                    "prevEvidence": [[ev("Vegan cheese:17", "Soy  milk is used.")], [ev("Tofu:1", "Tofu is curd.")]],
+                    "labels": [{"responseType": "noAnswerNoRelevantInfo", "evidence": []}],
+                },
+            ]
+        }
+    }
     items = turns(convs)
     assert [t["question"] for t in items] == ["Can cheese be made from soy?", "Who invented it?"]
     assert items[1]["history"] == ["Can cheese be made from soy?"]
@@ -116,19 +146,37 @@ def test_inscit_turns_take_gold_passages_from_direct_answers_only() -> None:
     assert half("c1") in ("dev", "test") and half("c1") == half("c1")
 
 
-@pytest.mark.parametrize("question, previous, standalone", [
-    # "And X?" keeps the previous question's frame with X in place of its focus
-    ("And Vera Drake?", "How many Bafta nominations did The Aviator get?",
-     "How many Bafta nominations did Vera Drake get?"),
-    ("And the Liberal Democrats?", "What do the Tories want done about the 24-hour licensing changes?",
-     "What do the Liberal Democrats want done about the 24-hour licensing changes?"),
-    ("And his shotgun?", "Where did hunter Bharrat Ramdehol leave his tractor?",
-     "Where did hunter Bharrat Ramdehol leave his shotgun?"),
-    ("And how many in 2022 so far?", "How many migrants crossed the Darien jungle in 2021?",
-     "How many migrants crossed the Darien jungle in 2022?"),
-    ("What about Spain?", "How many people have died of the virus in Italy?",
-     "How many people have died of the virus in Spain?"),
-])
+@pytest.mark.parametrize(
+    "question, previous, standalone",
+    [
+        # "And X?" keeps the previous question's frame with X in place of its focus
+        (
+            "And Vera Drake?",
+            "How many Bafta nominations did The Aviator get?",
+            "How many Bafta nominations did Vera Drake get?",
+        ),
+        (
+            "And the Liberal Democrats?",
+            "What do the Tories want done about the 24-hour licensing changes?",
+            "What do the Liberal Democrats want done about the 24-hour licensing changes?",
+        ),
+        (
+            "And his shotgun?",
+            "Where did hunter Bharrat Ramdehol leave his tractor?",
+            "Where did hunter Bharrat Ramdehol leave his shotgun?",
+        ),
+        (
+            "And how many in 2022 so far?",
+            "How many migrants crossed the Darien jungle in 2021?",
+            "How many migrants crossed the Darien jungle in 2022?",
+        ),
+        (
+            "What about Spain?",
+            "How many people have died of the virus in Italy?",
+            "How many people have died of the virus in Spain?",
+        ),
+    ],
+)
 def test_ellipsis_puts_the_new_focus_in_the_previous_frame(question: str, previous: str, standalone: str) -> None:
     r = resolve(question, [previous])
     assert r.followup and r.query == standalone
@@ -137,12 +185,15 @@ def test_ellipsis_puts_the_new_focus_in_the_previous_frame(question: str, previo
     assert not old & set(r.lexical.split()), r.lexical
 
 
-@pytest.mark.parametrize("question", [
-    "Why was that decision a mistake, according to Jupiter's analyst?",  # names its own source, still points back
-    "Does Bloomberg admit to making those comments?",
-    "Which other England players are already out injured?",
-    "When is that body expected to report back?",
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Why was that decision a mistake, according to Jupiter's analyst?",  # names its own source, still points back
+        "Does Bloomberg admit to making those comments?",
+        "Which other England players are already out injured?",
+        "When is that body expected to report back?",
+    ],
+)
 def test_demonstratives_point_back_even_beside_a_name(question: str) -> None:
     assert is_followup(question)
     r = resolve(question, ["When did Yahoo hand its search over to Google?"])

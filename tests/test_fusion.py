@@ -44,15 +44,18 @@ def test_question_type(question: str, qtype: str) -> None:
 
 
 def test_kinds_found_in_sentences() -> None:
-    text = ("The call lasted about 45 minutes, and two-thirds of it was on hostages held for 132 days, CNN said "
-            "on Sunday at 10 a.m.")
+    text = (
+        "The call lasted about 45 minutes, and two-thirds of it was on hostages held for 132 days, CNN said "
+        "on Sunday at 10 a.m."
+    )
     assert {"45", "132", "two", "thirds"} <= typed_tokens(text, "number")
     assert {"45", "minutes", "132", "days"} <= typed_tokens(text, "measure")
     assert "thirds" in typed_tokens(text, "share") and "sunday" in typed_tokens(text, "date")
     assert "cnn" in typed_tokens(text, "name") and "10" in typed_tokens(text, "clock")
     assert "the" not in typed_tokens(text, "name")  # a sentence's first word is not a name
     assert {"1050s", "999", "11th", "centuries"} <= typed_tokens(
-        "Hervé served in the 1050s, the port fell in 999, and it grew in the 10th and 11th centuries.", "date")
+        "Hervé served in the 1050s, the port fell in 999, and it grew in the 10th and 11th centuries.", "date"
+    )
 
 
 @pytest.mark.parametrize(
@@ -77,7 +80,7 @@ def test_no_duration_without_a_time_word() -> None:
 
 
 def test_type_proximity_prefers_the_typed_word_beside_the_question() -> None:
-    """"Who is Israel's prime minister?": the name right after "Prime
+    """ "Who is Israel's prime minister?": the name right after "Prime
     Minister" is closer than a name at the other end of the sentence."""
     import Stemmer
 
@@ -97,12 +100,15 @@ def test_type_proximity_prefers_the_typed_word_beside_the_question() -> None:
 
 
 def test_a_kind_only_counts_when_it_adds_to_the_question() -> None:
-    """"When ... before the Sunday call?": a sentence whose only date is the
+    """ "When ... before the Sunday call?": a sentence whose only date is the
     question's own Sunday does not answer it; one with another date does."""
-    sents = ["Biden and Netanyahu previously spoke for about 45 minutes on Sunday.",
-             "The White House said on Sunday that, in their first call since January 19, they spoke."]
-    got = type_match([typed_tokens(s, "date") for s in sents],
-                     "When had Biden and Netanyahu last spoken before the Sunday call?")
+    sents = [
+        "Biden and Netanyahu previously spoke for about 45 minutes on Sunday.",
+        "The White House said on Sunday that, in their first call since January 19, they spoke.",
+    ]
+    got = type_match(
+        [typed_tokens(s, "date") for s in sents], "When had Biden and Netanyahu last spoken before the Sunday call?"
+    )
     assert got.tolist() == [0.0, 1.0]
 
 
@@ -124,12 +130,25 @@ def test_name_evidence_has_its_own_weights() -> None:
 
     def cols(qtype: str) -> dict[str, list[float]]:
         n = 2
-        ev = Evidence(np.array([0.5, 0.4]), np.array([1.0, 0.5]), 2.0, np.array([0.5, 0.4]), np.zeros(n),
-                      np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n),
-                      np.array([0, 1]), np.array([10, 12]), np.array([1.0, 0.0]), qtype)
+        ev = Evidence(
+            np.array([0.5, 0.4]),
+            np.array([1.0, 0.5]),
+            2.0,
+            np.array([0.5, 0.4]),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.array([0, 1]),
+            np.array([10, 12]),
+            np.array([1.0, 0.0]),
+            qtype,
+        )
         X = features(ev)
-        return {f: X[:, FEATURES.index(f)].tolist()
-                for f in ("type_match", "type_miss", "name_match", "name_miss")}
+        return {f: X[:, FEATURES.index(f)].tolist() for f in ("type_match", "type_miss", "name_match", "name_miss")}
 
     zero = {f: [0, 0] for f in cols("any")}
     assert cols("name") == zero | {"name_match": [1, 0], "name_miss": [0, 1]}
@@ -138,7 +157,7 @@ def test_name_evidence_has_its_own_weights() -> None:
 
 
 def test_a_day_is_no_span() -> None:
-    """"The first call since January 19" dates the call: no duration."""
+    """ "The first call since January 19" dates the call: no duration."""
     assert typed_tokens("In their first call since January 19, they spoke.", "measure") == frozenset()
     assert {"until", "1918"} <= typed_tokens("Warsaw was occupied from 4 August 1915 until November 1918.", "measure")
 
@@ -152,11 +171,22 @@ def test_the_quick_rule_out_never_drops_a_match() -> None:
     from qa.fusion import _MATCH_WORDS, _TYPE_PATTERNS, _WORDS, TYPES
 
     seeds = Path(__file__).resolve().parent.parent / "seeds"
-    texts = [line for f in sorted(seeds.iterdir()) if f.is_file()
-             for line in f.read_text(encoding="utf-8", errors="replace").replace(". ", ".\n").splitlines()]
-    texts += ["It took half an hour.", "Around noon, at dusk, at 5 o'clock.", "A majority of two-thirds.",
-              "They walked for miles over several centuries.", "Since the Bronze Age, in the Jurassic period.",
-              "In the Eighteenth Century, a dozen of them.", "It is 6,650 KM long.", "TWENTY YEARS LATER."]
+    texts = [
+        line
+        for f in sorted(seeds.iterdir())
+        if f.is_file()
+        for line in f.read_text(encoding="utf-8", errors="replace").replace(". ", ".\n").splitlines()
+    ]
+    texts += [
+        "It took half an hour.",
+        "Around noon, at dusk, at 5 o'clock.",
+        "A majority of two-thirds.",
+        "They walked for miles over several centuries.",
+        "Since the Bronze Age, in the Jurassic period.",
+        "In the Eighteenth Century, a dozen of them.",
+        "It is 6,650 KM long.",
+        "TWENTY YEARS LATER.",
+    ]
     # each listed word alone, with no digit beside it: where a pattern matches, its word must be listed
     texts += [f"Then a few {w}, it said {w} of it." for kind in _MATCH_WORDS.values() for w in kind]
     texts += ["They met at noon.", "The vote went to the majority.", "It was the stone age.", "A few leagues."]

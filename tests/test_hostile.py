@@ -32,7 +32,7 @@ CALL_Q = "How long did the call between Biden and Netanyahu last?"
 PEAK_RSS_LIMIT_MB = 2048  # measured ~1 GB (torch + the model are most of it)
 
 LATIN1_NAME = b"caf\xe9 cr\xeape.txt"  # shown as "café crêpe"
-WEIRD_NAME = "it's \"quoted\" — ünïcødé 📰 news.txt"
+WEIRD_NAME = 'it\'s "quoted" — ünïcødé 📰 news.txt'
 # (file, question, words the top answer must hold) for every good hostile file
 FACTS = [
     ("latin1.txt", "How much did the café in Zürich charge for an espresso?", "£4.50"),
@@ -63,27 +63,33 @@ def _pdf_without_text(path: Path) -> None:
 
 
 def deep_html(depth: int, fact: str) -> str:
-    return ("<html><head><title>Deep sea record</title></head><body>" + "<div><span>" * depth
-            + f"<p>{fact}</p>" + "</span></div>" * depth
-            + "<p>The expedition returns to port next month.</p><script>var x = 'SCRIPTTEXT';</script></body></html>")
+    return (
+        "<html><head><title>Deep sea record</title></head><body>"
+        + "<div><span>" * depth
+        + f"<p>{fact}</p>"
+        + "</span></div>" * depth
+        + "<p>The expedition returns to port next month.</p><script>var x = 'SCRIPTTEXT';</script></body></html>"
+    )
 
 
 def make_hostile_sources(src: Path) -> dict[str, str]:
     """Seeds plus every kind of hostile file; returns {file name: what must happen}."""
     shutil.copytree(SEEDS, src)
     # 50 MB of text: over the per-file limit, skipped without being read
-    line = ("Report: the harbour authority logged ships and ferries in the port today, officials said. " * 10 + "\n")
+    line = "Report: the harbour authority logged ships and ferries in the port today, officials said. " * 10 + "\n"
     with open(src / "big.txt", "w", encoding="utf-8") as f:
         for _ in range(50 * 2**20 // len(line) + 1):
             f.write(line)
     # one 1 MB line of sentences (they dedupe to one), and one with no full stop at all
     (src / "one-line.txt").write_text(
         "Puffin count " + "The lighthouse keeper on Skellig Rock counted 4,321 puffins this spring. " * 14000,
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (src / "run-on.txt").write_text("Run on\n\n" + "lorem " * (2**20 // 6), encoding="utf-8")
     # nested far deeper than libxml2 parses (256 levels)
     (src / "nested.html").write_text(
-        deep_html(5000, "The deep-sea probe Nereus reached a depth of 10,902 metres on Tuesday."), encoding="utf-8")
+        deep_html(5000, "The deep-sea probe Nereus reached a depth of 10,902 metres on Tuesday."), encoding="utf-8"
+    )
     _pdf_without_text(src / "scan.pdf")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -99,41 +105,60 @@ def make_hostile_sources(src: Path) -> dict[str, str]:
     # legacy and mixed encodings
     (src / "latin1.txt").write_bytes(
         "Zürich café prices\n\nThe café on Bahnhofstrasse in Zürich charged £4.50 for an espresso in March. "
-        "Regulars called the price “outrageous”.\n".encode("cp1252"))
+        "Regulars called the price “outrageous”.\n".encode("cp1252")
+    )
     (src / "mixed.txt").write_bytes(
         "Nordic and Brazilian news\n\n".encode()
         + "The Malmö ferry carried 812 passengers across the Øresund on Friday.\n\n".encode("utf-8")
-        + "The São Paulo choir sang for 95 minutes at the festival in Curitiba.\n".encode("cp1252"))
+        + "The São Paulo choir sang for 95 minutes at the festival in Curitiba.\n".encode("cp1252")
+    )
     # right-to-left scripts and emoji
     (src / "rtl-emoji.txt").write_text(
         f"أخبار 📰 news\n\nThe 🚀 rocket launch from Kourou was delayed by 3 days because of high winds 🌬️. "
-        f"{ARABIC} {HEBREW} Engineers 👩‍🚀 said the weather should clear by Thursday.\n", encoding="utf-8")
+        f"{ARABIC} {HEBREW} Engineers 👩‍🚀 said the weather should clear by Thursday.\n",
+        encoding="utf-8",
+    )
     # a name with spaces, quotes and unicode
     (src / WEIRD_NAME).write_text(
         "Quokka Festival report\n\nThe Quokka Festival in Perth drew 12,345 visitors on Saturday, organisers said.\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     # a file name that is not UTF-8 (Latin-1 bytes, as old archives have): SQLite refuses the raw name
     with open(os.path.join(os.fsencode(src), LATIN1_NAME), "wb") as f:
         f.write(b"Harbour cafe\n\nThe harbour cafe in Brest served 777 crepes on its opening day.\n")
     return {
-        "big.txt": "over the 20 MB limit", "scan.pdf": "no text layer", "archive.txt": "binary",
-        "loop-a.txt": "looping symlink", "loop-b.txt": "looping symlink",
-        "zero.txt": "not a regular file", "pipe.txt": "not a regular file",
+        "big.txt": "over the 20 MB limit",
+        "scan.pdf": "no text layer",
+        "archive.txt": "binary",
+        "loop-a.txt": "looping symlink",
+        "loop-b.txt": "looping symlink",
+        "zero.txt": "not a regular file",
+        "pipe.txt": "not a regular file",
     }
 
 
-def run_build_measured(src: Path, index: Path, *extra: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess, int]:
+def run_build_measured(
+    src: Path, index: Path, *extra: str, timeout: float = 900
+) -> tuple[subprocess.CompletedProcess, int]:
     """`python -m index_build` in a subprocess; (result, its own peak RSS in MB).
 
     The peak is VmHWM of the build's own address space: getrusage's ru_maxrss
     would also count the pytest process it was forked from."""
-    code = ("import re, sys\nfrom index_build.cli import main\nrc = main(sys.argv[1:])\n"
-            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
-            "print(f'peak_rss_kb={hwm}', file=sys.stderr)\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import re, sys\nfrom index_build.cli import main\nrc = main(sys.argv[1:])\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+        "print(f'peak_rss_kb={hwm}', file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    r = subprocess.run([sys.executable, "-c", code, str(src), "--index", str(index), "--json", *extra],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(src), "--index", str(index), "--json", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     m = re.search(r"peak_rss_kb=(\d+)", r.stderr)
     return r, (int(m.group(1)) // 1024 if m else -1)
 
@@ -164,9 +189,12 @@ def test_hostile_sources_build_finishes_in_bounded_memory(hostile_build, capsys)
     assert rep["files_read"] == 3 + 8
     assert {e["encoding"] for e in rep["legacy_encodings"]} == {"cp1252", "utf-8+cp1252"}
     peak = hostile_build["peak_mb"]
-    figure(capsys, f"hostile-sources build: peak RSS {peak} MB, {rep['seconds']:.1f} s, "
-                   f"{rep['files_read']} files read, {len(skipped)} skipped, {rep['sentences']} sentences "
-                   f"-> {rep['unique_sentences']} unique")
+    figure(
+        capsys,
+        f"hostile-sources build: peak RSS {peak} MB, {rep['seconds']:.1f} s, "
+        f"{rep['files_read']} files read, {len(skipped)} skipped, {rep['sentences']} sentences "
+        f"-> {rep['unique_sentences']} unique",
+    )
     assert 0 < peak < PEAK_RSS_LIMIT_MB, f"peak RSS {peak} MB"
 
 
@@ -215,6 +243,7 @@ def test_hostile_sources_answers_stay_correct(hostile_build, seed_index) -> None
 
 # -- the readers, one hostile file at a time (fast) --------------------------------------
 
+
 def test_pipe_and_device_are_refused_without_reading(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.txt")  # opening it for a blocking read would hang forever
     (tmp_path / "zero.txt").symlink_to("/dev/zero")  # reading it would never end
@@ -233,8 +262,9 @@ def test_oversize_file_is_refused_without_reading_it_whole(tmp_path: Path) -> No
 
 def test_mixed_utf8_and_cp1252_file_decodes_each_part(tmp_path: Path) -> None:
     p = tmp_path / "mixed.txt"
-    p.write_bytes("Malmö and Øresund.\n".encode() + "São Paulo, “quoted”, £5.\n".encode("cp1252")
-                  + "Zoë’s café.\n".encode())
+    p.write_bytes(
+        "Malmö and Øresund.\n".encode() + "São Paulo, “quoted”, £5.\n".encode("cp1252") + "Zoë’s café.\n".encode()
+    )
     got = readers.read(p)
     assert got.text == "Malmö and Øresund.\nSão Paulo, “quoted”, £5.\nZoë’s café.\n"
     assert got.encoding == "utf-8+cp1252"
@@ -276,12 +306,15 @@ def test_paragraph_split_is_linear_in_lines() -> None:
     assert len(paras) > 1 and text[paras[-1].start : paras[-1].end] == "The end came at noon."
 
 
-@pytest.mark.parametrize("text", [
-    "lorem " * 2000,
-    "x" * 9000,
-    "A normal sentence. " + "word " * 3000 + "end. Short one.",
-    ("abc " * 499 + "\n") * 8,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lorem " * 2000,
+        "x" * 9000,
+        "A normal sentence. " + "word " * 3000 + "end. Short one.",
+        ("abc " * 499 + "\n") * 8,
+    ],
+)
 def test_run_on_sentences_are_cut_at_spaces(text: str) -> None:
     spans = [s for _, ss in segment.split(text) for s in ss]
     pieces = [text[s.start : s.end] for s in spans]
@@ -293,6 +326,7 @@ def test_run_on_sentences_are_cut_at_spaces(text: str) -> None:
 
 
 # -- hostile questions (point 6) -------------------------------------------------------
+
 
 class _LiveMarkup(HTMLParser):
     """What a browser would make of the HTML: every tag and attribute."""
@@ -308,10 +342,42 @@ class _LiveMarkup(HTMLParser):
 
 
 # every tag and attribute our renderer itself emits; anything else came from the data
-_OUR_TAGS = {"div", "p", "strong", "ol", "li", "blockquote", "span", "a", "details", "summary", "ul", "mark",
-             "q", "code", "h3", "input", "table", "thead", "tbody", "tr", "th", "td"}
-_OUR_ATTRS = {"class", "href", "title", "style", "data-start", "data-doc", "data-count", "type", "placeholder",
-              "aria-label"}
+_OUR_TAGS = {
+    "div",
+    "p",
+    "strong",
+    "ol",
+    "li",
+    "blockquote",
+    "span",
+    "a",
+    "details",
+    "summary",
+    "ul",
+    "mark",
+    "q",
+    "code",
+    "h3",
+    "input",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+}
+_OUR_ATTRS = {
+    "class",
+    "href",
+    "title",
+    "style",
+    "data-start",
+    "data-doc",
+    "data-count",
+    "type",
+    "placeholder",
+    "aria-label",
+}
 
 
 def assert_no_live_markup(out: str, *data: str) -> None:
@@ -345,8 +411,14 @@ def _result(question: str, text: str, title: str, doc_id: str, path: str, before
     from qa.answers import Answer, Context, Result, Source
 
     src = Source(doc_id, title, path, 0, 0, len(text), text)
-    ans = Answer(text, 0.5, [src, Source(doc_id + "x", title, path, 1, 0, len(text), text)],
-                 Context(doc_id, before, [text]), 0, weak=not found)
+    ans = Answer(
+        text,
+        0.5,
+        [src, Source(doc_id + "x", title, path, 1, 0, len(text), text)],
+        Context(doc_id, before, [text]),
+        0,
+        weak=not found,
+    )
     return Result(question, question, found, [ans], followup=True, threshold=0.33)
 
 
@@ -357,12 +429,31 @@ def test_render_property_no_live_markup() -> None:
     from qa import chat_render as R
 
     # any unicode, with the characters that matter over-represented
-    nasty = st.text(alphabet=st.one_of(st.characters(), st.characters(categories=["Cs"]),
-                                       st.sampled_from(list("<>&\"'`*_[]()$#\\|~!{}/=:;\n\r\x00 "))),
-                    max_size=80)
-    words = st.sampled_from(["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "javascript:alert(3)",
-                             "**bold**", "$$x^2$$", "[l](javascript:x)", "&amp;", "&#60;b&#62;", "\u202eevil",
-                             "<!--", "]]>", "<a href='x'>", "\" onmouseover=\"x"])
+    nasty = st.text(
+        alphabet=st.one_of(
+            st.characters(),
+            st.characters(categories=["Cs"]),
+            st.sampled_from(list("<>&\"'`*_[]()$#\\|~!{}/=:;\n\r\x00 ")),
+        ),
+        max_size=80,
+    )
+    words = st.sampled_from(
+        [
+            "<script>alert(1)</script>",
+            "<img src=x onerror=alert(2)>",
+            "javascript:alert(3)",
+            "**bold**",
+            "$$x^2$$",
+            "[l](javascript:x)",
+            "&amp;",
+            "&#60;b&#62;",
+            "\u202eevil",
+            "<!--",
+            "]]>",
+            "<a href='x'>",
+            '" onmouseover="x',
+        ]
+    )
     text = st.lists(st.one_of(nasty, words), max_size=4).map("".join)
 
     @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -405,16 +496,48 @@ def test_ask_property_result_or_value_error(seed_engine, capsys) -> None:
         st.text(max_size=120),
         st.text(alphabet=st.one_of(st.characters(), st.characters(categories=["Cs"])), max_size=40),
         st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=40),
-        st.sampled_from(["", " ", "\x00", "?", "\u202e", "💥" * 50, "a" * 2001, "How long did it last?",
-                         "Biden " * 400, "<script>", "\ud800 call", "last \udfff?", "\ufeff", "NaN", "%s%n"]),
+        st.sampled_from(
+            [
+                "",
+                " ",
+                "\x00",
+                "?",
+                "\u202e",
+                "💥" * 50,
+                "a" * 2001,
+                "How long did it last?",
+                "Biden " * 400,
+                "<script>",
+                "\ud800 call",
+                "last \udfff?",
+                "\ufeff",
+                "NaN",
+                "%s%n",
+            ]
+        ),
     )
-    turn = st.one_of(st.text(max_size=60), st.none(), st.integers(), st.floats(),
-                     st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "x"]),
-                                            "content": st.one_of(st.text(max_size=40), st.none(), st.integers())}),
-                     st.lists(st.text(max_size=10), max_size=3))
+    turn = st.one_of(
+        st.text(max_size=60),
+        st.none(),
+        st.integers(),
+        st.floats(),
+        st.fixed_dictionaries(
+            {
+                "role": st.sampled_from(["user", "assistant", "x"]),
+                "content": st.one_of(st.text(max_size=40), st.none(), st.integers()),
+            }
+        ),
+        st.lists(st.text(max_size=10), max_size=3),
+    )
     # mostly well-formed, so that most examples get as far as an answer
-    history = st.one_of(st.none(), st.lists(turn, max_size=25), st.lists(st.text(max_size=60), max_size=4),
-                        st.lists(turn, max_size=3), st.text(max_size=20), st.integers())
+    history = st.one_of(
+        st.none(),
+        st.lists(turn, max_size=25),
+        st.lists(st.text(max_size=60), max_size=4),
+        st.lists(turn, max_size=3),
+        st.text(max_size=20),
+        st.integers(),
+    )
     k = st.one_of(st.integers(1, 10), st.integers(1, 10), st.integers(-3, 60), st.sampled_from([None, "5", 2.5, True]))
     outcomes: Counter = Counter()
 

@@ -21,8 +21,11 @@ from tests.conftest import SEEDS, bench_path, write_article
 
 QUIET = dict(log=lambda m: None)
 BBC = ("politics/108.txt", "politics/291.txt", "sport/199.txt", "business/001.txt", "tech/001.txt", "tech/002.txt")
-QUESTIONS = ("How long did Biden and Netanyahu speak?", "How many hostages has Israel freed?",
-             "What did the union accept?")
+QUESTIONS = (
+    "How long did Biden and Netanyahu speak?",
+    "How many hostages has Israel freed?",
+    "What did the union accept?",
+)
 
 
 def copy_bbc(src: Path, rel: str) -> None:
@@ -38,8 +41,11 @@ class ReadLog:
         real = readers.read
 
         def read(path, data=None, max_bytes=None):
-            self.paths.append(Path(path).name if Path(path).parent.name in ("src", "seeds") else
-                              f"{Path(path).parent.name}/{Path(path).name}")
+            self.paths.append(
+                Path(path).name
+                if Path(path).parent.name in ("src", "seeds")
+                else f"{Path(path).parent.name}/{Path(path).name}"
+            )
             return real(path, data, max_bytes)
 
         monkeypatch.setattr(readers, "read", read)
@@ -50,10 +56,13 @@ def dump(index: Path) -> dict:
     con = sqlite3.connect(index / "meta.sqlite")
     try:
         out = {
-            "documents": con.execute("SELECT doc_idx, doc_id, title, path, text, sha256, encoding, n_sentences "
-                                     "FROM documents ORDER BY doc_idx").fetchall(),
-            "sentences": con.execute("SELECT sent_idx, text, hash, n_occurrences, n_variants "
-                                     "FROM sentences ORDER BY sent_idx").fetchall(),
+            "documents": con.execute(
+                "SELECT doc_idx, doc_id, title, path, text, sha256, encoding, n_sentences "
+                "FROM documents ORDER BY doc_idx"
+            ).fetchall(),
+            "sentences": con.execute(
+                "SELECT sent_idx, text, hash, n_occurrences, n_variants FROM sentences ORDER BY sent_idx"
+            ).fetchall(),
             "doc_sentences": con.execute("SELECT * FROM doc_sentences ORDER BY doc_idx, sent_no").fetchall(),
             "passages": con.execute("SELECT * FROM passages ORDER BY passage_idx").fetchall(),
         }
@@ -79,21 +88,36 @@ def rebuilt(tmp_path_factory) -> dict:
     mp.undo()
 
     changed = src / "001_b75319ecbb0ee614.txt"
-    changed.write_text(changed.read_text(encoding="utf-8").rstrip() +
-                       "\n\nThe talks are due to resume in Cairo on Tuesday, a spokesman said.\n", encoding="utf-8")
+    changed.write_text(
+        changed.read_text(encoding="utf-8").rstrip()
+        + "\n\nThe talks are due to resume in Cairo on Tuesday, a spokesman said.\n",
+        encoding="utf-8",
+    )
     (src / "politics" / "291.txt").unlink()
     for rel in BBC[3:]:
         copy_bbc(src, rel)
-    write_article(src, "zz_port.txt", "Port strike ends",
-                  "Dock workers in Rotterdam ended a nine-day strike on Monday. "
-                  "The union accepted a 6 percent pay rise. Ships had queued for days outside the harbour.")
+    write_article(
+        src,
+        "zz_port.txt",
+        "Port strike ends",
+        "Dock workers in Rotterdam ended a nine-day strike on Monday. "
+        "The union accepted a 6 percent pay rise. Ships had queued for days outside the harbour.",
+    )
 
     log = ReadLog(mp)
     second = build([src], inc, BuildConfig(progress=False), **QUIET)
     mp.undo()
     reference = build([src], full, BuildConfig(progress=False, full=True), **QUIET)
-    return {"src": src, "inc": inc, "full": full, "first": first, "second": second, "reference": reference,
-            "first_reads": first_log.paths, "reads": log.paths}
+    return {
+        "src": src,
+        "inc": inc,
+        "full": full,
+        "first": first,
+        "second": second,
+        "reference": reference,
+        "first_reads": first_log.paths,
+        "reads": log.paths,
+    }
 
 
 def test_incremental_equals_full_build(rebuilt: dict) -> None:
@@ -105,11 +129,21 @@ def test_incremental_equals_full_build(rebuilt: dict) -> None:
         assert va.shape == vb.shape
         assert float(np.min(np.sum(va * vb, axis=1))) > 0.999  # cached vs re-encoded: same up to batching noise
     ra, rb = rebuilt["second"], rebuilt["reference"]
-    for field in ("documents", "sentences", "unique_sentences", "exact_duplicates_merged", "near_duplicates_merged",
-                  "passages", "non_answer_lines"):
+    for field in (
+        "documents",
+        "sentences",
+        "unique_sentences",
+        "exact_duplicates_merged",
+        "near_duplicates_merged",
+        "passages",
+        "non_answer_lines",
+    ):
         assert getattr(ra, field) == getattr(rb, field), field
-    assert ra.legacy_encodings == rb.legacy_encodings == [
-        {"path": str(rebuilt["src"] / "sport/199.txt"), "encoding": "cp1252"}]
+    assert (
+        ra.legacy_encodings
+        == rb.legacy_encodings
+        == [{"path": str(rebuilt["src"] / "sport/199.txt"), "encoding": "cp1252"}]
+    )
     assert ra.sentences_reused > 0 and rb.sentences_reused == 0
 
 
@@ -123,22 +157,27 @@ def test_incremental_answers_equal_full_build(rebuilt: dict) -> None:
         assert np.array_equal(inc.data.bm25.get_scores(terms), full.data.bm25.get_scores(terms))
         ra, rb = inc.ask(q, k=3), full.ask(q, k=3)
         assert [x.text for x in ra.answers] == [x.text for x in rb.answers]
-        assert [[s.doc_id for s in x.sources] for x in ra.answers] == [[s.doc_id for s in x.sources] for x in rb.answers]
+        assert [[s.doc_id for s in x.sources] for x in ra.answers] == [
+            [s.doc_id for s in x.sources] for x in rb.answers
+        ]
         assert ra.found == rb.found
     assert "6 percent pay rise" in inc.ask("What did the union accept?", k=3).answers[0].text
 
 
 def test_only_changed_and_new_files_are_read(rebuilt: dict) -> None:
     assert len(rebuilt["first_reads"]) == 6  # everything, the first time
-    assert sorted(rebuilt["reads"]) == sorted(["001_b75319ecbb0ee614.txt", "business/001.txt", "tech/001.txt",
-                                               "tech/002.txt", "zz_port.txt"])
+    assert sorted(rebuilt["reads"]) == sorted(
+        ["001_b75319ecbb0ee614.txt", "business/001.txt", "tech/001.txt", "tech/002.txt", "zz_port.txt"]
+    )
 
 
 def test_changed_file_is_read_again(rebuilt: dict) -> None:
     con = sqlite3.connect(rebuilt["inc"] / "meta.sqlite")
     text = con.execute("SELECT text FROM documents WHERE doc_id='001_b75319ecbb0ee614'").fetchone()[0]
     sha = con.execute("SELECT sha256 FROM documents WHERE doc_id='001_b75319ecbb0ee614'").fetchone()[0]
-    n = con.execute("SELECT COUNT(*) FROM sentences WHERE text LIKE 'The talks are due to resume in Cairo%'").fetchone()[0]
+    n = con.execute(
+        "SELECT COUNT(*) FROM sentences WHERE text LIKE 'The talks are due to resume in Cairo%'"
+    ).fetchone()[0]
     con.close()
     assert "resume in Cairo" in text and n == 1
     import hashlib
@@ -156,10 +195,16 @@ def test_deleted_file_disappears(rebuilt: dict) -> None:
         # politics/108 is a byte-identical copy of 291: its sentences stay, each counting only what is left
         counts = data.db.execute(
             "SELECT s.n_occurrences, (SELECT COUNT(*) FROM doc_sentences x WHERE x.sent_idx = s.sent_idx) "
-            "FROM sentences s").fetchall()
+            "FROM sentences s"
+        ).fetchall()
         assert all(a == b for a, b in counts)
-        assert data.db.execute("SELECT COUNT(*) FROM doc_sentences ds JOIN documents d USING(doc_idx) "
-                               "WHERE d.doc_id='politics/108' AND ds.sent_idx IS NOT NULL").fetchone()[0] > 5
+        assert (
+            data.db.execute(
+                "SELECT COUNT(*) FROM doc_sentences ds JOIN documents d USING(doc_idx) "
+                "WHERE d.doc_id='politics/108' AND ds.sent_idx IS NOT NULL"
+            ).fetchone()[0]
+            > 5
+        )
     finally:
         data.close()
 
@@ -198,8 +243,9 @@ def test_previous_index_damaged_means_read_everything(tmp_path: Path, monkeypatc
 
 
 def test_corpus_terms_are_lexical_terms() -> None:
-    texts = [line for p in sorted(SEEDS.glob("*.txt")) for line in p.read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+    texts = [
+        line for p in sorted(SEEDS.glob("*.txt")) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     texts += ["Running ran RUNS 5 days", "", "the of and", "Straße café naïve 2½ sacks"]
     for cfg in (LexicalConfig(), LexicalConfig(stopwords=False), LexicalConfig(language="")):
         want = [lexical_terms(t, cfg.language, cfg.stopwords) for t in texts]
@@ -216,8 +262,9 @@ def test_bm25_matrix_is_the_one_bm25s_builds() -> None:
 
     from index_build.lexical import bm25_scores
 
-    texts = [line for p in sorted(SEEDS.glob("*.txt")) for line in p.read_text(encoding="utf-8").splitlines()
-             if line.strip()] + ["the of and", "hostages hostages hostages freed", ""]
+    texts = [
+        line for p in sorted(SEEDS.glob("*.txt")) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()
+    ] + ["the of and", "hostages hostages hostages freed", ""]
     cfg = LexicalConfig()
     ids = corpus_term_ids(texts, cfg)
     vocab = ids.vocab

@@ -32,12 +32,23 @@ PAGE = """<!doctype html><html><head>
 """
 
 
-@pytest.mark.parametrize("value, iso", [
-    ("2024-03-12", "2024-03-12"), ("2024-03-12T08:30:00Z", "2024-03-12"), ("2024-03-12T08:30:00+01:00", "2024-03-12"),
-    ("Mon, 06 Jan 2020 10:00:00 GMT", "2020-01-06"), ("6 January 2020", "2020-01-06"), ("January 6, 2020", "2020-01-06"),
-    ("Monday, 6 January 2020", "2020-01-06"), ("3rd May 2021", "2021-05-03"),
-    ("last Tuesday", None), ("2024-02-30", None), ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "value, iso",
+    [
+        ("2024-03-12", "2024-03-12"),
+        ("2024-03-12T08:30:00Z", "2024-03-12"),
+        ("2024-03-12T08:30:00+01:00", "2024-03-12"),
+        ("Mon, 06 Jan 2020 10:00:00 GMT", "2020-01-06"),
+        ("6 January 2020", "2020-01-06"),
+        ("January 6, 2020", "2020-01-06"),
+        ("Monday, 6 January 2020", "2020-01-06"),
+        ("3rd May 2021", "2021-05-03"),
+        ("last Tuesday", None),
+        ("2024-02-30", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_dates_parse_to_iso_or_not_at_all(value, iso) -> None:
     assert parse_date(value) == iso
 
@@ -69,22 +80,34 @@ def dated_index(tmp_path_factory) -> tuple[Path, dict]:
     src = root / "articles"
     src.mkdir()
     (src / "courier.html").write_text(PAGE, encoding="utf-8")
-    (src / "valley.md").write_text("---\ntitle: Valley floods\ndate: 9 November 2023\nauthor: Sam Reyes\n"
-                                   "source: Valley News\n---\n\nThe river rose two metres overnight and flooded "
-                                   "forty homes in the lower valley.\n\nVolunteers filled sandbags until dawn.\n",
-                                   encoding="utf-8")
-    (src / "wire.txt").write_text("Date: the day before yesterday\nSource: Wire Service\n\nThe central bank kept "
-                                  "its main interest rate at 4.5% for a third month in a row.\n", encoding="utf-8")
-    (src / "0001_a7c3.txt").write_text("Officials confirmed that the museum will reopen its east wing to visitors "
-                                       "in June after a two-year restoration of the painted ceilings.\n"
-                                       "The work cost about 12 million euros.\n", encoding="utf-8")
+    (src / "valley.md").write_text(
+        "---\ntitle: Valley floods\ndate: 9 November 2023\nauthor: Sam Reyes\n"
+        "source: Valley News\n---\n\nThe river rose two metres overnight and flooded "
+        "forty homes in the lower valley.\n\nVolunteers filled sandbags until dawn.\n",
+        encoding="utf-8",
+    )
+    (src / "wire.txt").write_text(
+        "Date: the day before yesterday\nSource: Wire Service\n\nThe central bank kept "
+        "its main interest rate at 4.5% for a third month in a row.\n",
+        encoding="utf-8",
+    )
+    (src / "0001_a7c3.txt").write_text(
+        "Officials confirmed that the museum will reopen its east wing to visitors "
+        "in June after a two-year restoration of the painted ceilings.\n"
+        "The work cost about 12 million euros.\n",
+        encoding="utf-8",
+    )
     # two reports of one story; the older words it closer to the question
     (src / "toll-monday.txt").write_text(
         "Date: 2024-05-06\nSource: Coastal Courier\n\nValley floods death toll rises\n\nThe death toll from the "
-        "valley floods rose to 12 on Monday, the regional health office said.\n", encoding="utf-8")
+        "valley floods rose to 12 on Monday, the regional health office said.\n",
+        encoding="utf-8",
+    )
     (src / "toll-friday.txt").write_text(
         "Date: 2024-05-10\nSource: Valley News\n\nUpdate\n\nThe death toll from the floods rose to 31 on Friday, "
-        "the regional health office said.\n", encoding="utf-8")
+        "the regional health office said.\n",
+        encoding="utf-8",
+    )
     out = root / "index"
     report = build([src], out, BuildConfig(progress=False), log=lambda m: None)
     return out, report.to_dict()
@@ -96,8 +119,13 @@ def test_the_build_stores_what_each_format_declares(dated_index) -> None:
     assert [w["path"].endswith("wire.txt") for w in report["metadata_warnings"]] == [True]
     con = sqlite3.connect(index / "meta.sqlite")
     rows = {r[0]: r[1:] for r in con.execute("SELECT doc_id, title, published, outlet, author, url FROM documents")}
-    assert rows["courier"] == ("Harbour bridge to close for repairs", "2024-03-12", "Coastal Courier",
-                               "Dana Whitfield", "https://courier.example.com/news/harbour-bridge-repairs")
+    assert rows["courier"] == (
+        "Harbour bridge to close for repairs",
+        "2024-03-12",
+        "Coastal Courier",
+        "Dana Whitfield",
+        "https://courier.example.com/news/harbour-bridge-repairs",
+    )
     assert rows["valley"] == ("Valley floods", "2023-11-09", "Valley News", "Sam Reyes", None)
     assert rows["wire"][1:] == (None, "Wire Service", None, None)  # a date never guessed
     # no headline: titled by its first words, never by the hash-like file name
@@ -114,11 +142,18 @@ def test_every_source_of_an_answer_carries_its_metadata(dated_index) -> None:
     s = res.answers[0].sources[0]
     assert "six weeks" in res.answers[0].text
     assert (s.published, s.outlet, s.author, s.url) == (
-        "2024-03-12", "Coastal Courier", "Dana Whitfield", "https://courier.example.com/news/harbour-bridge-repairs")
+        "2024-03-12",
+        "Coastal Courier",
+        "Dana Whitfield",
+        "https://courier.example.com/news/harbour-bridge-repairs",
+    )
     d = json.loads(json.dumps(res.to_dict()))["answers"][0]["sources"][0]
     assert {k: d[k] for k in ("published", "outlet", "author", "url")} == {
-        "published": "2024-03-12", "outlet": "Coastal Courier", "author": "Dana Whitfield",
-        "url": "https://courier.example.com/news/harbour-bridge-repairs"}
+        "published": "2024-03-12",
+        "outlet": "Coastal Courier",
+        "author": "Dana Whitfield",
+        "url": "https://courier.example.com/news/harbour-bridge-repairs",
+    }
     html = render_result(res)
     assert 'href="https://courier.example.com/news/harbour-bridge-repairs"' in html
     assert 'rel="noopener noreferrer"' in html and "12 Mar 2024" in html and "Coastal Courier" in html
@@ -127,15 +162,27 @@ def test_every_source_of_an_answer_carries_its_metadata(dated_index) -> None:
 
 def test_the_command_line_prints_and_serialises_the_citation(dated_index) -> None:
     q = "How high did the river rise?"
-    out = subprocess.run([sys.executable, "-m", "qa", "ask", q, "--index", str(dated_index[0])],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "qa", "ask", q, "--index", str(dated_index[0])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "Valley News, 2023-11-09: Valley floods [valley]" in out.stdout
-    js = subprocess.run([sys.executable, "-m", "qa", "ask", q, "--index", str(dated_index[0]), "--json"],
-                        capture_output=True, text=True, timeout=300)
+    js = subprocess.run(
+        [sys.executable, "-m", "qa", "ask", q, "--index", str(dated_index[0]), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     src = json.loads(js.stdout)["answers"][0]["sources"][0]
-    assert (src["outlet"], src["published"], src["author"], src["url"]) == ("Valley News", "2023-11-09", "Sam Reyes",
-                                                                            None)
+    assert (src["outlet"], src["published"], src["author"], src["url"]) == (
+        "Valley News",
+        "2023-11-09",
+        "Sam Reyes",
+        None,
+    )
 
 
 def test_an_index_of_the_previous_format_asks_for_a_full_rebuild(dated_index, tmp_path) -> None:
@@ -160,7 +207,9 @@ def test_filters_search_only_the_articles_they_keep(dated_index) -> None:
     q = "How long will the harbour bridge be closed?"
     assert "six weeks" in engine.ask(q, since="2024-01-01").answers[0].text
     before = engine.ask(q, until="2023-12-31")
-    assert before.answers and all(s.published and s.published <= "2023-12-31" for a in before.answers for s in a.sources)
+    assert before.answers and all(
+        s.published and s.published <= "2023-12-31" for a in before.answers for s in a.sources
+    )
     valley = engine.ask("What happened in the valley?", outlets=["valley news"], k=10)
     assert valley.answers and {s.outlet for a in valley.answers for s in a.sources} == {"Valley News"}
     # the filter is applied in the search: a narrow one still finds its article's best sentences
@@ -191,11 +240,30 @@ def test_a_question_about_now_puts_the_newest_report_first(dated_index) -> None:
 
 def test_the_command_line_filters_and_says_when_nothing_matches(dated_index) -> None:
     index = str(dated_index[0])
-    ok = subprocess.run([sys.executable, "-m", "qa", "ask", "What did the central bank do?", "--index", index,
-                         "--outlet", "wire service", "--json"], capture_output=True, text=True, timeout=300)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qa",
+            "ask",
+            "What did the central bank do?",
+            "--index",
+            index,
+            "--outlet",
+            "wire service",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
     assert {s["outlet"] for a in json.loads(ok.stdout)["answers"] for s in a["sources"]} == {"Wire Service"}
-    bad = subprocess.run([sys.executable, "-m", "qa", "ask", "What did the central bank do?", "--index", index,
-                          "--since", "2031-01-01"], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "qa", "ask", "What did the central bank do?", "--index", index, "--since", "2031-01-01"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("error: no article matches the filter (since 2031-01-01)")
     assert len(bad.stderr.strip().splitlines()) == 1

@@ -23,8 +23,12 @@ def _build(sources, index: Path, store: str):
     from index_build import build
     from qa.config import BuildConfig
 
-    return build(sources if isinstance(sources, list) else [sources], index,
-                 BuildConfig(progress=False, store=store), log=lambda m: None)
+    return build(
+        sources if isinstance(sources, list) else [sources],
+        index,
+        BuildConfig(progress=False, store=store),
+        log=lambda m: None,
+    )
 
 
 def _manifest(index: Path) -> dict:
@@ -84,11 +88,21 @@ def test_milvus_store_matches_faiss_on_a_squad_sample(tmp_path):
     """Exact search both ways over 40 SQuAD paragraphs: identical top answers."""
     import qa
 
-    paras = [json.loads(line) for line in bench_path("squad_v1.1", "squad_dev_v1.1_paragraphs.jsonl")
-             .read_text(encoding="utf-8").splitlines()[:40]]
+    paras = [
+        json.loads(line)
+        for line in bench_path("squad_v1.1", "squad_dev_v1.1_paragraphs.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()[:40]
+    ]
     ids = {p["para_id"] for p in paras}
-    questions = [q["question"] for q in map(json.loads, bench_path("squad_v1.1", "squad_dev_v1.1_questions.jsonl")
-                                            .read_text(encoding="utf-8").splitlines()) if q["para_id"] in ids][:80]
+    questions = [
+        q["question"]
+        for q in map(
+            json.loads,
+            bench_path("squad_v1.1", "squad_dev_v1.1_questions.jsonl").read_text(encoding="utf-8").splitlines(),
+        )
+        if q["para_id"] in ids
+    ][:80]
     src = tmp_path / "src"
     for i, p in enumerate(paras):
         write_article(src, f"{i:03d}.txt", p["title"].replace("_", " "), p["context"])
@@ -203,8 +217,12 @@ def test_bad_store_values_are_one_line_errors(tmp_path, seed_index):
     from qa.errors import IndexLoadError
     from qa.vector_store import parse_store
 
-    for bad, why in (("redis:x", "unknown vector store"), ("milvus:", "names no Milvus"),
-                     ("milvus:vectors", "must end in .db"), ("milvus:v.db#9x", "not valid")):
+    for bad, why in (
+        ("redis:x", "unknown vector store"),
+        ("milvus:", "names no Milvus"),
+        ("milvus:vectors", "must end in .db"),
+        ("milvus:v.db#9x", "not valid"),
+    ):
         with pytest.raises(ValueError, match=why):
             parse_store(bad)
     r = run_cli("index_build", str(SEEDS), "--index", str(tmp_path / "i"), "--store", "redis:x", "--no-progress")
@@ -224,8 +242,16 @@ def test_an_unreachable_server_fails_fast_with_a_clear_error(tmp_path, monkeypat
     monkeypatch.setenv("SOURCE_QA_MILVUS_TIMEOUT", "2")
     try:
         t0 = time.monotonic()
-        r = run_cli("index_build", str(SEEDS), "--index", str(tmp_path / "i"), "--no-progress",
-                    "--store", f"milvus:http://127.0.0.1:{port}", timeout=120)
+        r = run_cli(
+            "index_build",
+            str(SEEDS),
+            "--index",
+            str(tmp_path / "i"),
+            "--no-progress",
+            "--store",
+            f"milvus:http://127.0.0.1:{port}",
+            timeout=120,
+        )
         took = time.monotonic() - t0
         assert r.returncode == 1, r.stderr
         err = r.stderr.strip().splitlines()[-1]
@@ -233,8 +259,16 @@ def test_an_unreachable_server_fails_fast_with_a_clear_error(tmp_path, monkeypat
         assert "Traceback" not in r.stderr and not (tmp_path / "i").exists()
         assert took < 60  # model load + 2 s, not a hang
         index, _ = milvus_seeds
-        r = run_cli("qa", "ask", "How long did they talk?", "--index", str(index),
-                    "--store", f"milvus:http://127.0.0.1:{port}", timeout=120)
+        r = run_cli(
+            "qa",
+            "ask",
+            "How long did they talk?",
+            "--index",
+            str(index),
+            "--store",
+            f"milvus:http://127.0.0.1:{port}",
+            timeout=120,
+        )
         assert r.returncode == 1 and "cannot reach Milvus" in r.stderr and "Traceback" not in r.stderr
     finally:
         silent.close()

@@ -50,7 +50,9 @@ def gold_index(gold, tmp_path_factory) -> Path:
         if p.suffix == ".txt":
             files |= set(by_hash[hashlib.sha1(p.read_bytes()).hexdigest()])
     for p in files:
-        dest = root / ("bbc" if p.suffix == ".txt" else "web") / p.relative_to(p.parents[1 if p.suffix == ".txt" else 0])
+        dest = (
+            root / ("bbc" if p.suffix == ".txt" else "web") / p.relative_to(p.parents[1 if p.suffix == ".txt" else 0])
+        )
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(p, dest)
     out = root / "index"
@@ -96,8 +98,16 @@ def test_copied_wording_is_caught() -> None:
     from qa.eval.news import copied_phrases
 
     sentence = "A hospital employee noticed Thursday that some boxes were missing."
-    assert copied_phrases("Did anyone notice that some boxes were missing?", sentence) == ["that some boxes were", "some boxes were missing"]
+    assert copied_phrases("Did anyone notice that some boxes were missing?", sentence) == [
+        "that some boxes were",
+        "some boxes were missing",
+    ]
     assert copied_phrases("When did staff at the Kobe hospital realise masks had gone?", sentence) == []
     # names may be repeated: every word capitalised
-    assert copied_phrases("What did the Japanese Red Cross Kobe Hospital say?",
-                          "officials at the Japanese Red Cross Kobe Hospital said") == []
+    assert (
+        copied_phrases(
+            "What did the Japanese Red Cross Kobe Hospital say?",
+            "officials at the Japanese Red Cross Kobe Hospital said",
+        )
+        == []
+    )

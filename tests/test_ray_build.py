@@ -21,8 +21,12 @@ def test_a_ray_build_into_milvus_matches_the_local_faiss_build(tmp_path, seed_in
     from tests.test_milvus_store import _same_results, _seed_questions
 
     index = tmp_path / "index"
-    report = build([SEEDS], index, BuildConfig(progress=False, ray="local", store=f"milvus:{tmp_path / 'v.db'}"),
-                   log=lambda m: None)
+    report = build(
+        [SEEDS],
+        index,
+        BuildConfig(progress=False, ray="local", store=f"milvus:{tmp_path / 'v.db'}"),
+        log=lambda m: None,
+    )
     assert report.sentences_embedded == report.unique_sentences > 40
     local = np.load(seed_index / "sentence_vectors.npy")
     remote = np.load(index / "sentence_vectors.npy")
@@ -42,8 +46,16 @@ def test_a_ray_cluster_that_is_down_fails_fast_and_writes_nothing(tmp_path, monk
     monkeypatch.setenv("SOURCE_QA_RAY_TIMEOUT", "2")
     try:
         t0 = time.monotonic()
-        r = run_cli("index_build", str(SEEDS), "--index", str(tmp_path / "i"), "--no-progress",
-                    "--ray", f"127.0.0.1:{port}", timeout=180)
+        r = run_cli(
+            "index_build",
+            str(SEEDS),
+            "--index",
+            str(tmp_path / "i"),
+            "--no-progress",
+            "--ray",
+            f"127.0.0.1:{port}",
+            timeout=180,
+        )
         took = time.monotonic() - t0
     finally:
         silent.close()

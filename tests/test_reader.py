@@ -17,9 +17,11 @@ from qa.errors import ModelUnavailableError
 from qa.rerank import FEATURES, RerankModel, load_model
 
 QUESTION = "Why was the bridge shut?"
-SENTENCES = ["The bridge was closed after inspectors found cracks in two of its support beams.",
-             "The bridge, which opened in 1932, carries about 40,000 cars a day.",
-             "Traffic was sent through the town centre instead."]
+SENTENCES = [
+    "The bridge was closed after inspectors found cracks in two of its support beams.",
+    "The bridge, which opened in 1932, carries about 40,000 cars a day.",
+    "Traffic was sent through the town centre instead.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,14 @@ def saved_reader(tmp_path_factory):
     torch.nn.init.normal_(net.head.weight, std=1.0)
     net.eval()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    b = tokenizer([QUESTION] * len(SENTENCES), SENTENCES, padding=True, truncation="only_second",
-                  max_length=reader_mod.MAX_LENGTH, return_tensors="pt")
+    b = tokenizer(
+        [QUESTION] * len(SENTENCES),
+        SENTENCES,
+        padding=True,
+        truncation="only_second",
+        max_length=reader_mod.MAX_LENGTH,
+        return_tensors="pt",
+    )
     with torch.inference_mode():
         expected = net(**b).float().numpy()
     out = tmp_path_factory.mktemp("reader")

@@ -60,7 +60,10 @@ def test_html_keeps_article_text_only(tmp_path: Path) -> None:
 
 def test_markdown_to_text(tmp_path: Path) -> None:
     p = tmp_path / "a.md"
-    p.write_text("# Storm warning\n\nWinds of **90 mph** hit [the coast](http://x) on *Tuesday*.\n\n- Schools closed.\n", encoding="utf-8")
+    p.write_text(
+        "# Storm warning\n\nWinds of **90 mph** hit [the coast](http://x) on *Tuesday*.\n\n- Schools closed.\n",
+        encoding="utf-8",
+    )
     got = readers.read(p).text
     assert got == "Storm warning\n\nWinds of 90 mph hit the coast on Tuesday.\n\nSchools closed."
 

@@ -68,6 +68,7 @@ def add_new_article(src: Path) -> None:
 
 # == 4. damaged or foreign indexes ============================================================
 
+
 def _edit_manifest(d: Path, **changes) -> None:
     m = json.loads((d / "manifest.json").read_text())
     m.update(changes)
@@ -117,20 +118,25 @@ def make_damaged_indexes(good: Path, root: Path) -> dict[str, tuple[Path, str]]:
     np.save(case("passage-vector-damaged", "passage_vectors.npy") / "passage_vectors.npy", stretched)
     np.save(case("npy-from-another-build", "sentence_vectors.npy") / "sentence_vectors.npy", v[::-1].copy())
     (case("npy-truncated", "sentence_vectors.npy") / "sentence_vectors.npy").write_bytes(
-        (good / "sentence_vectors.npy").read_bytes()[:1000])
+        (good / "sentence_vectors.npy").read_bytes()[:1000]
+    )
     _edit_manifest(case("manifest-other-model", "manifest.json"), model="sentence-transformers/all-mpnet-base-v2")
     _edit_manifest(case("manifest-other-dimension", "manifest.json"), dimension=768)
     _edit_manifest(case("manifest-dimension-text", "manifest.json"), dimension="384")
     _edit_manifest(case("manifest-unknown-version", "manifest.json"), format_version="1.0")
     _edit_manifest(case("manifest-older-version", "manifest.json"), format_version=0)
-    _edit_manifest(case("built-by-newer-version", "manifest.json"), format_version=FORMAT_VERSION + 1,
-                   package_version="9.0.0", something_new={"a": 1})
+    _edit_manifest(
+        case("built-by-newer-version", "manifest.json"),
+        format_version=FORMAT_VERSION + 1,
+        package_version="9.0.0",
+        something_new={"a": 1},
+    )
     m = json.loads((good / "manifest.json").read_text())
     m["counts"]["unique_sentences"] += 1
     (case("manifest-counts", "meta.sqlite") / "manifest.json").write_text(json.dumps(m))
     del m["model"]
     (case("manifest-no-model", "manifest.json") / "manifest.json").write_text(json.dumps(m))
-    (case("manifest-not-json", "manifest.json") / "manifest.json").write_text("{\"format_version\": 1,")
+    (case("manifest-not-json", "manifest.json") / "manifest.json").write_text('{"format_version": 1,')
     (case("manifest-missing", "manifest.json") / "manifest.json").unlink()
     (case("metadata-missing", "meta.sqlite") / "meta.sqlite").unlink()
     (case("metadata-garbage", "meta.sqlite") / "meta.sqlite").write_bytes(b"SQLite format 3\x00" + os.urandom(8192))
@@ -138,16 +144,32 @@ def make_damaged_indexes(good: Path, root: Path) -> dict[str, tuple[Path, str]]:
     _sql(case("metadata-sentence-row-missing", "meta.sqlite"), "DELETE FROM sentences WHERE sent_idx = 5")
     _sql(case("metadata-document-row-missing", "meta.sqlite"), "DELETE FROM documents WHERE doc_idx = 1")
     _sql(case("metadata-occurrences-missing", "meta.sqlite"), "DELETE FROM doc_sentences WHERE sent_no = 3")
-    _sql(case("metadata-extra-row", "meta.sqlite"),
-         f"INSERT INTO sentences VALUES ({len(v)}, 'An extra sentence.', 'h', 1, 1)")
-    _sql(case("metadata-ids-shifted", "meta.sqlite"), f"UPDATE sentences SET sent_idx = 100 WHERE sent_idx = {len(v) - 1}")
-    _sql(case("metadata-dangling-reference", "meta.sqlite"),
-         "UPDATE doc_sentences SET sent_idx = 99 WHERE doc_idx = 0 AND sent_no = 2")
-    _sql(case("metadata-from-another-build", "manifest.json"), "UPDATE index_info SET value = '\"x\"' WHERE key = 'build_id'")
-    np.save(case("npy-pickled-objects", "sentence_vectors.npy") / "sentence_vectors.npy",
-            np.array([{"a": 1}] * len(v), dtype=object), allow_pickle=True)
-    np.save(case("bm25-pickled-objects", "data.csc.index.npy") / "bm25" / "data.csc.index.npy",
-            np.array([{"b": 2}] * 3, dtype=object), allow_pickle=True)
+    _sql(
+        case("metadata-extra-row", "meta.sqlite"),
+        f"INSERT INTO sentences VALUES ({len(v)}, 'An extra sentence.', 'h', 1, 1)",
+    )
+    _sql(
+        case("metadata-ids-shifted", "meta.sqlite"),
+        f"UPDATE sentences SET sent_idx = 100 WHERE sent_idx = {len(v) - 1}",
+    )
+    _sql(
+        case("metadata-dangling-reference", "meta.sqlite"),
+        "UPDATE doc_sentences SET sent_idx = 99 WHERE doc_idx = 0 AND sent_no = 2",
+    )
+    _sql(
+        case("metadata-from-another-build", "manifest.json"),
+        "UPDATE index_info SET value = '\"x\"' WHERE key = 'build_id'",
+    )
+    np.save(
+        case("npy-pickled-objects", "sentence_vectors.npy") / "sentence_vectors.npy",
+        np.array([{"a": 1}] * len(v), dtype=object),
+        allow_pickle=True,
+    )
+    np.save(
+        case("bm25-pickled-objects", "data.csc.index.npy") / "bm25" / "data.csc.index.npy",
+        np.array([{"b": 2}] * 3, dtype=object),
+        allow_pickle=True,
+    )
     (case("bm25-vocabulary-garbage", "bm25") / "bm25" / "vocab.index.json").write_text("{not json")
     shutil.rmtree(case("bm25-missing", "bm25") / "bm25")
     return cases
@@ -170,9 +192,14 @@ for name, path in json.loads(sys.argv[1]).items():
 def load_each(cases: dict[str, tuple[Path, str]]) -> dict[str, dict]:
     """Load every damaged index in one subprocess (a segfault or abort shows
     as a signal, not a dead pytest): what each load did, by case."""
-    r = subprocess.run([sys.executable, "-c", _LOAD_ALL, json.dumps({k: str(d) for k, (d, _) in cases.items()})],
-                       cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", _LOAD_ALL, json.dumps({k: str(d) for k, (d, _) in cases.items()})],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     got = {o["case"]: o for o in map(json.loads, r.stdout.splitlines())}
     assert r.returncode == 0, f"the loader died (signal {-r.returncode}) after {list(got)[-1:]}:\n{r.stderr[-2000:]}"
     assert set(got) == set(cases)
@@ -234,6 +261,7 @@ def test_loading_never_unpickles(tmp_path: Path, seed_index: Path, monkeypatch) 
         def f(*a, **k):
             calls.append(name)
             raise AssertionError(f"{name} called while loading an index")
+
         return f
 
     for mod in (pickle, _pickle):
@@ -336,9 +364,14 @@ def test_build_killed_at_any_phase(tmp_path: Path, seed_index: Path, phase: str)
     add_new_article(src)
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_BUILD, phase, str(src), "--index", str(idx), "--full",
-                             "--no-progress"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_BUILD, phase, str(src), "--index", str(idx), "--full", "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     try:
         for line in proc.stderr:
@@ -385,8 +418,17 @@ def test_build_killed_at_any_phase(tmp_path: Path, seed_index: Path, phase: str)
 
 # == 1. many users at once ===========================================================================
 
-PREFIXES = ["", "Tell me: ", "Quick question: ", "I would like to know: ", "Please answer this. ",
-            "From the articles: ", "Can you check? ", "Another one: ", "Question for the sources: "]
+PREFIXES = [
+    "",
+    "Tell me: ",
+    "Quick question: ",
+    "I would like to know: ",
+    "Please answer this. ",
+    "From the articles: ",
+    "Can you check? ",
+    "Another one: ",
+    "Question for the sources: ",
+]
 SUFFIXES = ["", " Thanks.", " Please quote the source.", " (asking for a report)", " I need this today."]
 LOAD_POOL = [(f"{p}{q}{s}", []) for p in PREFIXES for s in SUFFIXES for q in SEED_QUESTIONS]  # 450 distinct
 FOLLOWUPS = [
@@ -404,8 +446,13 @@ def percentile(xs: list[float], p: float) -> float:
 
 def api_key(d: dict) -> tuple:
     """answer_key() of an /ask reply (JSON)."""
-    return (d["found"], tuple((a["text"], a["sentence_id"], tuple((s["doc_id"], s["start"], s["end"])
-                                                                  for s in a["sources"])) for a in d["answers"]))
+    return (
+        d["found"],
+        tuple(
+            (a["text"], a["sentence_id"], tuple((s["doc_id"], s["start"], s["end"]) for s in a["sources"]))
+            for a in d["answers"]
+        ),
+    )
 
 
 def engine_key(res) -> tuple:
@@ -448,7 +495,7 @@ def test_engine_is_safe_to_share_between_threads(seed_index: Path, capsys) -> No
     and SQLite all run concurrently."""
     import qa
 
-    work = [LOAD_POOL[25 * n: 25 * n + 50] for n in range(8)]
+    work = [LOAD_POOL[25 * n : 25 * n + 50] for n in range(8)]
     items = LOAD_POOL[: 25 * 7 + 50]
     expected = dict(zip((q for q, _ in items), _reference(seed_index, items, 5)))
     engine = qa.load(seed_index)
@@ -482,8 +529,11 @@ def test_engine_is_safe_to_share_between_threads(seed_index: Path, capsys) -> No
     assert len(got) == 400
     wrong = [(q, key[1][:1], expected[q][1][:1]) for q, key in got if key != expected[q]]
     assert not wrong, wrong[:3]
-    figure(capsys, f"engine, 8 threads x 50 questions: {400 / wall:.0f} questions/s, latency p50 "
-                   f"{percentile(lat, 50) * 1000:.0f} ms, p95 {percentile(lat, 95) * 1000:.0f} ms")
+    figure(
+        capsys,
+        f"engine, 8 threads x 50 questions: {400 / wall:.0f} questions/s, latency p50 "
+        f"{percentile(lat, 50) * 1000:.0f} ms, p95 {percentile(lat, 95) * 1000:.0f} ms",
+    )
 
 
 @pytest.fixture
@@ -511,7 +561,7 @@ def test_load_8_clients_through_the_api(chat_process, capsys) -> None:
     from gradio_client import Client
 
     url, k = chat_process["url"], 3
-    work = [LOAD_POOL[50 + 45 * n: 50 + 45 * (n + 1)] + FOLLOWUPS for n in range(8)]
+    work = [LOAD_POOL[50 + 45 * n : 50 + 45 * (n + 1)] + FOLLOWUPS for n in range(8)]
     alone_work = LOAD_POOL[:50]
     items = sorted({(q, tuple(h)) for w in work + [alone_work] for q, h in w})
     expected = dict(zip(items, _reference(chat_process["index"], [(q, list(h)) for q, h in items], k)))
@@ -551,10 +601,13 @@ def test_load_8_clients_through_the_api(chat_process, capsys) -> None:
     assert "Traceback" not in "".join(chat_process["log"])
     lat = [s for _, s, _ in out]
     one = [s for _, s, _ in alone]
-    figure(capsys, f"API, 8 gradio_client clients x 50 questions against `qa chat` (2 engine workers): p50 "
-                   f"{percentile(lat, 50) * 1000:.0f} ms, p95 {percentile(lat, 95) * 1000:.0f} ms, "
-                   f"max {max(lat) * 1000:.0f} ms, {400 / wall:.1f} questions/s; one client alone: p50 "
-                   f"{percentile(one, 50) * 1000:.0f} ms, p95 {percentile(one, 95) * 1000:.0f} ms")
+    figure(
+        capsys,
+        f"API, 8 gradio_client clients x 50 questions against `qa chat` (2 engine workers): p50 "
+        f"{percentile(lat, 50) * 1000:.0f} ms, p95 {percentile(lat, 95) * 1000:.0f} ms, "
+        f"max {max(lat) * 1000:.0f} ms, {400 / wall:.1f} questions/s; one client alone: p50 "
+        f"{percentile(one, 50) * 1000:.0f} ms, p95 {percentile(one, 95) * 1000:.0f} ms",
+    )
 
 
 # == 2. rebuilds while serving =========================================================================
@@ -606,8 +659,12 @@ def test_rebuild_while_serving_every_reply_from_one_index(chat_site, capsys) -> 
         versions.append(_reference(idx, REBUILD_POOL, k))
         time.sleep(2)
         # v2: someone runs the builder on the folder behind the chat's back
-        write_article(src, "0001_harbour.txt", "Harbour news",
-                      "The harbour in Wellington froze over on Tuesday for the first time in 40 years.")
+        write_article(
+            src,
+            "0001_harbour.txt",
+            "Harbour news",
+            "The harbour in Wellington froze over on Tuesday for the first time in 40 years.",
+        )
         r = run_cli("index_build", str(src), "--index", str(idx), "--no-progress")
         assert r.returncode == 0, r.stderr
         t_v2 = time.perf_counter()
@@ -638,12 +695,16 @@ def test_rebuild_while_serving_every_reply_from_one_index(chat_site, capsys) -> 
     assert d["answers"][0]["sources"][0]["file"] == "0000_quokka.txt"
     d = Client(url, verbose=False).predict("Where did the harbour freeze over?", [], 1, api_name="/ask")
     assert "Wellington" in d["answers"][0]["text"]
-    figure(capsys, f"rebuild while serving: {sum(map(len, replies))} replies from 4 clients, {during} in flight during the "
-                   f"{t_v1 - t_build:.1f} s upload rebuild, index swapped twice (upload, then index_build at "
-                   f"+{t_v2 - t_v1:.1f} s), every reply from one index")
+    figure(
+        capsys,
+        f"rebuild while serving: {sum(map(len, replies))} replies from 4 clients, {during} in flight during the "
+        f"{t_v1 - t_build:.1f} s upload rebuild, index swapped twice (upload, then index_build at "
+        f"+{t_v2 - t_v1:.1f} s), every reply from one index",
+    )
 
 
 # == 7. hostile uploads =================================================================================
+
 
 def _tree(root: Path, skip: tuple[Path, ...]) -> dict[str, str]:
     """Every file under root (but not under `skip`) with its sha256."""
@@ -706,7 +767,10 @@ def test_hostile_upload_names_and_sizes(upload_site) -> None:
         ("con.txt", f("", _article("Device name", "The Narvik railway moved 4,410 tonnes of ore."))),
         ("NUL.md", f("", _article("Another device", "The Umeå choir had 88 singers."))),
         ("link.txt", f("", _article("Over a symlink", "The Kiruna mine is 1,365 metres deep."))),
-        ("<script>alert(1)</script> \"q\" 'a' ünï.txt", f("", _article("Markup name", "The Lund fair had 512 stalls."))),
+        (
+            "<script>alert(1)</script> \"q\" 'a' ünï.txt",
+            f("", _article("Markup name", "The Lund fair had 512 stalls.")),
+        ),
         ("a\x00b\n.txt", f("", _article("Control characters", "The Visby wall is 3.4 km long."))),
         ("   .txt", f("", _article("No stem", "The Malmö arena seats 15,500 people."))),
         ("x" * 400 + ".txt", f("", _article("Long name", "The Gävle goat stood 13 metres tall."))),
@@ -723,14 +787,26 @@ def test_hostile_upload_names_and_sizes(upload_site) -> None:
     assert rejected == {
         "empty.txt": "empty file",
         "big.txt": "21.0 MB is over the 20 MB limit per file",
-        "evil.exe": rejected["evil.exe"], "noextension": rejected["noextension"],
-        "photo.txt": rejected["photo.txt"], "again.txt": "already in the sources as sentinel.txt",
+        "evil.exe": rejected["evil.exe"],
+        "noextension": rejected["noextension"],
+        "photo.txt": rejected["photo.txt"],
+        "again.txt": "already in the sources as sentinel.txt",
     }, rejected
     assert "unsupported file type" in rejected["evil.exe"] and "unsupported" in rejected["noextension"]
     assert "binary" in rejected["photo.txt"]
-    assert out.saved == ["sentinel.txt", "passwd.txt", "abs-target.txt", "win.ini.md", "con_.txt", "NUL_.md",
-                         "link-2.txt", "script_q_a_ünï.txt", "ab.txt", "article.txt",
-                         "x" * 80 + ".txt"], out.saved
+    assert out.saved == [
+        "sentinel.txt",
+        "passwd.txt",
+        "abs-target.txt",
+        "win.ini.md",
+        "con_.txt",
+        "NUL_.md",
+        "link-2.txt",
+        "script_q_a_ünï.txt",
+        "ab.txt",
+        "article.txt",
+        "x" * 80 + ".txt",
+    ], out.saved
 
     # nothing outside the sources folder changed, nothing in it was overwritten
     assert _tree(site, (src, upload_site["index"])) == before
@@ -763,12 +839,21 @@ def test_hostile_uploads_through_the_browser(upload_site, browser, tmp_path: Pat
     try:
         page.page.locator("button[role='tab']:has-text('Add articles')").first.click()
         files = [
-            {"name": "../../sentinel.txt", "mimeType": "text/plain",
-             "buffer": _article("Traversal", "The Oslo tram carried 7,001 riders.").encode()},
-            {"name": "con.txt", "mimeType": "text/plain",
-             "buffer": _article("Device name", "The Narvik railway moved 4,410 tonnes of ore.").encode()},
-            {"name": "<img src=x onerror=alert(1)>.txt", "mimeType": "text/plain",
-             "buffer": _article("Markup name", "The Lund fair had 512 stalls.").encode()},
+            {
+                "name": "../../sentinel.txt",
+                "mimeType": "text/plain",
+                "buffer": _article("Traversal", "The Oslo tram carried 7,001 riders.").encode(),
+            },
+            {
+                "name": "con.txt",
+                "mimeType": "text/plain",
+                "buffer": _article("Device name", "The Narvik railway moved 4,410 tonnes of ore.").encode(),
+            },
+            {
+                "name": "<img src=x onerror=alert(1)>.txt",
+                "mimeType": "text/plain",
+                "buffer": _article("Markup name", "The Lund fair had 512 stalls.").encode(),
+            },
             {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""},
         ]
         page.page.locator("#sqa-upload input[type='file']").set_input_files(files)
@@ -776,7 +861,8 @@ def test_hostile_uploads_through_the_browser(upload_site, browser, tmp_path: Pat
         from playwright.sync_api import expect
 
         expect(status, f"upload never finished; screenshot: {page.shot('upload-timeout')}").to_be_visible(
-            timeout=180_000)
+            timeout=180_000
+        )
         shot = page.shot("uploaded")
         text = status.inner_text()
         assert "Added 3 articles" in text, f"{text!r}; screenshot: {shot}"

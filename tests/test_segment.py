@@ -17,19 +17,29 @@ def sents(text: str) -> list[str]:
     [
         ('He said "It is over." Then he left.', ['He said "It is over."', "Then he left."]),
         ("He said “It is over.” Then he left.", ["He said “It is over.”", "Then he left."]),
-        ("The U.S. economy grew. Mr. Smith met Dr. Jones on Jan. 5 in Washington.",
-         ["The U.S. economy grew.", "Mr. Smith met Dr. Jones on Jan. 5 in Washington."]),
+        (
+            "The U.S. economy grew. Mr. Smith met Dr. Jones on Jan. 5 in Washington.",
+            ["The U.S. economy grew.", "Mr. Smith met Dr. Jones on Jan. 5 in Washington."],
+        ),
         ("J. K. Rowling wrote it. She lives in Edinburgh.", ["J. K. Rowling wrote it.", "She lives in Edinburgh."]),
-        ("About 1,500 people came. Growth was 45.5% in 2004. Shares fell.",
-         ["About 1,500 people came.", "Growth was 45.5% in 2004.", "Shares fell."]),
+        (
+            "About 1,500 people came. Growth was 45.5% in 2004. Shares fell.",
+            ["About 1,500 people came.", "Growth was 45.5% in 2004.", "Shares fell."],
+        ),
         ("Wait... what happened next? Nobody knew.", ["Wait... what happened next?", "Nobody knew."]),
-        ("Floods hit the valley\n\nHeavy rain fell on Monday. Roads closed.",
-         ["Floods hit the valley", "Heavy rain fell on Monday.", "Roads closed."]),
+        (
+            "Floods hit the valley\n\nHeavy rain fell on Monday. Roads closed.",
+            ["Floods hit the valley", "Heavy rain fell on Monday.", "Roads closed."],
+        ),
         ("Floods hit the valley\nHeavy rain fell on Monday.", ["Floods hit the valley", "Heavy rain fell on Monday."]),
-        ('Netanyahu said, "We freed two. So far we have freed 112." "I insist," he added.',
-         ['Netanyahu said, "We freed two.', 'So far we have freed 112."', '"I insist," he added.']),
-        ("A sentence that was hard wrapped by an old mail client at sixty\ncharacters ends here. Next one.",
-         ["A sentence that was hard wrapped by an old mail client at sixty\ncharacters ends here.", "Next one."]),
+        (
+            'Netanyahu said, "We freed two. So far we have freed 112." "I insist," he added.',
+            ['Netanyahu said, "We freed two.', 'So far we have freed 112."', '"I insist," he added.'],
+        ),
+        (
+            "A sentence that was hard wrapped by an old mail client at sixty\ncharacters ends here. Next one.",
+            ["A sentence that was hard wrapped by an old mail client at sixty\ncharacters ends here.", "Next one."],
+        ),
     ],
 )
 def test_hard_cases(text: str, expected: list[str]) -> None:
@@ -63,13 +73,18 @@ def test_one_paragraph_seed_gives_each_sentence() -> None:
 @pytest.mark.parametrize(
     "piece, links, sentence",
     [
-        ("Related articles: 'Prisoners will free Jerusalem' Report: Hamas agrees to extend the deal "
-         "Initiative to release hostages - without Israel's involvement On Wednesday, Netanyahu decided not to go.",
-         "Related articles: 'Prisoners will free Jerusalem' Report: Hamas agrees to extend the deal "
-         "Initiative to release hostages - without Israel's involvement",
-         "On Wednesday, Netanyahu decided not to go."),
-        ("Read more: Floods hit the valley Roads closed in the north The army was called in on Monday.",
-         "Read more: Floods hit the valley Roads closed in the north", "The army was called in on Monday."),
+        (
+            "Related articles: 'Prisoners will free Jerusalem' Report: Hamas agrees to extend the deal "
+            "Initiative to release hostages - without Israel's involvement On Wednesday, Netanyahu decided not to go.",
+            "Related articles: 'Prisoners will free Jerusalem' Report: Hamas agrees to extend the deal "
+            "Initiative to release hostages - without Israel's involvement",
+            "On Wednesday, Netanyahu decided not to go.",
+        ),
+        (
+            "Read more: Floods hit the valley Roads closed in the north The army was called in on Monday.",
+            "Read more: Floods hit the valley Roads closed in the north",
+            "The army was called in on Monday.",
+        ),
         ("See also: Floods hit the valley Roads Closed", "See also: Floods hit the valley Roads Closed", None),
         ("The army said on Monday that it was related.", None, "The army said on Monday that it was related."),
     ],
@@ -77,8 +92,8 @@ def test_one_paragraph_seed_gives_each_sentence() -> None:
 def test_link_lists_are_cut_off_the_sentence(piece: str, links: str | None, sentence: str | None) -> None:
     text = f"Intro. {piece}"
     head, tail = segment.split_link_list(text, segment.Span(7, len(text)))
-    assert (text[head.start:head.end] if head else None) == links
-    assert (text[tail.start:tail.end] if tail else None) == sentence
+    assert (text[head.start : head.end] if head else None) == links
+    assert (text[tail.start : tail.end] if tail else None) == sentence
 
 
 def test_seed_link_list_is_not_an_answer() -> None:
@@ -97,33 +112,51 @@ def test_seed_link_list_is_not_an_answer() -> None:
 def test_a_dot_without_a_space_after_it_is_not_a_boundary() -> None:
     from index_build import segment
 
-    t = ("The malware, known as Android/Filecoder.C, spreads by text message. Officials in the U.S. said it was "
-         "new. He lives at No. 10 Downing Street. See example.com for more.")
-    got = [t[s.start:s.end] for _, spans in segment.split(t, "en", 400) for s in spans]
-    assert got == ["The malware, known as Android/Filecoder.C, spreads by text message.",
-                   "Officials in the U.S. said it was new.", "He lives at No. 10 Downing Street.",
-                   "See example.com for more."]
+    t = (
+        "The malware, known as Android/Filecoder.C, spreads by text message. Officials in the U.S. said it was "
+        "new. He lives at No. 10 Downing Street. See example.com for more."
+    )
+    got = [t[s.start : s.end] for _, spans in segment.split(t, "en", 400) for s in spans]
+    assert got == [
+        "The malware, known as Android/Filecoder.C, spreads by text message.",
+        "Officials in the U.S. said it was new.",
+        "He lives at No. 10 Downing Street.",
+        "See example.com for more.",
+    ]
 
 
 def test_page_furniture_stays_in_the_text_but_is_never_an_answer(tmp_path) -> None:
     from index_build import documents as D
 
-    furniture = ["By Jane Doe, Reuters", "Monday, 6 January 2020", "(Credit: Sam Lee / Coastal Courier)",
-                 "This article originally appeared on The Conversation.", "Posted: Thursday, April 21, 2022."]
-    prose = ["By 2030, the city will need twice as many buses.", "Credit card debt rose 5% last year.",
-             "The story appeared in print on Monday."]
+    furniture = [
+        "By Jane Doe, Reuters",
+        "Monday, 6 January 2020",
+        "(Credit: Sam Lee / Coastal Courier)",
+        "This article originally appeared on The Conversation.",
+        "Posted: Thursday, April 21, 2022.",
+    ]
+    prose = [
+        "By 2030, the city will need twice as many buses.",
+        "Credit card debt rose 5% last year.",
+        "The story appeared in print on Monday.",
+    ]
     for line in furniture:
         assert D.boilerplate(line), line
     for line in prose:
         assert not D.boilerplate(line), line
     p = tmp_path / "story.txt"
-    p.write_text("Buses for the city\n\nBy Jane Doe, Reuters\n\nMonday, 6 January 2020\n\n"
-                 "The council approved 40 new buses on Monday. (Credit: Sam Lee / Coastal Courier)\n\n"
-                 "By 2030, the city will need twice as many buses.\n\n"
-                 "This article originally appeared on The Conversation.\n", encoding="utf-8")
+    p.write_text(
+        "Buses for the city\n\nBy Jane Doe, Reuters\n\nMonday, 6 January 2020\n\n"
+        "The council approved 40 new buses on Monday. (Credit: Sam Lee / Coastal Courier)\n\n"
+        "By 2030, the city will need twice as many buses.\n\n"
+        "This article originally appeared on The Conversation.\n",
+        encoding="utf-8",
+    )
     files, _ = D.discover([tmp_path])
     doc = D.load(files[0])
     answers = [doc.sentence_text(i) for i, s in enumerate(doc.sentences) if s.is_answer]
-    assert answers == ["The council approved 40 new buses on Monday.",
-                       "By 2030, the city will need twice as many buses."]
+    assert answers == [
+        "The council approved 40 new buses on Monday.",
+        "By 2030, the city will need twice as many buses.",
+    ]
     assert all(line in doc.text for line in ("By Jane Doe, Reuters", "(Credit: Sam Lee / Coastal Courier)"))

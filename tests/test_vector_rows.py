@@ -63,7 +63,10 @@ def test_engine_answers_the_same_reading_rows(seed_index: Path, monkeypatch) -> 
     monkeypatch.setenv(ENV_PREAD_MIN_BYTES, "0")
     pread = qa.load(seed_index)
     assert isinstance(pread.data.sentence_vectors, RowFile) and isinstance(pread.data.passage_vectors, RowFile)
-    for q in ("How long did Biden and Netanyahu talk on Sunday?", "Which city is Israel expected to launch a ground offensive on?"):
+    for q in (
+        "How long did Biden and Netanyahu talk on Sunday?",
+        "Which city is Israel expected to launch a ground offensive on?",
+    ):
         a, b = mapped.ask(q).to_dict(), pread.ask(q).to_dict()
         assert a == b and a["answers"]
     pread.data.close()

@@ -9,8 +9,12 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m qa.eval", description=__doc__)
-    p.add_argument("suites", nargs="*", default=["squad", "seeds", "canard", "inscit", "bbc", "news"],
-                   help="which suites (default: all): squad seeds canard inscit bbc news")
+    p.add_argument(
+        "suites",
+        nargs="*",
+        default=["squad", "seeds", "canard", "inscit", "bbc", "news"],
+        help="which suites (default: all): squad seeds canard inscit bbc news",
+    )
     p.add_argument("--fit", action="store_true", help="refit the fusion weights on the SQuAD dev half first")
     p.add_argument("--limit", type=int, default=None, help="SQuAD: evaluate an even sample of this many questions")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -111,8 +111,12 @@ def _is_hit(answer, expect: list[str], docs: list[str]) -> bool:
 
 def _copies(answer, docs: list[str], texts: dict[Path, str]) -> tuple[list[str], list[str]]:
     """(gold articles that carry this answer's sentence, those of them it cites)."""
-    carried = [d for d in docs if any(s.text in _read(_article_path(d), texts) for s in answer.sources)
-               or answer.text in _read(_article_path(d), texts)]
+    carried = [
+        d
+        for d in docs
+        if any(s.text in _read(_article_path(d), texts) for s in answer.sources)
+        or answer.text in _read(_article_path(d), texts)
+    ]
     cited = {s.doc_id for s in answer.sources}
     return carried, [d for d in carried if d in cited]
 
@@ -133,7 +137,9 @@ def _news_questions() -> list[tuple[str, list[str]]]:
     return out
 
 
-def check_citations(results: list[tuple[str, Any]], near_dup_similarity: float, texts: dict[Path, str]) -> dict[str, Any]:
+def check_citations(
+    results: list[tuple[str, Any]], near_dup_similarity: float, texts: dict[Path, str]
+) -> dict[str, Any]:
     """Every Source of every answer, re-read from disk."""
     from index_build.dedup import fact_changes, word_similarity
     from qa.textnorm import dedup_key, words
@@ -143,14 +149,26 @@ def check_citations(results: list[tuple[str, Any]], near_dup_similarity: float, 
     violations: list[dict[str, Any]] = []
 
     def bad(q, a, s, kind, detail):
-        violations.append({"question": q, "kind": kind, "detail": detail, "doc_id": s.doc_id, "path": s.path,
-                           "start": s.start, "end": s.end, "source_text": s.text, "answer_text": a.text})
+        violations.append(
+            {
+                "question": q,
+                "kind": kind,
+                "detail": detail,
+                "doc_id": s.doc_id,
+                "path": s.path,
+                "start": s.start,
+                "end": s.end,
+                "source_text": s.text,
+                "answer_text": a.text,
+            }
+        )
 
     for q, res in results:
         for a in res.answers:
             if not a.sources:
-                violations.append({"question": q, "kind": "no-sources", "detail": "answer has no source",
-                                   "answer_text": a.text})
+                violations.append(
+                    {"question": q, "kind": "no-sources", "detail": "answer has no source", "answer_text": a.text}
+                )
             if a.sources and a.sources[0].text != a.text:
                 # the chat shows the quote under its first source
                 bad(q, a, a.sources[0], "misattributed", "the quote shown is not this article's wording")
@@ -163,7 +181,7 @@ def check_citations(results: list[tuple[str, Any]], near_dup_similarity: float, 
                     bad(q, a, s, "unreadable", f"{type(e).__name__}: {e}")
                     continue
                 if text[s.start : s.end] != s.text:
-                    bad(q, a, s, "span", f"file text[{s.start}:{s.end}] = {text[s.start:s.end]!r}")
+                    bad(q, a, s, "span", f"file text[{s.start}:{s.end}] = {text[s.start : s.end]!r}")
                 try:
                     rel = path.resolve().relative_to(root).with_suffix("").as_posix()
                 except ValueError:
@@ -185,8 +203,13 @@ def check_citations(results: list[tuple[str, Any]], near_dup_similarity: float, 
                     bad(q, a, s, "fact-change", f"similarity {sim:.3f} but changes {sorted(changes)}")
                 else:
                     near += 1
-    return {"checked": checked, "verbatim": exact, "normalised_equal": normalised, "near_duplicate": near,
-            "violations": violations}
+    return {
+        "checked": checked,
+        "verbatim": exact,
+        "normalised_equal": normalised,
+        "near_duplicate": near,
+        "violations": violations,
+    }
 
 
 def _index(index_dir: Path | None) -> tuple[Path, float]:
@@ -202,8 +225,13 @@ def _index(index_dir: Path | None) -> tuple[Path, float]:
 
 
 def _answer_view(a, docs: list[str], expect: list[str]) -> dict[str, Any]:
-    return {"text": a.text, "score": a.score, "weak": a.weak, "hit": _is_hit(a, expect, docs),
-            "doc_ids": [s.doc_id for s in a.sources]}
+    return {
+        "text": a.text,
+        "score": a.score,
+        "weak": a.weak,
+        "hit": _is_hit(a, expect, docs),
+        "doc_ids": [s.doc_id for s in a.sources],
+    }
 
 
 def run(index_dir: Path | None = None, k: int = 5) -> dict[str, Any]:
@@ -238,8 +266,14 @@ def run(index_dir: Path | None = None, k: int = 5) -> dict[str, Any]:
         rank = next((i for i, a in enumerate(res.answers, 1) if _is_hit(a, expect, docs)), None)
         carried, cited = _copies(res.answers[rank - 1], docs, texts) if rank else ([], [])
         rec = {
-            "question": q, "doc_ids": docs, "expect": expect, "rank": rank, "found": res.found,
-            "seconds": round(dt, 3), "copies": carried, "copies_cited": cited,
+            "question": q,
+            "doc_ids": docs,
+            "expect": expect,
+            "rank": rank,
+            "found": res.found,
+            "seconds": round(dt, 3),
+            "copies": carried,
+            "copies_cited": cited,
             "top": [_answer_view(a, docs, expect) for a in res.answers[:TOP]],
             "threshold": res.threshold,
         }
@@ -301,15 +335,27 @@ def table(result: dict[str, Any]) -> str:
         ["hit@3", result["hit@3"], ""],
         [f"hit@{k}", result.get(f"hit@{k}", ""), ""],
         ["answered (found)", result["answered"], ""],
-        ["duplicate copies all cited", f"{result['multi_copy_all_cited']}/{result['multi_copy_hits']}",
-         "hits whose sentence is in several gold articles"],
-        ["sources checked", c["checked"], f"{c['verbatim']} verbatim, {c['normalised_equal']} normalised, "
-                                          f"{c['near_duplicate']} near-dup wordings"],
-        ["citation violations", len(c["violations"]), f"over {c.get('questions', n)} questions (misattributed quotes "
-                                                      f"included)"],
+        [
+            "duplicate copies all cited",
+            f"{result['multi_copy_all_cited']}/{result['multi_copy_hits']}",
+            "hits whose sentence is in several gold articles",
+        ],
+        [
+            "sources checked",
+            c["checked"],
+            f"{c['verbatim']} verbatim, {c['normalised_equal']} normalised, {c['near_duplicate']} near-dup wordings",
+        ],
+        [
+            "citation violations",
+            len(c["violations"]),
+            f"over {c.get('questions', n)} questions (misattributed quotes included)",
+        ],
         ["s / question", t["mean"], f"median {t['median']:.3f}, max {t['max']:.3f}"],
-        ["s load / first ask", f"{result['seconds_load']:.2f} / {result['seconds_first_ask']:.2f}",
-         f"index check/build {result['seconds_build_check']:.1f} s"],
+        [
+            "s load / first ask",
+            f"{result['seconds_load']:.2f} / {result['seconds_first_ask']:.2f}",
+            f"index check/build {result['seconds_build_check']:.1f} s",
+        ],
     ]
     out = [format_table(["BBC (tuned set)", "value", "over"], rows)]
     fails = result["failures"]

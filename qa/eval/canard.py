@@ -38,8 +38,11 @@ def build(quiet: bool = True):
             answers[e["QuAC_dialog_id"]] = turn_answers
     root = cache_dir("canard")
     for d, ans in sorted(answers.items()):
-        body = "\n\n".join(a if a.rstrip().endswith((".", "!", "?", '"')) else a.rstrip() + "." for a in ans
-                           if a and a != "I don't know.")
+        body = "\n\n".join(
+            a if a.rstrip().endswith((".", "!", "?", '"')) else a.rstrip() + "."
+            for a in ans
+            if a and a != "I don't know."
+        )
         if body:
             write_article(root / "articles", f"{hashlib.sha1(d.encode()).hexdigest()[:12]}.txt", titles[d], body)
     return build_index([root / "articles"], root / "index", quiet=quiet)
@@ -73,7 +76,7 @@ def turn_answers(examples: list[dict]) -> dict[tuple[str, int], str]:
 
 
 def dialog_half(dialog_id: str) -> str:
-    """"dev" or "test": a fixed split by dialog (hash of its id), so changes
+    """ "dev" or "test": a fixed split by dialog (hash of its id), so changes
     to the resolver are tuned on one half and reported on the other, as with
     SQuAD."""
     return "dev" if hashlib.sha1(dialog_id.encode()).digest()[0] < 128 else "test"
@@ -122,9 +125,12 @@ def run(k: int = 5, limit: int | None = None) -> dict:
         "self_contained_read_as_followup": mean(stats["self_contained_read_as_followup"]),
     }
     for half in ("dev", "test"):
-        out[half] = {"turns": len(stats[f"{half}/raw"]), "overlap@5_raw": mean(stats[f"{half}/raw"]),
-                     "overlap@5_resolved": mean(stats[f"{half}/resolved"]),
-                     "turns_with_answer": len(stats[f"{half}/answer_raw"])}
+        out[half] = {
+            "turns": len(stats[f"{half}/raw"]),
+            "overlap@5_raw": mean(stats[f"{half}/raw"]),
+            "overlap@5_resolved": mean(stats[f"{half}/resolved"]),
+            "turns_with_answer": len(stats[f"{half}/answer_raw"]),
+        }
         for name in ("raw", "resolved", "rewrite"):
             out[half][f"answer@5_{name}"] = mean(stats[f"{half}/answer_{name}"])
     out["seconds"] = round(time.perf_counter() - t0, 1)
@@ -132,17 +138,32 @@ def run(k: int = 5, limit: int | None = None) -> dict:
 
 
 def table(r: dict) -> str:
-    rows = [["raw question", r["overlap@5_raw"], r["dev"]["overlap@5_raw"], r["test"]["overlap@5_raw"],
-             r["dev"]["answer@5_raw"], r["test"]["answer@5_raw"]],
-            ["resolved (ours)", r["overlap@5_resolved"], r["dev"]["overlap@5_resolved"],
-             r["test"]["overlap@5_resolved"], r["dev"]["answer@5_resolved"], r["test"]["answer@5_resolved"]],
-            ["gold rewrite", 1.0, 1.0, 1.0, r["dev"]["answer@5_rewrite"], r["test"]["answer@5_rewrite"]]]
-    return (f"CANARD dev follow-up turns ({r['followup_turns']}; dialogs split in two halves by id hash: "
-            f"{r['dev']['turns']} / {r['test']['turns']} turns): overlap@5 with retrieval by the gold rewrite, and "
-            f"answer@5 = the turn's own QuAC answer among the top 5 ({r['dev']['turns_with_answer']} / "
-            f"{r['test']['turns_with_answer']} turns with a recorded answer)\n"
-            + format_table(["query", "overlap@5", "overlap dev", "overlap test", "answer@5 dev", "answer@5 test"],
-                           rows)
-            + f"\nread as follow-up: {r['detected_followups']:.3f} of turns that needed a rewrite; "
-              f"{r['self_contained_read_as_followup']:.3f} of {r['self_contained_turns']} self-contained turns"
-            + f"\nseconds: {r['seconds']}\n")
+    rows = [
+        [
+            "raw question",
+            r["overlap@5_raw"],
+            r["dev"]["overlap@5_raw"],
+            r["test"]["overlap@5_raw"],
+            r["dev"]["answer@5_raw"],
+            r["test"]["answer@5_raw"],
+        ],
+        [
+            "resolved (ours)",
+            r["overlap@5_resolved"],
+            r["dev"]["overlap@5_resolved"],
+            r["test"]["overlap@5_resolved"],
+            r["dev"]["answer@5_resolved"],
+            r["test"]["answer@5_resolved"],
+        ],
+        ["gold rewrite", 1.0, 1.0, 1.0, r["dev"]["answer@5_rewrite"], r["test"]["answer@5_rewrite"]],
+    ]
+    return (
+        f"CANARD dev follow-up turns ({r['followup_turns']}; dialogs split in two halves by id hash: "
+        f"{r['dev']['turns']} / {r['test']['turns']} turns): overlap@5 with retrieval by the gold rewrite, and "
+        f"answer@5 = the turn's own QuAC answer among the top 5 ({r['dev']['turns_with_answer']} / "
+        f"{r['test']['turns_with_answer']} turns with a recorded answer)\n"
+        + format_table(["query", "overlap@5", "overlap dev", "overlap test", "answer@5 dev", "answer@5 test"], rows)
+        + f"\nread as follow-up: {r['detected_followups']:.3f} of turns that needed a rewrite; "
+        f"{r['self_contained_read_as_followup']:.3f} of {r['self_contained_turns']} self-contained turns"
+        + f"\nseconds: {r['seconds']}\n"
+    )

@@ -62,14 +62,20 @@ def turns(convs: dict[str, Any]) -> list[dict[str, Any]]:
             ctx = turn["context"]
             labels = turn.get("labels", [])
             gold = {e["passage_id"] for lab in labels if lab["responseType"] == ANSWERED for e in lab["evidence"]}
-            out.append({"conversation": cid, "question": ctx[-1], "history": ctx[0:-1:2],
-                        "gold": sorted(gold), "no_answer": bool(labels) and all(
-                            lab["responseType"] == NO_ANSWER for lab in labels)})
+            out.append(
+                {
+                    "conversation": cid,
+                    "question": ctx[-1],
+                    "history": ctx[0:-1:2],
+                    "gold": sorted(gold),
+                    "no_answer": bool(labels) and all(lab["responseType"] == NO_ANSWER for lab in labels),
+                }
+            )
     return out
 
 
 def half(conversation_id: str) -> str:
-    """"dev" or "test": a fixed split by conversation (hash of its id), as for
+    """ "dev" or "test": a fixed split by conversation (hash of its id), as for
     CANARD's dialogs."""
     return "dev" if hashlib.sha1(conversation_id.encode()).digest()[0] < 128 else "test"
 
@@ -117,17 +123,21 @@ def run(k: int = 10, limit: int | None = None) -> dict:
         elif t["no_answer"]:
             found["no_answer"].append(res.found)
     mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
-    out: dict = {"turns": len(items), "answered_turns": len(found["answered"]),
-                 "no_answer_turns": len(found["no_answer"]),
-                 "answered_refused": 1.0 - mean(found["answered"]),
-                 "no_answer_refused": 1.0 - mean(found["no_answer"]),
-                 "later_turns_read_as_followup": mean(followup["later"])}
+    out: dict = {
+        "turns": len(items),
+        "answered_turns": len(found["answered"]),
+        "no_answer_turns": len(found["no_answer"]),
+        "answered_refused": 1.0 - mean(found["answered"]),
+        "no_answer_refused": 1.0 - mean(found["no_answer"]),
+        "later_turns_read_as_followup": mean(followup["later"]),
+    }
     for h in ("dev", "test"):
         out[h] = {"turns": len(ranks[f"{h}/raw"])}
         for name in ("raw", "resolved"):
             r = ranks[f"{h}/{name}"]
-            out[h].update({f"hit@1_{name}": recall_at(r, 1), f"hit@5_{name}": recall_at(r, 5),
-                           f"mrr@10_{name}": mrr(r, 10)})
+            out[h].update(
+                {f"hit@1_{name}": recall_at(r, 1), f"hit@5_{name}": recall_at(r, 5), f"mrr@10_{name}": mrr(r, 10)}
+            )
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -136,15 +146,17 @@ def table(r: dict) -> str:
     rows = []
     for name, label in (("raw", "last question alone"), ("resolved", "with the earlier questions (ours)")):
         rows.append([label] + [r[h][f"{m}_{name}"] for h in ("dev", "test") for m in ("hit@1", "hit@5", "mrr@10")])
-    return (f"INSCIT dev: {r['answered_turns']} directly answered user turns ({r['dev']['turns']} / "
-            f"{r['test']['turns']} by conversation half), corpus = the file's evidence passages; a hit is an answer "
-            f"quoted from a gold passage\n"
-            + format_table(["query", "hit@1 dev", "hit@5 dev", "mrr@10 dev", "hit@1 test", "hit@5 test",
-                            "mrr@10 test"], rows)
-            + f"\nrefused: {r['answered_refused']:.3f} of the directly answered turns, {r['no_answer_refused']:.3f} "
-              f"of {r['no_answer_turns']} turns with no answer in Wikipedia; later turns read as follow-ups: "
-              f"{r['later_turns_read_as_followup']:.3f}"
-            + f"\nseconds: {r['seconds']}\n")
+    return (
+        f"INSCIT dev: {r['answered_turns']} directly answered user turns ({r['dev']['turns']} / "
+        f"{r['test']['turns']} by conversation half), corpus = the file's evidence passages; a hit is an answer "
+        f"quoted from a gold passage\n"
+        + format_table(
+            ["query", "hit@1 dev", "hit@5 dev", "mrr@10 dev", "hit@1 test", "hit@5 test", "mrr@10 test"], rows
+        )
+        + f"\nrefused: {r['answered_refused']:.3f} of the directly answered turns, {r['no_answer_refused']:.3f} "
+        f"of {r['no_answer_turns']} turns with no answer in Wikipedia; later turns read as follow-ups: "
+        f"{r['later_turns_read_as_followup']:.3f}" + f"\nseconds: {r['seconds']}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -85,10 +85,10 @@ def copied_phrases(question: str, sentence: str, n: int = 4) -> list[str]:
     not repeat the answer's wording."""
     qw = _WORD.findall(question)
     sw = [w.lower() for w in _WORD.findall(sentence)]
-    grams = {tuple(sw[i:i + n]) for i in range(len(sw) - n + 1)}
+    grams = {tuple(sw[i : i + n]) for i in range(len(sw) - n + 1)}
     out = []
     for i in range(len(qw) - n + 1):
-        g = qw[i:i + n]
+        g = qw[i : i + n]
         if tuple(w.lower() for w in g) in grams and not all(_NAMEISH.match(w) for w in g):
             out.append(" ".join(g))
     return out
@@ -103,9 +103,11 @@ def indexed_sentences(index: Path) -> tuple[dict[str, list[str]], dict[str, list
     try:
         docs = {i: (d, sha) for i, d, sha in con.execute("SELECT doc_idx, doc_id, sha256 FROM documents")}
         sents: dict[str, list[str]] = defaultdict(list)
-        for i, s in con.execute("SELECT ds.doc_idx, substr(d.text, ds.start + 1, ds.end - ds.start) "
-                                "FROM doc_sentences ds JOIN documents d USING(doc_idx) "
-                                "WHERE ds.sent_idx IS NOT NULL ORDER BY ds.doc_idx, ds.sent_no"):
+        for i, s in con.execute(
+            "SELECT ds.doc_idx, substr(d.text, ds.start + 1, ds.end - ds.start) "
+            "FROM doc_sentences ds JOIN documents d USING(doc_idx) "
+            "WHERE ds.sent_idx IS NOT NULL ORDER BY ds.doc_idx, ds.sent_no"
+        ):
             sents[docs[i][0]].append(s)
     finally:
         con.close()
@@ -116,8 +118,9 @@ def indexed_sentences(index: Path) -> tuple[dict[str, list[str]], dict[str, list
     return dict(sents), copies
 
 
-def check_gold(gold: dict[str, Any], sents: dict[str, list[str]], copies: dict[str, list[str]],
-               notes: list[str] | None = None) -> list[str]:
+def check_gold(
+    gold: dict[str, Any], sents: dict[str, list[str]], copies: dict[str, list[str]], notes: list[str] | None = None
+) -> list[str]:
     """Problems that make the gold wrong (empty list: usable).  `notes`, when
     given, collects what a writer should look at but may keep: other articles
     whose sentences hold the same expect substring."""
@@ -155,8 +158,9 @@ def check_gold(gold: dict[str, Any], sents: dict[str, list[str]], copies: dict[s
                 same = {c for d in docs + it.get("other_docs", []) for c in copies.get(d, [d])}
                 others = sorted(d for d, ss in sents.items() if d not in same and any(e in s for s in ss))
                 if others:
-                    notes.append(f"{where} {q!r}: expect {e!r} is also in {others[:8]}"
-                                 f"{' ...' if len(others) > 8 else ''}")
+                    notes.append(
+                        f"{where} {q!r}: expect {e!r} is also in {others[:8]}{' ...' if len(others) > 8 else ''}"
+                    )
     for c, conv in enumerate(gold.get("conversations", [])):
         if not 2 <= len(conv.get("turns", [])) <= 3:
             problems.append(f"conversation {c}: needs 2-3 turns")
@@ -185,19 +189,25 @@ def _rank(result, expect: list[str], docs: set[str]) -> int | None:
 
 
 def _view(result, expect: list[str], docs: set[str]) -> list[dict[str, Any]]:
-    return [{"text": a.text, "score": a.score, "hit": _hit(a, expect, docs),
-             "doc_ids": [s.doc_id for s in a.sources][:4]} for a in result.answers[:3]]
+    return [
+        {"text": a.text, "score": a.score, "hit": _hit(a, expect, docs), "doc_ids": [s.doc_id for s in a.sources][:4]}
+        for a in result.answers[:3]
+    ]
 
 
 def _rates(ranks: list[int | None]) -> dict[str, float]:
     n = len(ranks) or 1
-    return {"n": len(ranks), "hit@1": sum(r == 1 for r in ranks) / n,
-            "hit@3": sum(r is not None and r <= 3 for r in ranks) / n,
-            f"hit@{K}": sum(r is not None for r in ranks) / n}
+    return {
+        "n": len(ranks),
+        "hit@1": sum(r == 1 for r in ranks) / n,
+        "hit@3": sum(r is not None and r <= 3 for r in ranks) / n,
+        f"hit@{K}": sum(r is not None for r in ranks) / n,
+    }
 
 
 def evaluate(engine, gold: dict[str, Any], copies: dict[str, list[str]], halves=HALVES) -> dict[str, Any]:
     """Every number of the suite, per half."""
+
     def expand(docs: list[str]) -> set[str]:
         return {c for d in docs for c in copies.get(d, [d])}
 
@@ -209,9 +219,17 @@ def evaluate(engine, gold: dict[str, Any], copies: dict[str, list[str]], halves=
                 continue
             docs = expand(it["doc_ids"] + it.get("other_docs", []))
             res = engine.ask(it["question"], k=K)
-            per_q.append({"question": it["question"], "kind": it.get("kind"), "rank": _rank(res, it["expect"], docs),
-                          "found": res.found, "expect": it["expect"], "doc_ids": it["doc_ids"],
-                          "top": _view(res, it["expect"], docs)})
+            per_q.append(
+                {
+                    "question": it["question"],
+                    "kind": it.get("kind"),
+                    "rank": _rank(res, it["expect"], docs),
+                    "found": res.found,
+                    "expect": it["expect"],
+                    "doc_ids": it["doc_ids"],
+                    "top": _view(res, it["expect"], docs),
+                }
+            )
         for c, conv in enumerate(gold["conversations"]):
             if conversation_half(gold, conv) != half:
                 continue
@@ -219,13 +237,24 @@ def evaluate(engine, gold: dict[str, Any], copies: dict[str, list[str]], halves=
             for t, turn in enumerate(conv["turns"]):
                 res = engine.ask(turn["question"], history=list(history), k=K)
                 if t > 0:
-                    rec = {"conversation": c, "turn": t, "shift": conv["shift"], "question": turn["question"],
-                           "history": list(history), "query": res.query, "followup": res.followup,
-                           "found": res.found, "unanswerable": bool(turn.get("unanswerable"))}
+                    rec = {
+                        "conversation": c,
+                        "turn": t,
+                        "shift": conv["shift"],
+                        "question": turn["question"],
+                        "history": list(history),
+                        "query": res.query,
+                        "followup": res.followup,
+                        "found": res.found,
+                        "unanswerable": bool(turn.get("unanswerable")),
+                    }
                     if not turn.get("unanswerable"):
                         docs = expand(turn["doc_ids"] + turn.get("other_docs", []))
-                        rec.update(rank=_rank(res, turn["expect"], docs), expect=turn["expect"],
-                                   top=_view(res, turn["expect"], docs))
+                        rec.update(
+                            rank=_rank(res, turn["expect"], docs),
+                            expect=turn["expect"],
+                            top=_view(res, turn["expect"], docs),
+                        )
                     else:
                         rec.update(rank=None, expect=[], top=_view(res, [], set()))
                     per_turn.append(rec)
@@ -234,8 +263,9 @@ def evaluate(engine, gold: dict[str, Any], copies: dict[str, list[str]], halves=
             if it["half"] != half:
                 continue
             res = engine.ask(it["question"], k=K)
-            per_unans.append({"question": it["question"], "near": it.get("near"), "found": res.found,
-                              "top": _view(res, [], set())})
+            per_unans.append(
+                {"question": it["question"], "near": it.get("near"), "found": res.found, "top": _view(res, [], set())}
+            )
         answerable_turns = [r for r in per_turn if not r["unanswerable"]]
         unanswerable_turns = [r for r in per_turn if r["unanswerable"]]
         kinds: dict[str, list] = defaultdict(list)
@@ -248,18 +278,24 @@ def evaluate(engine, gold: dict[str, Any], copies: dict[str, list[str]], halves=
         n_u = len(per_unans) or 1
         near = [r for r in per_unans if r["near"]]
         out[half] = {
-            "questions": {**_rates([r["rank"] for r in per_q]),
-                          "refused": sum(not r["found"] for r in per_q) / n_q},
+            "questions": {**_rates([r["rank"] for r in per_q]), "refused": sum(not r["found"] for r in per_q) / n_q},
             "kinds": {k: _rates(v) for k, v in sorted(kinds.items())},
-            "followups": {**_rates([r["rank"] for r in answerable_turns]),
-                          "refused": sum(not r["found"] for r in answerable_turns) / (len(answerable_turns) or 1),
-                          "unanswerable_turns": len(unanswerable_turns),
-                          "unanswerable_turns_answered": sum(r["found"] for r in unanswerable_turns)},
+            "followups": {
+                **_rates([r["rank"] for r in answerable_turns]),
+                "refused": sum(not r["found"] for r in answerable_turns) / (len(answerable_turns) or 1),
+                "unanswerable_turns": len(unanswerable_turns),
+                "unanswerable_turns_answered": sum(r["found"] for r in unanswerable_turns),
+            },
             "shifts": {k: _rates(v) for k, v in sorted(shifts.items())},
-            "unanswerable": {"n": len(per_unans), "answered": sum(r["found"] for r in per_unans) / n_u,
-                             "near_topic": len(near),
-                             "near_topic_answered": sum(r["found"] for r in near) / (len(near) or 1)},
-            "per_question": per_q, "per_turn": per_turn, "per_unanswerable": per_unans,
+            "unanswerable": {
+                "n": len(per_unans),
+                "answered": sum(r["found"] for r in per_unans) / n_u,
+                "near_topic": len(near),
+                "near_topic_answered": sum(r["found"] for r in near) / (len(near) or 1),
+            },
+            "per_question": per_q,
+            "per_turn": per_turn,
+            "per_unanswerable": per_unans,
         }
     return out
 
@@ -292,11 +328,23 @@ def table(result: dict[str, Any], verbose: bool = False) -> str:
         label = "TEST half (held out, reported)" if half == "test" else "tune half (tuned on)"
         rows = [
             ["questions", q["n"], q["hit@1"], q["hit@3"], q[f"hit@{K}"], f"refused {q['refused']:.3f}"],
-            ["follow-up turns", f["n"], f["hit@1"], f["hit@3"], f[f"hit@{K}"],
-             f"refused {f['refused']:.3f}; unanswerable turns answered "
-             f"{f['unanswerable_turns_answered']}/{f['unanswerable_turns']}"],
-            ["unanswerable", u["n"], "", "", "", f"answered {u['answered']:.3f} (near-topic {u['near_topic']}: "
-                                                 f"{u['near_topic_answered']:.3f})"],
+            [
+                "follow-up turns",
+                f["n"],
+                f["hit@1"],
+                f["hit@3"],
+                f[f"hit@{K}"],
+                f"refused {f['refused']:.3f}; unanswerable turns answered "
+                f"{f['unanswerable_turns_answered']}/{f['unanswerable_turns']}",
+            ],
+            [
+                "unanswerable",
+                u["n"],
+                "",
+                "",
+                "",
+                f"answered {u['answered']:.3f} (near-topic {u['near_topic']}: {u['near_topic_answered']:.3f})",
+            ],
         ]
         for k, v in r["kinds"].items():
             rows.append([f"  {k}", v["n"], v["hit@1"], v["hit@3"], v[f"hit@{K}"], ""])
@@ -307,12 +355,16 @@ def table(result: dict[str, Any], verbose: bool = False) -> str:
         if verbose:
             for rec in r["per_question"] + r["per_turn"]:
                 if rec["rank"] != 1 or not rec["found"]:
-                    out.append(f"- [rank {rec['rank']}{'' if rec['found'] else ', refused'}] {rec['question']}"
-                               + (f"  (after {rec['history']!r}; searched {rec['query']!r})" if "history" in rec else ""))
+                    out.append(
+                        f"- [rank {rec['rank']}{'' if rec['found'] else ', refused'}] {rec['question']}"
+                        + (f"  (after {rec['history']!r}; searched {rec['query']!r})" if "history" in rec else "")
+                    )
                     out.append(f"    expected {rec['expect']}")
                     for i, a in enumerate(rec["top"], 1):
-                        out.append(f"   {'*' if a['hit'] else ' '}{i}. ({a['score']:.3f}) [{','.join(a['doc_ids'])}] "
-                                   f"{a['text'][:140]}")
+                        out.append(
+                            f"   {'*' if a['hit'] else ' '}{i}. ({a['score']:.3f}) [{','.join(a['doc_ids'])}] "
+                            f"{a['text'][:140]}"
+                        )
             for rec in r["per_unanswerable"]:
                 if rec["found"]:
                     out.append(f"- [answered, unanswerable] {rec['question']}")
@@ -351,10 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             print("PROBLEM:", p)
         qs = [it for it in gold.get("questions", [])]
-        print(f"{len(problems)} problems; {len(qs)} questions, {len(gold.get('conversations', []))} conversations, "
-              f"{len(gold.get('unanswerable', []))} unanswerable; kinds "
-              f"{dict(Counter(it.get('kind') for it in qs))}; halves "
-              f"{dict(Counter(half_of(gold, it) for it in qs))}")
+        print(
+            f"{len(problems)} problems; {len(qs)} questions, {len(gold.get('conversations', []))} conversations, "
+            f"{len(gold.get('unanswerable', []))} unanswerable; kinds "
+            f"{dict(Counter(it.get('kind') for it in qs))}; halves "
+            f"{dict(Counter(half_of(gold, it) for it in qs))}"
+        )
         return 1 if problems else 0
     result = run((args.half,) if args.half else HALVES)
     if args.json:

@@ -66,7 +66,7 @@ def collect_squad(engine_for, log=print) -> list[Row]:
 
     paras, _, _ = squad._load()
     titles = list(dict.fromkeys(p["title"] for p in paras))
-    fit_titles = set(titles[READER_ARTICLES:squad.DEV_ARTICLES])
+    fit_titles = set(titles[READER_ARTICLES : squad.DEV_ARTICLES])
     engine = engine_for(squad.build())
     qs = [q for q in squad.questions_for(engine) if q.article in fit_titles]
     engine.prime([q.text for q in qs])
@@ -94,8 +94,10 @@ def collect_news(engine_for, half: str = "tune", log=print) -> list[Row]:
     _, copies = news.indexed_sentences(index)
     texts = [t for (t,) in engine.sql("SELECT text FROM sentences ORDER BY sent_idx")]
     cites: dict[int, set[str]] = {}
-    for s, d in engine.sql("SELECT ds.sent_idx, d.doc_id FROM doc_sentences ds JOIN documents d USING(doc_idx) "
-                           "WHERE ds.sent_idx IS NOT NULL"):
+    for s, d in engine.sql(
+        "SELECT ds.sent_idx, d.doc_id FROM doc_sentences ds JOIN documents d USING(doc_idx) "
+        "WHERE ds.sent_idx IS NOT NULL"
+    ):
         cites.setdefault(s, set()).add(d)
     rows: list[Row] = []
 
@@ -109,8 +111,18 @@ def collect_news(engine_for, half: str = "tune", log=print) -> list[Row]:
         hit_of = lambda s, t: any(e in t for e in expect) and bool(cites.get(s, set()) & docs)  # noqa: E731
         rows.append(_row(engine, "news", question, resolved, hit_of, True, meta={"kind": kind}))
         hidden = np.array([not any(e in t for e in expect) for t in texts], dtype=bool)
-        rows.append(_row(engine, "news", question, resolved, hit_of, False, allowed=hidden,
-                         meta={"kind": kind + "-answer-hidden"}))
+        rows.append(
+            _row(
+                engine,
+                "news",
+                question,
+                resolved,
+                hit_of,
+                False,
+                allowed=hidden,
+                meta={"kind": kind + "-answer-hidden"},
+            )
+        )
 
     for it in gold["questions"]:
         if news.half_of(gold, it) == half:
@@ -152,8 +164,9 @@ def fit_ranking(rows: list[Row], n: int, C: float = 1.0):
         F.append(features(r.prob[:m], r.reader[:m], r.lead[:m]))
         y.append(r.hit[:m])
         w.append(np.full(m, r.weight / m))
-    lr = LogisticRegression(C=C, max_iter=3000).fit(np.concatenate(F), np.concatenate(y),
-                                                    sample_weight=np.concatenate(w) * len(F))
+    lr = LogisticRegression(C=C, max_iter=3000).fit(
+        np.concatenate(F), np.concatenate(y), sample_weight=np.concatenate(w) * len(F)
+    )
     return RerankModel(n, lr.coef_[0], float(lr.intercept_[0]), 0.5)
 
 
@@ -205,8 +218,10 @@ def metrics(rows: list[Row], model=None, fused_threshold: float | None = None) -
             order = _reranked(model, r)[0]
             top = float(model.answer_scores(*_reranked_scores(model, r))[0]) if len(r.prob) else 0.0
             threshold = model.threshold
-        s = out.setdefault(key.replace("-answer-hidden", ""), {"n": 0, "hit@1": 0, "hit@3": 0, "refused": 0,
-                                                                 "hidden": 0, "hidden_answered": 0})
+        s = out.setdefault(
+            key.replace("-answer-hidden", ""),
+            {"n": 0, "hit@1": 0, "hit@3": 0, "refused": 0, "hidden": 0, "hidden_answered": 0},
+        )
         if r.answerable:
             h = r.hit[order]
             s["n"] += 1
@@ -257,12 +272,18 @@ def main(argv: list[str] | None = None) -> int:
             best = (score, model, m, acc)
     _, model, m, acc = best
     reader_info = {k: v for k, v in reader.info.items() if k not in ("history",)}
-    model = replace(model, info={"fitted_on": "SQuAD dev tuning half, articles the reader did not train on (asked "
-                                              "with the article and with it hidden); news suite tune half (asked "
-                                              "with the answer and with it hidden; unanswerable questions)",
-                                 "news_share": args.news_share, "tune_metrics": m,
-                                 "abstention_weighted_accuracy": round(acc, 4),
-                                 "reader": {k: reader_info.get(k) for k in ("layers", "steps", "data_sha1")}})
+    model = replace(
+        model,
+        info={
+            "fitted_on": "SQuAD dev tuning half, articles the reader did not train on (asked "
+            "with the article and with it hidden); news suite tune half (asked "
+            "with the answer and with it hidden; unanswerable questions)",
+            "news_share": args.news_share,
+            "tune_metrics": m,
+            "abstention_weighted_accuracy": round(acc, 4),
+            "reader": {k: reader_info.get(k) for k in ("layers", "steps", "data_sha1")},
+        },
+    )
     if not args.dry_run:
         (args.out or WEIGHTS_FILE).write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.out or WEIGHTS_FILE} (n={model.n})")

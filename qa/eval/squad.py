@@ -53,8 +53,12 @@ class Question:
 
 def _load(limit: int | None = None):
     root = bench_dir() / "squad_v1.1"
-    paras = [json.loads(line) for line in (root / "squad_dev_v1.1_paragraphs.jsonl").read_text(encoding="utf-8").splitlines()]
-    questions = [json.loads(line) for line in (root / "squad_dev_v1.1_questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    paras = [
+        json.loads(line) for line in (root / "squad_dev_v1.1_paragraphs.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    questions = [
+        json.loads(line) for line in (root / "squad_dev_v1.1_questions.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     titles = list(dict.fromkeys(p["title"] for p in paras))
     dev = set(titles[:DEV_ARTICLES])
     return paras, questions, dev
@@ -118,8 +122,18 @@ def questions_for(engine, layout: str = "paragraphs") -> list[Question]:
         if layout != "paragraphs":
             end = offset + len(p["context"])
             in_para = frozenset(s for a, b, s in spans.get(d, []) if a < end and offset < b)
-        out.append(Question(q["id"], q["question"], d, p["title"], [a for a, _ in q["answers"]], gold,
-                            "dev" if p["title"] in dev else "test", in_paragraph=in_para))
+        out.append(
+            Question(
+                q["id"],
+                q["question"],
+                d,
+                p["title"],
+                [a for a, _ in q["answers"]],
+                gold,
+                "dev" if p["title"] in dev else "test",
+                in_paragraph=in_para,
+            )
+        )
     return out
 
 
@@ -170,18 +184,34 @@ def collect(engine, qs: list[Question]) -> list[dict]:
         (qa.rerank), when the engine has a reader."""
         if not n_read:
             return {}
-        return {"read": engine.reader.score(r.query, texts[:n_read]),
-                "lead": (engine.docs.prev_sent[ids] < 0).astype(np.float64)}
+        return {
+            "read": engine.reader.score(r.query, texts[:n_read]),
+            "lead": (engine.docs.prev_sent[ids] < 0).astype(np.float64),
+        }
 
     for q in qs:
         r = resolve(q.text, [])
         ids, _, X, _, texts = engine.score_candidates(r)
-        hit = np.array([q.is_hit(t) and q.doc_idx in src_docs.get(int(s), ())
-                        and (q.in_paragraph is None or int(s) in q.in_paragraph)
-                        for s, t in zip(ids, texts)], dtype=bool)
+        hit = np.array(
+            [
+                q.is_hit(t)
+                and q.doc_idx in src_docs.get(int(s), ())
+                and (q.in_paragraph is None or int(s) in q.in_paragraph)
+                for s, t in zip(ids, texts)
+            ],
+            dtype=bool,
+        )
         h_ids, _, hX, _, h_texts = engine.score_candidates(r, allowed=masks[q.article])
-        row = {"q": q, "ids": ids, "X": X, "hit": hit, "texts": texts, "hX": hX, **read(ids, texts),
-               **{f"h{k}": v for k, v in read(h_ids, h_texts).items()}}
+        row = {
+            "q": q,
+            "ids": ids,
+            "X": X,
+            "hit": hit,
+            "texts": texts,
+            "hX": hX,
+            **read(ids, texts),
+            **{f"h{k}": v for k, v in read(h_ids, h_texts).items()},
+        }
         if q.in_paragraph is not None:
             # the answer's paragraph hidden, the rest of its article kept: the
             # topic is there and the answer is not, as in "What time does
@@ -234,7 +264,7 @@ def _top_score(model, X: np.ndarray, question: str, rerank=None, read=None, lead
         return float(model.answer_scores(*_ranked(model, X, question))[0])
     prob, X, qtype = _ranked(model, X, question)
     order, p2 = rerank.rerank(prob, read, lead)
-    return float(rerank.answer_scores(p2, X[order], qtype, read[order[:len(read)]])[0])
+    return float(rerank.answer_scores(p2, X[order], qtype, read[order[: len(read)]])[0])
 
 
 def _order(model, r: dict, rerank=None) -> np.ndarray:
@@ -276,12 +306,23 @@ def metrics(rows: list[dict], model, rerank=None) -> dict:
         n = len(part) or 1
         out[half] = {
             "questions": len(part),
-            "sentence": {k: {"MRR": mrr(v), "R@1": recall_at(v, 1), "R@5": recall_at(v, 5), "R@10": recall_at(v, 10),
-                             "top1_has_answer": sum(top1[k]) / n} for k, v in ranks.items()},
+            "sentence": {
+                k: {
+                    "MRR": mrr(v),
+                    "R@1": recall_at(v, 1),
+                    "R@5": recall_at(v, 5),
+                    "R@10": recall_at(v, 10),
+                    "top1_has_answer": sum(top1[k]) / n,
+                }
+                for k, v in ranks.items()
+            },
             "product": {"R@1": recall_at(prod, 1), "MRR@10": mrr(prod, 10), "R@10": recall_at(prod, 10)},
-            "abstention": {"answered_when_answerable": answered / n, "refused_when_hidden": refused / n,
-                           "refused_when_paragraph_hidden": near_refused / near_asked if near_asked else None,
-                           "paragraph_hidden_questions": near_asked},
+            "abstention": {
+                "answered_when_answerable": answered / n,
+                "refused_when_hidden": refused / n,
+                "refused_when_paragraph_hidden": near_refused / near_asked if near_asked else None,
+                "paragraph_hidden_questions": near_asked,
+            },
         }
     return out
 
@@ -350,20 +391,28 @@ def fit(rows: list[dict], out_path: Path | None = None, neg_rate: float = 1.0) -
     r6 = lambda v: [round(float(x), 6) for x in v]  # noqa: E731
     weights = {
         "features": list(FEATURES),
-        "mean": r6(scaler.mean_), "scale": r6(scaler.scale_),
-        "linear": r6(lr.coef_[0][:f]), "quadratic": r6(lr.coef_[0][f:]),
+        "mean": r6(scaler.mean_),
+        "scale": r6(scaler.scale_),
+        "linear": r6(lr.coef_[0][:f]),
+        "quadratic": r6(lr.coef_[0][f:]),
         "bias": round(float(lr.intercept_[0]), 6),
         "threshold": t_best,
         "mmr_lambda": 1.0,
         "abstention": abst.to_json(),
-        "info": {"fitted": True,
-                 "data": f"SQuAD v1.1 dev, first {DEV_ARTICLES} articles in file order, each question asked twice: "
-                         "in an index of one file per paragraph and in one of one file per article",
-                 "questions": len(dev),
-                 "model": "logistic regression on standardised features and their pairwise products; "
-                          "abstention: logistic regression on question-level features (qa.abstain)",
-                 "C": C, "dev_product_mrr10": round(score, 4), "dev_abstention_accuracy": round(acc_best, 4),
-                 "rows": int(len(y)), "positives": int(y.sum()), "negatives_kept": neg_rate},
+        "info": {
+            "fitted": True,
+            "data": f"SQuAD v1.1 dev, first {DEV_ARTICLES} articles in file order, each question asked twice: "
+            "in an index of one file per paragraph and in one of one file per article",
+            "questions": len(dev),
+            "model": "logistic regression on standardised features and their pairwise products; "
+            "abstention: logistic regression on question-level features (qa.abstain)",
+            "C": C,
+            "dev_product_mrr10": round(score, 4),
+            "dev_abstention_accuracy": round(acc_best, 4),
+            "rows": int(len(y)),
+            "positives": int(y.sum()),
+            "negatives_kept": neg_rate,
+        },
     }
     (out_path or WEIGHTS_FILE).write_text(json.dumps(weights, indent=1) + "\n", encoding="utf-8")
     return weights
@@ -386,8 +435,9 @@ def fit_abstention(model, dev: list[dict]):
     # in whole articles were answered 0.855 of the time (0.946 without); the
     # candidate list alone does not tell "the topic is here, the answer is
     # not".  The evaluation reports how often they are refused.
-    abst = abstain.fit([_ranked(model, r["X"], r["q"].text) for r in dev],
-                       [_ranked(model, r["hX"], r["q"].text) for r in dev])
+    abst = abstain.fit(
+        [_ranked(model, r["X"], r["q"].text) for r in dev], [_ranked(model, r["hX"], r["q"].text) for r in dev]
+    )
     model = replace(model, abstention=abst)
     top = np.array([_top_score(model, r["X"], r["q"].text) for r in dev])
     hid = np.array([_top_score(model, r["hX"], r["q"].text) for r in dev])
@@ -401,28 +451,39 @@ def table(result: dict) -> str:
     parts = []
     for half in ("dev", "test"):
         r = result[half]
-        rows = [[name, m["MRR"], m["R@1"], m["R@5"], m["R@10"], m["top1_has_answer"]] for name, m in r["sentence"].items()]
+        rows = [
+            [name, m["MRR"], m["R@1"], m["R@5"], m["R@10"], m["top1_has_answer"]] for name, m in r["sentence"].items()
+        ]
         parts.append(f"SQuAD {half} half ({r['questions']} questions), sentence level (ReQA gold):")
         parts.append(format_table(["system", "MRR", "R@1", "R@5", "R@10", "top1 has answer"], rows))
         p, a = r["product"], r["abstention"]
         parts.append(f"product metric (engine.ask): R@1 {p['R@1']:.3f}  MRR@10 {p['MRR@10']:.3f}  R@10 {p['R@10']:.3f}")
         if "fused_only" in result:
             f = result["fused_only"][half]
-            parts.append(f"  without the reader (fused ranking alone): R@1 {f['product']['R@1']:.3f}  MRR@10 "
-                         f"{f['product']['MRR@10']:.3f}; answered {f['abstention']['answered_when_answerable']:.3f}, "
-                         f"refused hidden {f['abstention']['refused_when_hidden']:.3f}")
-        near = (f", with its paragraph hidden {a['refused_when_paragraph_hidden']:.3f}"
-                if a.get("refused_when_paragraph_hidden") is not None else "")
-        parts.append(f"abstention: answered when answerable {a['answered_when_answerable']:.3f}, "
-                     f"refused with the article hidden {a['refused_when_hidden']:.3f}{near}\n")
+            parts.append(
+                f"  without the reader (fused ranking alone): R@1 {f['product']['R@1']:.3f}  MRR@10 "
+                f"{f['product']['MRR@10']:.3f}; answered {f['abstention']['answered_when_answerable']:.3f}, "
+                f"refused hidden {f['abstention']['refused_when_hidden']:.3f}"
+            )
+        near = (
+            f", with its paragraph hidden {a['refused_when_paragraph_hidden']:.3f}"
+            if a.get("refused_when_paragraph_hidden") is not None
+            else ""
+        )
+        parts.append(
+            f"abstention: answered when answerable {a['answered_when_answerable']:.3f}, "
+            f"refused with the article hidden {a['refused_when_hidden']:.3f}{near}\n"
+        )
     if "articles_layout" in result:
         for half in ("dev", "test"):
             c = result["articles_layout"][half]
-            parts.append(f"SQuAD as one file per article, {half} half ({c['questions']} questions): product R@1 "
-                         f"{c['product']['R@1']:.3f}  MRR@10 {c['product']['MRR@10']:.3f}  answered "
-                         f"{c['abstention']['answered_when_answerable']:.3f}  refused hidden "
-                         f"{c['abstention']['refused_when_hidden']:.3f}  refused paragraph hidden "
-                         f"{c['abstention']['refused_when_paragraph_hidden']:.3f}")
+            parts.append(
+                f"SQuAD as one file per article, {half} half ({c['questions']} questions): product R@1 "
+                f"{c['product']['R@1']:.3f}  MRR@10 {c['product']['MRR@10']:.3f}  answered "
+                f"{c['abstention']['answered_when_answerable']:.3f}  refused hidden "
+                f"{c['abstention']['refused_when_hidden']:.3f}  refused paragraph hidden "
+                f"{c['abstention']['refused_when_paragraph_hidden']:.3f}"
+            )
         parts.append("")
     if "mmr" in result:
         rows = [[lam, m["MRR@10"], m["R@5"], m["redundancy@5"]] for lam, m in result["mmr"].items()]
@@ -467,11 +528,15 @@ def run(fit_weights: bool = False, limit: int | None = None, quiet: bool = True)
     result = metrics(rows, load_model(), engine.rerank)
     if engine.rerank is not None:
         fused = metrics(rows, load_model())
-        result["fused_only"] = {h: {"product": fused[h]["product"], "abstention": fused[h]["abstention"]}
-                                for h in ("dev", "test")}
+        result["fused_only"] = {
+            h: {"product": fused[h]["product"], "abstention": fused[h]["abstention"]} for h in ("dev", "test")
+        }
     result["mmr"] = diversity(engine, rows, load_model())
-    result["seconds"] = {"build_and_load": round(t1 - t0, 1), "ranking": round(t2 - t1, 1),
-                         "per_question_ms": round(1000 * (t2 - t1) / max(len(qs), 1) / 2, 2)}
+    result["seconds"] = {
+        "build_and_load": round(t1 - t0, 1),
+        "ranking": round(t2 - t1, 1),
+        "per_question_ms": round(1000 * (t2 - t1) / max(len(qs), 1) / 2, 2),
+    }
     if fitted:
         result["fitted"] = fitted
         result["articles_layout"] = result_articles
