@@ -11,6 +11,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,15 +19,15 @@ import numpy as np
 
 from index_build import documents as docs_mod
 from index_build import dumps, publish
-from index_build.dedup import deduplicate
+from index_build.dedup import DedupResult, deduplicate
 from index_build.embed import EmbedStats, VectorCache, embed_texts, mean_vectors, warm_pool
 from index_build.lexical import build_bm25
-from index_build.passages import make_passages
+from index_build.passages import Passage, make_passages
 from index_build.readers import Unreadable
 from index_build.report import BuildReport
 from qa import index_format as fmt
 from qa.config import BuildConfig
-from qa.encoder import Encoder, bf16_agreement, cpu_has_fast_bf16, load_encoder, resolve_model
+from qa.encoder import Encoder, EncoderPool, bf16_agreement, cpu_has_fast_bf16, load_encoder, resolve_model
 from qa.errors import BuildError, IndexLoadError
 from qa.vector_store import MILVUS, StoreSpec, parse_store
 
@@ -54,6 +55,21 @@ def _model_key(model_id: str, precision: str, max_seq_length: int) -> str:
     return f"{model_id}|{precision}|{max_seq_length}"
 
 
+@dataclass
+class _Embedding:
+    """The model settings this build's vectors are made with, and the vectors."""
+
+    model_id: str
+    precision: str
+    max_len: int
+    dim: int
+    bf16_check: dict
+    key: str  # _model_key of this build
+    old_key: str | None  # _model_key of the index being replaced
+    sentences: np.ndarray | None = None
+    passages: np.ndarray | None = None
+
+
 def build(
     sources: list[Path] | None = None,
     index_dir: Path | None = None,
@@ -62,9 +78,11 @@ def build(
 ) -> BuildReport:
     """Build (or incrementally rebuild) the index at `index_dir` from `sources`.
 
-    Raises BuildError / ModelUnavailableError with a one-line message on bad
-    input; KeyboardInterrupt passes through.  In every failure the previous
-    index is left exactly as it was.
+    The steps: read and segment, deduplicate, words (BM25 + metadata), embed,
+    vectors + manifest, publish.  Everything is written into a temp dir and
+    swapped in at the end, so a failure at any step (BuildError /
+    ModelUnavailableError with a one-line message on bad input;
+    KeyboardInterrupt passes through) leaves the previous index as it was.
     """
     from qa.config import DEFAULT_INDEX, DEFAULT_SOURCES
 
@@ -80,224 +98,47 @@ def build(
     except ValueError as e:
         raise BuildError(str(e)) from e
     report.vector_store = str(store)
+    milvus = None  # this build's Milvus collection, dropped unless published
     with publish.build_lock(index_dir), contextlib.ExitStack() as stack:
         model_id, _ = resolve_model(cfg.model)
         old = None if cfg.full else _old_manifest(index_dir)
-        reuse_model = old is not None and old.model == model_id and cfg.precision in ("auto", old.precision)
+        reuse = old if old is not None and old.model == model_id and cfg.precision in ("auto", old.precision) else None
         # An incremental build loads the model in worker processes while this
         # one finds, reads, deduplicates and indexes words (embed.warm_pool);
         # started first thing, and stopped again if no file looks new.
-        pool = warm_pool(model_id, old.precision) if reuse_model and not cfg.ray else None
+        pool = warm_pool(model_id, reuse.precision) if reuse is not None and not cfg.ray else None
         if pool is not None:
             stack.callback(pool.close)
         files, skipped = docs_mod.discover(sources, cfg.max_file_bytes)
-        if pool is not None and not _expects_new_text(files, old):
+        if pool is not None and reuse is not None and not _expects_new_text(files, reuse):
             pool.stop()
             pool = None
         report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
 
-        # 1. read and segment (an unchanged file -- same path, same sha256 -- is
-        # taken as the previous index segmented it, unless --full)
-        documents: list[docs_mod.Document] = []
-        for path, reason in skipped:
-            _skip(report, cfg, path, reason, log)
-        previous = (
-            None
-            if cfg.full
-            else docs_mod.PreviousDocuments.from_index(
-                index_dir, old, docs_mod.segmenter_settings(cfg.max_sentence_chars), _package_version()
-            )
-        )
-        for src in files:
-            if dumps.is_dump(src.path):
-                _read_dump(src, cfg, previous, documents, report, log)
-                continue
-            try:
-                doc = docs_mod.load(
-                    src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars, previous=previous
-                )
-            except Unreadable as e:
-                _skip(report, cfg, src.path, str(e), log)
-                continue
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as e:  # noqa: BLE001 - e.g. a panic in the segmenter: skip the file, not the build
-                _skip(
-                    report, cfg, src.path, f"cannot be split into sentences ({type(e).__name__}: {str(e)[:200]})", log
-                )
-                continue
-            documents.append(doc)
-            if doc.encoding not in ("utf-8", "pdf"):
-                report.legacy_encodings.append({"path": doc.path, "encoding": doc.encoding})
-            report.metadata_warnings.extend({"path": doc.path, "warning": w} for w in doc.warnings)
-        if previous is not None:
-            previous.close()
-        report.files_read = len(documents)
-        report.metadata = {
-            k: sum(getattr(d, k) is not None for d in documents) for k in ("published", "outlet", "author", "url")
-        }
-        if cfg.strict and report.files_skipped:
-            bad = "; ".join(f"{s['path']}: {s['reason']}" for s in report.files_skipped)
-            raise BuildError(
-                f"{len(report.files_skipped)} unusable file(s) with --strict: {bad} "
-                "(fix or remove them, or drop --strict to skip them)"
-            )
-        if not documents:
-            where = ", ".join(str(s) for s in sources)
-            raise BuildError(
-                f"no readable articles in {where} ({len(report.files_skipped)} files skipped): "
-                "add .txt, .md, .html, .pdf, .docx articles or .jsonl/.csv/.rss dumps, or point SOURCES at the folder that holds them"
-            )
-
-        # 2. unique sentences and passages
-        answer_sents = [
-            (d_idx, s_no, doc.sentence_text(s_no))
-            for d_idx, doc in enumerate(documents)
-            for s_no, s in enumerate(doc.sentences)
-            if s.is_answer
-        ]
-        report.documents = len(documents)
-        report.sentences = len(answer_sents)
-        report.non_answer_lines = sum(len(d.sentences) for d in documents) - len(answer_sents)
-        dd = deduplicate(answer_sents, cfg.near_dup_similarity, cfg.near_dup_min_words)
-        del answer_sents  # every sentence's text once more; the unique ones live on in dd
-        report.unique_sentences = len(dd.unique)
-        report.exact_duplicates_merged = dd.exact_merged
-        report.near_duplicates_merged = dd.near_merged
-        passages = make_passages(documents, cfg.passage_size, cfg.passage_stride)
-        report.passages = len(passages)
-        unique_texts = [u.text for u in dd.unique]
-
-        # everything is written into a temp dir, then swapped in (step 5)
+        documents = _read_sources(files, skipped, index_dir, old, cfg, report, log)
+        _check_readable(documents, sources, cfg, report)
+        dd, passages = _deduplicate(documents, cfg, report)
         try:
             tmp = publish.temp_dir(index_dir)
         except OSError as e:
             raise _write_error(index_dir, e) from e
         build_id = uuid.uuid4().hex
-        milvus = None  # this build's Milvus collection, dropped unless published
         try:
-            # 3. BM25 and the metadata first: no vectors exist yet to share the
-            # memory with (BM25 takes 2.2 GB at 1M), and in an incremental
-            # build the model is still loading in the warm pool meanwhile
+            unique_texts = [u.text for u in dd.unique]
             s_hashes = [_hash(u) for u in unique_texts]
             p_hashes = [_hash(p.text_in(documents)) for p in passages]  # one text at a time, never all
-            try:
-                vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
-                _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
-            except (OSError, sqlite3.Error, RuntimeError) as e:
-                raise _write_error(index_dir, e) from e
-            if cfg.passage_embedding != "encode":  # each passage's sentences, for its mean vector
-                rows = [
-                    [
-                        dd.assignment[(p.doc_idx, n)]
-                        for n in range(p.first_sent_no, p.last_sent_no + 1)
-                        if (p.doc_idx, n) in dd.assignment
-                    ]
-                    for p in passages
-                ]
-
-            # 4. embeddings (only what the previous index does not already hold)
-            old_key = _model_key(old.model, old.precision, old.max_seq_length) if old else None
-            encoder: Encoder | None = None
-            bf16_check: dict = {}
-            if reuse_model:
-                precision, max_len, dim = old.precision, old.max_seq_length, old.dimension
-                bf16_check = old.bf16_check
-            else:
-                log(f"loading model {cfg.model} ...")
-                encoder = load_encoder(cfg.model)
-                precision, bf16_check = _choose_precision(encoder, unique_texts, cfg)
-                max_len, dim = encoder.max_seq_length, encoder.dim
-            key = _model_key(model_id, precision, max_len)
-            s_cache = VectorCache.from_index(index_dir, "sentences", fmt.SENTENCE_VECTORS, key, old_key)
-            p_cache = VectorCache.from_index(index_dir, "passages", fmt.PASSAGE_VECTORS, key, old_key)
-
-            def need_encoder() -> Encoder:
-                nonlocal encoder
-                if encoder is None:
-                    log(f"loading model {cfg.model} ...")
-                    encoder = load_encoder(cfg.model)
-                encoder.precision = precision
-                return encoder
-
-            remote = None
-            if cfg.ray:
-                from index_build.ray_encode import RayEncoder
-
-                log(f"starting Ray ({cfg.ray}) ...")
-                remote = stack.enter_context(RayEncoder(cfg.ray, model_id, precision, cfg.batch_size))
-            s_vecs, _, s_stats = embed_texts(
-                need_encoder,
-                dim,
-                unique_texts,
-                s_cache,
-                cfg.batch_size,
-                cfg.progress,
-                "sentences",
-                log,
-                pool=pool,
-                hashes=s_hashes,
-                remote=remote,
-            )
-            report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
-
-            if cfg.passage_embedding == "encode":
-                p_vecs, _, p_stats = embed_texts(
-                    need_encoder,
-                    dim,
-                    [p.text_in(documents) for p in passages],
-                    p_cache,
-                    cfg.batch_size,
-                    cfg.progress,
-                    "passages",
-                    log,
-                    pool=pool,
-                    hashes=p_hashes,
-                    remote=remote,
-                )
-            else:
-                p_vecs = mean_vectors(rows, s_vecs)
-                del rows
-                p_stats = EmbedStats()
+            vocab = _write_words(tmp, index_dir, cfg, documents, dd, passages, unique_texts, s_hashes, p_hashes)
+            emb = _embed(
+                index_dir, old, reuse, model_id, cfg, documents, dd, passages, unique_texts, s_hashes, p_hashes,
+                pool, stack, report, log,
+            )  # fmt: skip
             if pool is not None:
                 pool.stop()  # its model is half a gigabyte the vector index below can use
-            report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
-            report.precision = precision
-            report.bf16_min_cosine = bf16_check.get("min_cosine")
-
-            # 5. the rest of the index, then swap it in
-            try:
-                # the previous index's IVF training is kept when it is of the same model
-                # the document each unique sentence first appears in (a store's delete-by-document key)
-                first_doc = np.fromiter(
-                    (u.occurrences[0].doc_idx for u in dd.unique), dtype=np.int64, count=len(dd.unique)
-                )
-                if store.kind == MILVUS:
-                    milvus, store_entry = _write_milvus(store, build_id, s_vecs, first_doc, log)
-                vector_index = _write_vectors(
-                    tmp,
-                    s_vecs,
-                    p_vecs,
-                    first_doc,
-                    previous=(
-                        (index_dir, old) if old is not None and key == old_key and old.dimension == dim else None
-                    ),
-                    sentence_index=milvus is None,
-                )
-                del s_vecs, p_vecs
-                s_cache = p_cache = None
-                report.seconds = time.perf_counter() - t0
-                manifest = _manifest(
-                    cfg, model_id, precision, max_len, dim, bf16_check, documents, report, vocab, build_id
-                )
-                manifest.vector_index = vector_index
-                if milvus is not None:
-                    manifest.store = store_entry
-                _write_identity(tmp, manifest)
-                (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
-                publish.fsync_tree(tmp)
-            except (OSError, sqlite3.Error, RuntimeError) as e:  # disk full, quota, I/O error (FAISS: RuntimeError)
-                raise _write_error(index_dir, e) from e
+            first_doc, store_entry = _first_doc(dd), None
+            if store.kind == MILVUS:
+                assert emb.sentences is not None
+                milvus, store_entry = _write_milvus(store, build_id, emb.sentences, first_doc, log)
+            _write_index(tmp, index_dir, old, cfg, emb, first_doc, store_entry, documents, vocab, build_id, report, t0)
             publish.publish(tmp, index_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -308,6 +149,250 @@ def build(
         _publish_milvus(store, milvus, old, log)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _read_sources(
+    files: list[docs_mod.SourceFile],
+    skipped: list[tuple[Path, str]],
+    index_dir: Path,
+    old: fmt.Manifest | None,
+    cfg: BuildConfig,
+    report: BuildReport,
+    log: Callable[[str], None],
+) -> list[docs_mod.Document]:
+    """Step 1, read and segment: every usable article, in order.  An unchanged
+    file (same path, same sha256) is taken as the previous index segmented it,
+    unless --full; an unusable file is a skip in the report, not an error."""
+    documents: list[docs_mod.Document] = []
+    for path, reason in skipped:
+        _skip(report, cfg, path, reason, log)
+    previous = (
+        None
+        if cfg.full
+        else docs_mod.PreviousDocuments.from_index(
+            index_dir, old, docs_mod.segmenter_settings(cfg.max_sentence_chars), _package_version()
+        )
+    )
+    for src in files:
+        if dumps.is_dump(src.path):
+            _read_dump(src, cfg, previous, documents, report, log)
+            continue
+        try:
+            doc = docs_mod.load(
+                src, max_bytes=cfg.max_file_bytes, max_sentence_chars=cfg.max_sentence_chars, previous=previous
+            )
+        except Unreadable as e:
+            _skip(report, cfg, src.path, str(e), log)
+            continue
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - e.g. a panic in the segmenter: skip the file, not the build
+            _skip(report, cfg, src.path, f"cannot be split into sentences ({type(e).__name__}: {str(e)[:200]})", log)
+            continue
+        documents.append(doc)
+        if doc.encoding not in ("utf-8", "pdf"):
+            report.legacy_encodings.append({"path": doc.path, "encoding": doc.encoding})
+        report.metadata_warnings.extend({"path": doc.path, "warning": w} for w in doc.warnings)
+    if previous is not None:
+        previous.close()
+    report.files_read = len(documents)
+    report.metadata = {
+        k: sum(getattr(d, k) is not None for d in documents) for k in ("published", "outlet", "author", "url")
+    }
+    return documents
+
+
+def _check_readable(
+    documents: list[docs_mod.Document], sources: list[Path], cfg: BuildConfig, report: BuildReport
+) -> None:
+    """Stop before writing anything when --strict met an unusable file, or when
+    nothing at all was readable."""
+    if cfg.strict and report.files_skipped:
+        bad = "; ".join(f"{s['path']}: {s['reason']}" for s in report.files_skipped)
+        raise BuildError(
+            f"{len(report.files_skipped)} unusable file(s) with --strict: {bad} "
+            "(fix or remove them, or drop --strict to skip them)"
+        )
+    if not documents:
+        where = ", ".join(str(s) for s in sources)
+        raise BuildError(
+            f"no readable articles in {where} ({len(report.files_skipped)} files skipped): "
+            "add .txt, .md, .html, .pdf, .docx articles or .jsonl/.csv/.rss dumps, or point SOURCES at the folder that holds them"
+        )
+
+
+def _deduplicate(
+    documents: list[docs_mod.Document], cfg: BuildConfig, report: BuildReport
+) -> tuple[DedupResult, list[Passage]]:
+    """Step 2: the unique answerable sentences (exact and near duplicates
+    merged, each with every place it occurs) and the passages."""
+    answer_sents = [
+        (d_idx, s_no, doc.sentence_text(s_no))
+        for d_idx, doc in enumerate(documents)
+        for s_no, s in enumerate(doc.sentences)
+        if s.is_answer
+    ]
+    report.documents = len(documents)
+    report.sentences = len(answer_sents)
+    report.non_answer_lines = sum(len(d.sentences) for d in documents) - len(answer_sents)
+    dd = deduplicate(answer_sents, cfg.near_dup_similarity, cfg.near_dup_min_words)
+    del answer_sents  # every sentence's text once more; the unique ones live on in dd
+    report.unique_sentences = len(dd.unique)
+    report.exact_duplicates_merged = dd.exact_merged
+    report.near_duplicates_merged = dd.near_merged
+    passages = make_passages(documents, cfg.passage_size, cfg.passage_stride)
+    report.passages = len(passages)
+    return dd, passages
+
+
+def _write_words(
+    tmp: Path,
+    index_dir: Path,
+    cfg: BuildConfig,
+    documents: list[docs_mod.Document],
+    dd: DedupResult,
+    passages: list[Passage],
+    unique_texts: list[str],
+    s_hashes: list[str],
+    p_hashes: list[str],
+) -> int:
+    """Step 3, BM25 and the metadata, before any vector exists to share the
+    memory with (BM25 takes 2.2 GB at 1M sentences); in an incremental build
+    the model is still loading in the warm pool meanwhile.  Returns the BM25
+    vocabulary size."""
+    try:
+        vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
+        _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
+    except (OSError, sqlite3.Error, RuntimeError) as e:
+        raise _write_error(index_dir, e) from e
+    return vocab
+
+
+def _embed(
+    index_dir: Path,
+    old: fmt.Manifest | None,
+    reuse: fmt.Manifest | None,
+    model_id: str,
+    cfg: BuildConfig,
+    documents: list[docs_mod.Document],
+    dd: DedupResult,
+    passages: list[Passage],
+    unique_texts: list[str],
+    s_hashes: list[str],
+    p_hashes: list[str],
+    pool: EncoderPool | None,
+    stack: contextlib.ExitStack,
+    report: BuildReport,
+    log: Callable[[str], None],
+) -> _Embedding:
+    """Step 4: sentence and passage vectors, encoding only what the previous
+    index (same model, precision and length) does not already hold.  With
+    `reuse` (the previous manifest, same model) its precision is kept and the
+    model is loaded only if something needs encoding."""
+    old_key = _model_key(old.model, old.precision, old.max_seq_length) if old else None
+    encoder: Encoder | None = None
+    if reuse is not None:
+        precision, max_len, dim = reuse.precision, reuse.max_seq_length, reuse.dimension
+        bf16_check = reuse.bf16_check
+    else:
+        log(f"loading model {cfg.model} ...")
+        encoder = load_encoder(cfg.model)
+        precision, bf16_check = _choose_precision(encoder, unique_texts, cfg)
+        max_len, dim = encoder.max_seq_length, encoder.dim
+    emb = _Embedding(model_id, precision, max_len, dim, bf16_check, _model_key(model_id, precision, max_len), old_key)
+    s_cache = VectorCache.from_index(index_dir, "sentences", fmt.SENTENCE_VECTORS, emb.key, old_key)
+    p_cache = VectorCache.from_index(index_dir, "passages", fmt.PASSAGE_VECTORS, emb.key, old_key)
+
+    def need_encoder() -> Encoder:
+        nonlocal encoder
+        if encoder is None:
+            log(f"loading model {cfg.model} ...")
+            encoder = load_encoder(cfg.model)
+        encoder.precision = precision
+        return encoder
+
+    remote = None
+    if cfg.ray:
+        from index_build.ray_encode import RayEncoder
+
+        log(f"starting Ray ({cfg.ray}) ...")
+        remote = stack.enter_context(RayEncoder(cfg.ray, model_id, precision, cfg.batch_size))
+    s_vecs, _, s_stats = embed_texts(
+        need_encoder, dim, unique_texts, s_cache, cfg.batch_size, cfg.progress, "sentences", log,
+        pool=pool, hashes=s_hashes, remote=remote,
+    )  # fmt: skip
+    report.sentences_embedded, report.sentences_reused = s_stats.encoded, s_stats.reused
+    if cfg.passage_embedding == "encode":
+        p_vecs, _, p_stats = embed_texts(
+            need_encoder, dim, [p.text_in(documents) for p in passages], p_cache, cfg.batch_size, cfg.progress,
+            "passages", log, pool=pool, hashes=p_hashes, remote=remote,
+        )  # fmt: skip
+    else:  # each passage's mean sentence vector
+        rows = [
+            [
+                dd.assignment[(p.doc_idx, n)]
+                for n in range(p.first_sent_no, p.last_sent_no + 1)
+                if (p.doc_idx, n) in dd.assignment
+            ]
+            for p in passages
+        ]
+        p_vecs = mean_vectors(rows, s_vecs)
+        del rows
+        p_stats = EmbedStats()
+    report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
+    report.precision = precision
+    report.bf16_min_cosine = bf16_check.get("min_cosine")
+    emb.sentences, emb.passages = s_vecs, p_vecs
+    return emb
+
+
+def _write_index(
+    tmp: Path,
+    index_dir: Path,
+    old: fmt.Manifest | None,
+    cfg: BuildConfig,
+    emb: _Embedding,
+    first_doc: np.ndarray,
+    store_entry: dict | None,
+    documents: list[docs_mod.Document],
+    vocab: int,
+    build_id: str,
+    report: BuildReport,
+    t0: float,
+) -> None:
+    """Step 5: the vectors (a FAISS index unless Milvus holds the sentences:
+    `store_entry`), then the manifest, all flushed to disk in `tmp`, ready to
+    publish."""
+    assert emb.sentences is not None and emb.passages is not None
+    try:
+        # the previous index's IVF training is kept when it is of the same model
+        same_model = old is not None and emb.key == emb.old_key and old.dimension == emb.dim
+        vector_index = _write_vectors(
+            tmp,
+            emb.sentences,
+            emb.passages,
+            first_doc,
+            previous=(index_dir, old) if same_model and old is not None else None,
+            sentence_index=store_entry is None,
+        )
+        emb.sentences = emb.passages = None
+        report.seconds = time.perf_counter() - t0
+        manifest = _manifest(
+            cfg, emb.model_id, emb.precision, emb.max_len, emb.dim, emb.bf16_check, documents, report, vocab, build_id
+        )
+        manifest.vector_index = vector_index
+        if store_entry is not None:
+            manifest.store = store_entry
+        _write_identity(tmp, manifest)
+        (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        publish.fsync_tree(tmp)
+    except (OSError, sqlite3.Error, RuntimeError) as e:  # disk full, quota, I/O error (FAISS: RuntimeError)
+        raise _write_error(index_dir, e) from e
+
+
+def _first_doc(dd: DedupResult) -> np.ndarray:
+    """The document each unique sentence first appears in (a store's delete-by-document key)."""
+    return np.fromiter((u.occurrences[0].doc_idx for u in dd.unique), dtype=np.int64, count=len(dd.unique))
 
 
 def _read_dump(
