@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sqlite3
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,7 @@ class PreviousDocuments:
     def __init__(self, db_path: Path, rows: dict[tuple[str, str], int]) -> None:
         self._db_path = db_path
         self._rows = rows  # (path, sha256) -> doc_idx in the previous meta.sqlite
-        self._con = None
+        self._con: sqlite3.Connection | None = None
         self.reused = 0
 
     @classmethod
@@ -226,8 +227,6 @@ class PreviousDocuments:
         return cls(db, rows)
 
     def get(self, source: SourceFile, sha256: str, size: int) -> Document | None:
-        import sqlite3
-
         d_idx = self._rows.get((readable_name(str(source.path)), sha256))
         if d_idx is None:
             return None
@@ -338,9 +337,9 @@ def make_document(
     for para, spans in segment.split(text, language, max_sentence_chars):
         para_text = text[para.start : para.end]
         single_line = len(spans) <= 1 and "\n" not in para_text
-        for s in spans:
+        for span in spans:
             answer = not (single_line and _headline_like(para_text))
-            links, s = segment.split_link_list(text, s)
+            links, s = segment.split_link_list(text, span)
             if links is not None:  # "Related articles: ..." is kept as text, never quoted
                 sentences.append(Sentence(links.start, links.end, False))
             if s is not None:

@@ -215,7 +215,7 @@ def _feed(path: Path, key: str, max_bytes: int | None) -> Iterator[Row | Skipped
             "id": None,
         }
         raw = json.dumps({**values, "guid": e.get("id")}, sort_keys=True, ensure_ascii=False).encode()
-        cols = {k: k for k in COLUMNS}
+        cols: dict[str, str | None] = {k: k for k in COLUMNS}
         yield _row(values, cols, n, raw, key, max_bytes)
 
 

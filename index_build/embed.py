@@ -111,8 +111,8 @@ def embed_texts(
     if cache.vectors is not None and hit.any():
         for lo in range(0, len(texts), chunk_size * 16):  # bounded scratch: 100 MB at 384 dimensions
             sl = slice(lo, lo + chunk_size * 16)
-            rows = np.flatnonzero(hit[sl]) + lo
-            out[rows] = cache.vectors[found[rows]]
+            cached = np.flatnonzero(hit[sl]) + lo
+            out[cached] = cache.vectors[found[cached]]
     else:
         hit[:] = False
     stats.reused = int(hit.sum())
@@ -139,9 +139,9 @@ def embed_texts(
     elif todo:
         from tqdm.auto import tqdm
 
-        warm = pool is not None and pool.healthy()
-        encoder = None if warm and len(todo) < POOL_MIN_TEXTS else get_encoder()
-        precision = encoder.precision if encoder is not None else pool.precision
+        warm = pool if pool is not None and pool.healthy() else None
+        encoder = None if warm is not None and len(todo) < POOL_MIN_TEXTS else get_encoder()
+        precision = encoder.precision if encoder is not None else warm.precision if warm is not None else "fp32"
         log(f"embedding {len(todo)} {label} ({stats.reused} cached, {precision})")
         bar = tqdm(
             total=len(todo),
@@ -159,16 +159,17 @@ def embed_texts(
         procs = default_processes() if processes is None else processes
         try:
             with (
-                contextlib.nullcontext(pool)
-                if warm
+                contextlib.nullcontext(warm)
+                if warm is not None
                 else EncoderPool(encoder, procs)
-                if procs > 1 and len(todo) >= POOL_MIN_TEXTS
+                if encoder is not None and procs > 1 and len(todo) >= POOL_MIN_TEXTS
                 else contextlib.nullcontext()
             ) as shared:
                 for start in range(0, len(todo), chunk_size):
                     rows = todo[start : start + chunk_size]
                     chunk = [texts[i] for i in rows]
                     if encoder is None:
+                        assert shared is not None  # no encoder here only when the warm pool encodes
                         got = np.zeros((len(chunk), dim), dtype=np.float32)
                         shared.encode(None, chunk, got, batch_size, precision, bar.update, load=get_encoder)
                         out[rows] = got

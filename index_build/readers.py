@@ -93,7 +93,8 @@ _UTF8_SEQ = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0
 _HIGH_RUN = re.compile(rb"[\x80-\xff]+")
 
 
-def _cp1252_fallback(err: UnicodeDecodeError) -> tuple[str, int]:
+def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
+    assert isinstance(err, UnicodeDecodeError)  # registered for decoding only
     bad = err.object[err.start : err.end]
     return bad.decode("cp1252", errors="replace"), err.end
 
@@ -176,6 +177,7 @@ def read_html(path: Path, data: bytes | None = None) -> Extracted:
 
     raw, enc = decode(read_bytes(path) if data is None else data)
     info = metadata.NONE
+    text: str | None
     if _too_deep(raw):
         text, title = _flat_html_text(raw)
     else:

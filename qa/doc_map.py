@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qa.vector_rows import Rows
+
 
 def _csr(keys: np.ndarray, vals: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(keys, kind="stable")
@@ -53,7 +55,7 @@ class DocMap:
     next_sent: np.ndarray  # sentence after it (-1: none)
     sent_pas_ptr: np.ndarray  # CSR: sentence -> passages holding an occurrence
     sent_pas: np.ndarray
-    doc_vectors: np.ndarray  # normalised mean of each document's sentence vectors
+    doc_vectors: Rows  # normalised mean of each document's sentence vectors
     n_docs: int
     doc_sent_ptr: np.ndarray  # CSR: document -> its answer-sentence occurrences
     doc_sents: np.ndarray
@@ -84,9 +86,7 @@ def _occurrences(db: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, int]:
     return occ[:, 0], occ[:, 2], n_docs
 
 
-def _centroids(
-    doc: np.ndarray, sent: np.ndarray, n_docs: int, n_sentences: int, sentence_vectors: np.ndarray
-) -> np.ndarray:
+def _centroids(doc: np.ndarray, sent: np.ndarray, n_docs: int, n_sentences: int, sentence_vectors: Rows) -> np.ndarray:
     dim = sentence_vectors.shape[1] if sentence_vectors.ndim == 2 else 0
     from scipy import sparse  # already a dependency of bm25s and sentence-transformers
 
@@ -109,7 +109,7 @@ def document_vectors(db: sqlite3.Connection, sentence_vectors: np.ndarray) -> np
 
 
 def build_doc_map(
-    db: sqlite3.Connection, n_sentences: int, sentence_vectors: np.ndarray, doc_vectors: np.ndarray | None = None
+    db: sqlite3.Connection, n_sentences: int, sentence_vectors: Rows, doc_vectors: Rows | None = None
 ) -> DocMap:
     """`doc_vectors`: the stored document vectors (IndexData.doc_vectors);
     None (an index built before they were stored) computes them here from
@@ -141,6 +141,7 @@ def build_doc_map(
     ).reshape(-1, 2)
     s_ptr, s_pas = _csr(pairs[:, 0], pairs[:, 1], n_sentences)
 
+    doc_vecs: Rows
     if doc_vectors is None:
         doc_vecs = _centroids(doc, sent, n_docs, n_sentences, sentence_vectors)
     elif len(doc_vectors) != n_docs:

@@ -252,7 +252,8 @@ class EncoderPool:
         live = {w.results: w for w in self.workers if w.is_alive()}
         if not live:
             return
-        for conn in wait(list(live), timeout):
+        ready: list[Any] = wait(list(live), timeout)  # the result pipes with something to read
+        for conn in ready:
             w = live[conn]
             try:
                 msg = conn.recv()
@@ -344,7 +345,7 @@ class EncoderPool:
                 if on_batch is not None:
                     on_batch(len(jobs[k]))
 
-        torch = None
+        threads = None  # this process's torch threads, while the workers encode
         if encoder is not None:
             import torch
 
@@ -383,7 +384,9 @@ class EncoderPool:
                 else:
                     self._poll(0.2, finish)
         finally:
-            if torch is not None:
+            if threads is not None:
+                import torch
+
                 torch.set_num_threads(threads)
 
 

@@ -15,6 +15,7 @@ import time
 import weakref
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -164,7 +165,9 @@ class Engine:
         self.encoder = encoder
         self.fusion = fusion or load_model()
         # the second stage (qa.rerank): both or neither
-        self.reader, self.rerank = (reader, rerank) if reader is not None and rerank is not None else (None, None)
+        both = reader is not None and rerank is not None
+        self.reader: Reader | None = reader if both else None
+        self.rerank: RerankModel | None = rerank if both else None
         self.manifest = data.manifest
         self._db_lock = threading.Lock()
         self._filter_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -313,14 +316,14 @@ class Engine:
                     if len(self._cache) > getattr(self, "_cache_limit", _EMBED_CACHE):
                         self._cache.popitem(last=False)
             fresh = dict(zip(missing, vecs))
-            out = [v if v is not None else fresh[t] for v, t in zip(out, texts)]
-        return np.stack(out)
+            return np.stack([v if v is not None else fresh[t] for v, t in zip(out, texts)])
+        return np.stack([v for v in out if v is not None])  # every text was cached
 
     def prime(self, texts: list[str], batch_size: int = 64) -> None:
         """Embed many questions in one batched pass and keep them cached
         (evaluation and benchmarks: the answers are the same, only faster)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        vecs = self.encoder.encode(todo, batch_size=batch_size) if todo else []
+        vecs: Any = self.encoder.encode(todo, batch_size=batch_size) if todo else []
         with self._cache_lock:
             self._cache_limit = max(getattr(self, "_cache_limit", _EMBED_CACHE), len(self._cache) + len(todo))
             for t, v in zip(todo, vecs):
@@ -472,8 +475,8 @@ class Engine:
                 ws = tuple(words(t))
                 fresh[i] = (t, f" {' '.join(ws)} ", len(t.split()), ws)
             memo.update(fresh)  # benign race: every thread writes the same values
-            out = [f if f is not None else fresh[i] for i, f in zip(ids.tolist(), out)]
-        return out
+            return [f if f is not None else fresh[i] for i, f in zip(ids.tolist(), out)]
+        return [f for f in out if f is not None]  # every sentence was in the memo
 
     # -- answers -----------------------------------------------------------
     def ask(
@@ -643,6 +646,7 @@ class Engine:
         if self.rerank is None or not len(prob):
             return ids, self.fusion.answer_scores(prob, X, qtype), vecs, texts
         n = min(self.rerank.n, len(prob))
+        assert self.reader is not None  # set together with self.rerank
         read = self.reader.score(resolved.query, texts[:n])
         lead = (self.docs.prev_sent[ids[:n]] < 0).astype(np.float64)
         order, p2 = self.rerank.rerank(prob, read, lead)

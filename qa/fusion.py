@@ -190,7 +190,7 @@ def typed_tokens(text: str, qtype: str) -> frozenset[str]:
     return frozenset(_WORDS.findall(" ".join(found).lower())) if found else frozenset()
 
 
-def type_match(tokens: list[Collection[str]], question: str) -> np.ndarray:
+def type_match(tokens: Sequence[Collection[str]], question: str) -> np.ndarray:
     """1.0 where a sentence's words of the wanted kind (`tokens`, from
     typed_tokens) hold one that is not in the question, else 0.0."""
     asked = set(_WORDS.findall(question.lower()))

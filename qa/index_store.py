@@ -5,6 +5,7 @@ of answering wrongly later.
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from qa import index_format as fmt
 from qa.errors import IndexLoadError
-from qa.vector_rows import open_rows
+from qa.vector_rows import RowFile, Rows, open_rows
 
 
 @dataclass
@@ -25,12 +26,12 @@ class IndexData:
     manifest: fmt.Manifest
     db: sqlite3.Connection
     sentence_index: Any  # qa.vector_index.VectorIndex (.search(q, k), .ntotal, .kind, .params)
-    sentence_vectors: np.ndarray  # or a qa.vector_rows.RowFile (a large file, read with pread)
-    passage_vectors: np.ndarray
+    sentence_vectors: Rows  # a RowFile for a large file (read with pread)
+    passage_vectors: Rows
     bm25: Any  # bm25s.BM25
     # each document's normalised mean sentence vector (memory-mapped); None in
     # an index built before they were stored (qa.doc_map computes them then)
-    doc_vectors: np.ndarray | None = None
+    doc_vectors: Rows | None = None
 
     @property
     def n_sentences(self) -> int:
@@ -41,7 +42,7 @@ class IndexData:
         if hasattr(self.sentence_index, "close"):  # a Milvus client
             self.sentence_index.close()
         for v in (self.sentence_vectors, self.passage_vectors, self.doc_vectors):
-            if hasattr(v, "close"):
+            if isinstance(v, RowFile):
                 v.close()
 
 
@@ -186,9 +187,9 @@ def _open_rest(
     hint: str,
     store: str | None = None,
 ) -> IndexData:
-    import faiss
-
     from qa import vector_index as vi
+
+    faiss: Any = importlib.import_module("faiss")  # untyped: its generated stubs miss SWIG's overloads
 
     # codes, lists and graph stay in the page cache, shared, instead of a
     # second private copy of the vectors (older FAISS: read into memory)
@@ -260,7 +261,7 @@ def _open_rest(
                 ) from e
         return index
 
-    def load_vectors(name: str, rows: int, what: str = "") -> np.ndarray:
+    def load_vectors(name: str, rows: int, what: str = "") -> Rows:
         path = root / name
         if not path.is_file():
             raise IndexLoadError(f"{path} is missing{what}: {hint}")
@@ -275,7 +276,7 @@ def _open_rest(
             )
         return open_rows(path, vecs)
 
-    def same_vectors(index: Any, vecs: np.ndarray, kind: str, faiss_name: str, npy_name: str) -> None:
+    def same_vectors(index: Any, vecs: Rows, kind: str, faiss_name: str, npy_name: str) -> None:
         """The FAISS file and the .npy hold the same vectors (sampled rows):
         two files from different builds would give dense scores for one
         sentence and MMR/passage scores for another.  8-bit codes decode to
@@ -299,7 +300,7 @@ def _open_rest(
                     f"(row {i}): they come from different builds: {hint}"
                 )
 
-    def unit_rows(vecs: np.ndarray, name: str, what: str, zero_ok: bool) -> None:
+    def unit_rows(vecs: Rows, name: str, what: str, zero_ok: bool) -> None:
         """Vectors of unit length, checked on a sample of rows as the
         sentence vectors are (reading all of them would cost the load)."""
         n = len(vecs)
@@ -376,7 +377,7 @@ def _store_spec(root: Path, manifest: fmt.Manifest, store: str | None):
     return StoreSpec(MILVUS, given.uri, built.collection) if given.kind == MILVUS else built
 
 
-def _open_milvus(root: Path, manifest: fmt.Manifest, spec, n_sent: int, s_vecs: np.ndarray):
+def _open_milvus(root: Path, manifest: fmt.Manifest, spec, n_sent: int, s_vecs: Rows):
     """The Milvus collection of this build, checked against the local vectors
     on sampled rows (a collection of another build would rank silently wrong)."""
     from qa.milvus_store import MilvusStore

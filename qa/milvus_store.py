@@ -144,7 +144,7 @@ class MilvusStore:
     ) -> None:
         self.client, self.spec, self.collection, self.dim, self.index_type = client, spec, collection, dim, index_type
         self._n = n
-        self.params = {"type": KIND, "index": index_type}
+        self.params: dict[str, str | int] = {"type": KIND, "index": index_type}
 
     # -- writing (a build) ------------------------------------------------
     @classmethod

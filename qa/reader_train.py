@@ -86,7 +86,8 @@ def squad_groups(log=print) -> tuple[list[Group], list[Group]]:
     engine = Engine.load(squad.build(), warm=False)
     qs = [q for q in squad.questions_for(engine) if q.article in train_titles | val_titles]
     engine.prime([q.text for q in qs])
-    train, val = [], []
+    train: list[Group] = []
+    val: list[Group] = []
     for n, q in enumerate(qs):
         ids, _, _, _, texts = engine.score_candidates(engine.resolve(q.text, []))
         gold = [t for s, t in zip(ids.tolist(), texts) if s in q.gold_sents]

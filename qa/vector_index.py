@@ -20,10 +20,13 @@ Public helpers (also used by benchmarks/scale.py):
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
 import numpy as np
+
+from qa.vector_rows import Rows
 
 # Below this many vectors the index is exact (IndexFlatIP).  Flat search for
 # one question on 1 thread (least of 600, a quiet core): 0.26 ms at 10k,
@@ -98,7 +101,7 @@ def _chunks(n: int, size: int = ADD_CHUNK):
         yield i, min(n, i + size)
 
 
-def _rows(vectors: np.ndarray, lo: int, hi: int) -> np.ndarray:
+def _rows(vectors: Rows, lo: int, hi: int) -> np.ndarray:
     return np.ascontiguousarray(vectors[lo:hi], dtype=np.float32)
 
 
@@ -125,7 +128,7 @@ def build_index(
     IVF index whose training and tuned nprobe are kept instead of training
     and tuning again (only when the size asks for an IVF index at all).
     """
-    import faiss
+    faiss: Any = importlib.import_module("faiss")  # untyped: its generated stubs miss SWIG's overloads
 
     n, d = int(vectors.shape[0]), int(vectors.shape[1])
     limit = exact_limit() if exact_limit_ is None else int(exact_limit_)
@@ -222,15 +225,15 @@ def reusable_training(
 
     The old file is memory-mapped and only its centroids and quantiser
     ranges are copied: its inverted lists are never read."""
-    import faiss
+    faiss: Any = importlib.import_module("faiss")  # untyped: its generated stubs miss SWIG's overloads
 
     limit = exact_limit() if exact_limit_ is None else int(exact_limit_)
     if not isinstance(params, dict) or params.get("type") != IVF_SQ8 or n < max(limit, 1):
         return None
-    trained_on = params.get("trained_on")
-    nlist, nprobe = params.get("nlist"), params.get("nprobe")
+    trained_on, nlist, nprobe = params.get("trained_on"), params.get("nlist"), params.get("nprobe")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (trained_on, nlist, nprobe)):
         return None  # an index from before `trained_on` was recorded: train afresh
+    assert isinstance(trained_on, int)
     lo, hi = REUSE_RANGE
     if not lo * trained_on <= n <= hi * trained_on:
         return None
@@ -289,7 +292,7 @@ class VectorIndex:
     never reorders the results.
     """
 
-    def __init__(self, index: Any, vectors: np.ndarray, params: dict | None = None, coarse_scan: bool = False) -> None:
+    def __init__(self, index: Any, vectors: Rows, params: dict | None = None, coarse_scan: bool = False) -> None:
         """`coarse_scan` (exact kind only): scan an 8-bit copy of the vectors
         made here, for `k + COARSE_MARGIN` candidates, and re-score those
         against the float32 vectors.  A flat scan of one question reads every
@@ -351,7 +354,7 @@ class VectorIndex:
         return scores, ids
 
 
-def _coarse_copy(vectors: np.ndarray) -> Any:
+def _coarse_copy(vectors: Rows) -> Any:
     """An 8-bit FAISS copy of `vectors` for `VectorIndex(coarse_scan=True)`:
     one range for every dimension, read from (up to) TRAIN_SAMPLE rows."""
     import faiss

@@ -70,7 +70,7 @@ class RowFile:
         ends = np.r_[breaks, len(rows)]
         flat = out.reshape(len(rows), -1)
         for a, z in zip(starts.tolist(), ends.tolist()):
-            buf = memoryview(flat[a:z]).cast("B")
+            buf = memoryview(flat[a:z]).cast("B")  # type: ignore[arg-type]  # numpy arrays are buffers
             want = len(buf)
             got = os.preadv(self._fd, [buf], self._offset + int(rows[a]) * self._row_bytes)
             if got != want:
@@ -104,12 +104,16 @@ class RowFile:
         return a if dtype is None else a.astype(dtype, copy=False)
 
 
+# A vector matrix as the engine holds it: an array (in memory or memory-mapped) or a RowFile.
+Rows = np.ndarray | RowFile
+
+
 def pread_min_bytes() -> int:
     v = os.environ.get(ENV_PREAD_MIN_BYTES, "").strip()
     return int(v) if v else PREAD_MIN_BYTES
 
 
-def open_rows(path: str | Path, mapped: np.memmap) -> np.ndarray | RowFile:
+def open_rows(path: str | Path, mapped: np.memmap) -> Rows:
     """`mapped` itself for a small file, a RowFile over the same file for a
     large one (see the module docstring)."""
     if Path(path).stat().st_size < pread_min_bytes():

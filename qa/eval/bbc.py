@@ -127,7 +127,7 @@ def _news_questions() -> list[tuple[str, list[str]]]:
     from qa.eval.news import load_gold as load_news_gold
 
     g = load_news_gold()
-    out = [(q["question"], []) for q in g["questions"] if "/" in q["doc_ids"][0]]
+    out: list[tuple[str, list[str]]] = [(q["question"], []) for q in g["questions"] if "/" in q["doc_ids"][0]]
     for conv in g["conversations"]:
         turns = [t["question"] for t in conv["turns"]]
         for i, t in enumerate(conv["turns"]):

@@ -180,7 +180,10 @@ def fit_abstention(model, rows: list[Row]):
     """(model with its abstention and threshold, weighted accuracy)."""
     from qa import abstain
 
-    ans, hid, wa, wh = [], [], [], []
+    ans: list[tuple] = []
+    hid: list[tuple] = []
+    wa: list[float] = []
+    wh: list[float] = []
     for r in rows:
         order, p2, X, read = _reranked(model, r)
         (ans if r.answerable else hid).append((p2, X, r.qtype, read))
@@ -270,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"n={n}: {json.dumps(m)}  abstention acc {acc:.3f}  threshold {model.threshold}", flush=True)
         if best is None or score > best[0]:
             best = (score, model, m, acc)
+    assert best is not None  # args.n is not empty
     _, model, m, acc = best
     reader_info = {k: v for k, v in reader.info.items() if k not in ("history",)}
     model = replace(

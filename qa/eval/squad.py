@@ -386,6 +386,7 @@ def fit(rows: list[dict], out_path: Path | None = None, neg_rate: float = 1.0) -
         score = metrics(dev, model)["dev"]["product"]["MRR@10"]
         if best is None or score > best[0]:
             best = (score, C, model, lr)
+    assert best is not None  # the grid is not empty
     score, C, model, lr = best
     model, t_best, acc_best, abst = fit_abstention(model, dev)
     r6 = lambda v: [round(float(x), 6) for x in v]  # noqa: E731
