@@ -56,13 +56,48 @@ if (!window.__sqaBound) {
     ev.preventDefault(); ev.stopPropagation();
     window.__sqaOpen(a);
   }, true);
-  document.addEventListener('input', (ev) => {
-    const t = ev.target;
-    if (!t || !t.matches || !t.matches('.sqa-filter')) return;
-    const q = t.value.toLowerCase();
-    t.closest('.sqa-sources').querySelectorAll('tbody tr').forEach((tr) => {
-      tr.style.display = tr.textContent.toLowerCase().includes(q) ? '' : 'none';
+  // the sources panel: words, outlet and date range together; rows without a date fail a date bound
+  const FILTERS = '.sqa-filter, .sqa-filter-outlet, .sqa-filter-since, .sqa-filter-until';
+  const val = (root, sel) => { const e = root.querySelector(sel); return e ? e.value : ''; };
+  const applyFilters = (root) => {
+    const q = val(root, '.sqa-filter').toLowerCase(), o = val(root, '.sqa-filter-outlet');
+    const since = val(root, '.sqa-filter-since'), until = val(root, '.sqa-filter-until');
+    const rows = root.querySelectorAll('tbody tr');
+    let shown = 0;
+    rows.forEach((tr) => {
+      const d = tr.dataset.date || '';
+      const ok = (!q || tr.textContent.toLowerCase().includes(q)) && (!o || tr.dataset.outlet === o)
+        && (!since || (d && d >= since)) && (!until || (d && d <= until));
+      tr.style.display = ok ? '' : 'none';
+      if (ok) shown += 1;
     });
+    const c = root.querySelector('.sqa-shown');
+    if (c) c.textContent = shown === rows.length ? `${shown} shown` : `${shown} of ${rows.length} shown`;
+  };
+  const onFilter = (ev) => {
+    const t = ev.target;
+    if (t && t.matches && t.matches(FILTERS)) applyFilters(t.closest('.sqa-sources'));
+  };
+  document.addEventListener('input', onFilter);
+  document.addEventListener('change', onFilter);
+  // a column header sorts by it (again: the other way); empty values stay last either way
+  document.addEventListener('click', (ev) => {
+    const b = ev.target && ev.target.closest ? ev.target.closest('th.sqa-sort button') : null;
+    if (!b) return;
+    const th = b.closest('th'), root = th.closest('.sqa-sources'), key = th.dataset.key;
+    const dir = th.getAttribute('aria-sort') === 'ascending' ? 'descending' : 'ascending';
+    root.querySelectorAll('th.sqa-sort').forEach((h) => h.setAttribute('aria-sort', 'none'));
+    th.setAttribute('aria-sort', dir);
+    const tbody = root.querySelector('tbody');
+    const num = key === 'sentences';
+    const rows = Array.from(tbody.rows);
+    rows.sort((a, z) => {
+      const x = a.dataset[key] || '', y = z.dataset[key] || '';
+      if (!x || !y) return x ? -1 : (y ? 1 : 0);
+      const c = num ? Number(x) - Number(y) : x.localeCompare(y);
+      return dir === 'ascending' ? c : -c;
+    });
+    rows.forEach((r) => tbody.appendChild(r));
   });
 }
 """
@@ -211,7 +246,7 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
         files = files or []
         if isinstance(files, (str, os.PathLike)):
             files = [files]
-        pairs = [(Path(str(f)).name, str(f)) for f in files]
+        pairs: list[tuple[str, str | Path]] = [(Path(str(f)).name, str(f)) for f in files]
         if not pairs:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
@@ -376,7 +411,9 @@ def create_app(backend: ChatBackend, *, examples: list[str] | None = None, title
                             gr.HTML("<p>Adding articles is switched off on this server.</p>", js_on_load=None)
 
         # -- events ----------------------------------------------------------------
-        chat_io = dict(inputs=[question, chatbot, k, cites, since, until, outlets], outputs=[chatbot, question, cites])
+        chat_io: dict[str, Any] = dict(
+            inputs=[question, chatbot, k, cites, since, until, outlets], outputs=[chatbot, question, cites]
+        )
         panel_gen = gr.State(None)  # the index generation the sources panel shows
         refresh_io = dict(
             fn=sources_if_changed,

@@ -17,6 +17,8 @@ from pathlib import PurePath
 from typing import Any, Iterable, Sequence
 from urllib.parse import quote
 
+from qa.config import DUMP_SUFFIXES
+
 # One pass over the text (str.translate), so an entity we emit is never
 # re-escaped.  Markdown/LaTeX specials become numeric references: the browser
 # shows the character, Markdown parsers see no syntax.
@@ -62,8 +64,13 @@ def esc_line(text: Any) -> str:
 
 def file_label(doc_id: str, path: str) -> str:
     """What a citation calls the file: the doc id (its path inside the sources
-    folder) with the file's extension, e.g. ``politics/108.txt``."""
+    folder) with the file's extension, e.g. ``politics/108.txt``; a row of a
+    dump or an item of a feed (doc id ``<file>/<row id>``) is ``export.csv#k1``,
+    so the name shown is a file that exists."""
     suffix = PurePath(path).suffix if path else ""
+    if suffix.lower() in DUMP_SUFFIXES and "/" in doc_id:
+        file_id, row = doc_id.rsplit("/", 1)
+        return f"{file_id}{suffix}#{row}"
     return f"{doc_id}{suffix}" if suffix and not doc_id.endswith(suffix) else doc_id
 
 
@@ -277,7 +284,9 @@ def render_sources(
     sentences: int | None = None,
     index_dir: str | None = None,
 ) -> str:
-    """Every indexed article: title (click to open), file, sentence count."""
+    """Every indexed article: title (click to open), outlet, date, file,
+    sentence count; sortable by any column and filtered by words, outlet and
+    date range in the browser (qa.chat's _SOURCES_JS), no server round trip."""
     n = len(rows)
     head = [f'<div class="sqa-sources" data-count="{n}">', '<p class="sqa-index-info">']
     head.append(f"<strong>{n}</strong> article{'s' if n != 1 else ''}")
@@ -292,14 +301,35 @@ def render_sources(
     if not rows:
         head.append('<p class="sqa-empty">No articles indexed.</p></div>')
         return "".join(head)
+    head.append('<div class="sqa-panel-filters">')
     head.append('<input class="sqa-filter" type="search" placeholder="Filter articles…" aria-label="Filter articles">')
-    body = [
-        '<div class="sqa-table-wrap"><table class="sqa-table"><thead><tr><th>Title</th><th>Outlet</th>'
-        '<th>Date</th><th>File</th><th class="sqa-num">Sentences</th></tr></thead><tbody>'
-    ]
+    outlets = sorted({r.outlet for r in rows if r.outlet}, key=str.casefold)
+    if outlets:
+        head.append(
+            '<select class="sqa-filter-outlet" aria-label="Only this outlet"><option value="">All outlets</option>'
+        )
+        head.extend(f'<option value="{esc(o)}">{esc_line(o)}</option>' for o in outlets)
+        head.append("</select>")
+    if any(r.published for r in rows):
+        head.append(
+            '<label>from <input class="sqa-filter-since" type="date" aria-label="Published from"></label>'
+            '<label>until <input class="sqa-filter-until" type="date" aria-label="Published until"></label>'
+        )
+    head.append(f'<span class="sqa-shown" aria-live="polite">{n} shown</span></div>')
+    cols = [("title", "Title", ""), ("outlet", "Outlet", ""), ("date", "Date", ""), ("file", "File", "")]
+    cols.append(("sentences", "Sentences", " sqa-num"))
+    heads = "".join(
+        f'<th class="sqa-sort{cls}" data-key="{key}" aria-sort="none">'
+        f'<button type="button" title="sort by {label.lower()}">{label}</button></th>'
+        for key, label, cls in cols
+    )
+    body = [f'<div class="sqa-table-wrap"><table class="sqa-table"><thead><tr>{heads}</tr></thead><tbody>']
     for r in rows:
         body.append(
-            f'<tr><td><a class="sqa-doc" href="{esc(doc_href(r.doc_id))}" '
+            f'<tr data-title="{esc(r.title.casefold())}" data-outlet="{esc(r.outlet or "")}" '
+            f'data-date="{esc((r.published or "")[:10])}" data-file="{esc(file_label(r.doc_id, r.path).casefold())}" '
+            f'data-sentences="{int(r.n_sentences)}">'
+            f'<td><a class="sqa-doc" href="{esc(doc_href(r.doc_id))}" '
             f'title="open this article">{esc_line(r.title)}</a></td>'
             f'<td class="sqa-outlet">{esc_line(r.outlet or "")}</td>'
             f'<td class="sqa-date">{esc_line(r.published or "")}</td>'
@@ -448,8 +478,16 @@ mark.sqa-focus { background: #fb923c; }
 .sqa-fix-cmd { user-select: all; }
 .sqa-notice { font-size: 0.8em; color: #b45309; margin-top: 0.3em; }
 .sqa-index-info { margin: 0 0 0.4em 0; font-size: 0.92em; }
-.sqa-filter { width: 100%; margin: 0 0 0.4em 0; padding: 0.3em 0.5em; border: 1px solid rgba(127,127,127,0.4);
+.sqa-panel-filters { display: flex; flex-wrap: wrap; gap: 0.3em 0.6em; align-items: center; margin: 0 0 0.4em 0;
+  font-size: 0.9em; }
+.sqa-filter { flex: 1 1 100%; padding: 0.3em 0.5em; border: 1px solid rgba(127,127,127,0.4);
   border-radius: 4px; background: transparent; color: inherit; }
+.sqa-panel-filters select, .sqa-panel-filters input[type=date] { padding: 0.15em 0.3em; color: inherit;
+  background: transparent; border: 1px solid rgba(127,127,127,0.4); border-radius: 4px; }
+.sqa-shown { opacity: 0.75; margin-left: auto; }
+.sqa-sort button { all: unset; cursor: pointer; font-weight: 600; }
+.sqa-sort[aria-sort=ascending] button::after { content: " ▲"; }
+.sqa-sort[aria-sort=descending] button::after { content: " ▼"; }
 .sqa-table-wrap { max-height: 60vh; overflow: auto; }
 .sqa-table { width: 100%; border-collapse: collapse; font-size: 0.9em; border: none !important; }
 .sqa-table th, .sqa-table td { text-align: left; padding: 0.25em 0.4em; border: none;

@@ -407,7 +407,7 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     reply, shot = page.ask("How many paddlers took part in the kayak race?", "csv-row")
     assert "214 paddlers" in answers(reply)[0], f"answers {answers(reply)[:2]}; screenshot: {shot}"
     cite = reply.locator(".sqa-cite").first.inner_text()
-    assert "Harbour Weekly" in cite and "2 Jun 2024" in cite and "island_export/k1" in cite, f"{cite!r}; {shot}"
+    assert "Harbour Weekly" in cite and "2 Jun 2024" in cite and "island_export.csv#k1" in cite, f"{cite!r}; {shot}"
 
     # the filter row: only the outlet asked for is searched and cited
     box = lambda eid: page.page.locator(f"#{eid} textarea, #{eid} input").first  # noqa: E731
@@ -423,6 +423,37 @@ def test_upload_makes_article_answerable(page, site, tmp_path):
     assert "no article matches the filter" in reply.inner_text() and "2024-03-12" in reply.inner_text(), shot
     box("sqa-since").fill("")
     box("sqa-outlets").fill("")
+
+    # the sources panel: sorted by a column, filtered by outlet and by date range
+    page.page.locator("button[role='tab']:has-text('Sources')").first.click()
+    panel = page.page.locator("#sqa-sources .sqa-sources")
+    rows = panel.locator("tbody tr")
+    visible = lambda: [t.split("\t")[0] for t in panel.locator("tbody tr:visible").all_inner_texts()]  # noqa: E731
+    panel.locator("th[data-key='date'] button").click()
+    shot = page.shot("panel-by-date")
+    dates = [rows.nth(i).get_attribute("data-date") for i in range(rows.count())]
+    assert dates[:3] == ["2024-03-12", "2024-06-02", "2024-06-09"] and not any(dates[3:]), f"{dates}; {shot}"
+    panel.locator("th[data-key='date'] button").click()  # again: newest first, undated still last
+    dates = [rows.nth(i).get_attribute("data-date") for i in range(rows.count())]
+    assert dates[:3] == ["2024-06-09", "2024-06-02", "2024-03-12"] and not any(dates[3:]), f"{dates}"
+    assert panel.locator("th[data-key='date']").get_attribute("aria-sort") == "descending"
+    panel.locator("th[data-key='sentences'] button").click()
+    counts = [int(rows.nth(i).get_attribute("data-sentences") or 0) for i in range(rows.count())]
+    assert counts == sorted(counts) and len(set(counts)) > 1, f"sentences {counts}"
+
+    panel.locator("select.sqa-filter-outlet").select_option("Harbour Weekly")
+    shot = page.shot("panel-outlet")
+    assert sorted(visible()) == ["Kayak race", "Market day"], f"{visible()}; {shot}"
+    assert panel.locator(".sqa-shown").inner_text() == f"2 of {rows.count()} shown", shot
+    panel.locator(".sqa-filter-since").fill("2024-06-05")  # and the date range: one of the two left
+    shot = page.shot("panel-outlet-since")
+    assert visible() == ["Market day"], f"{visible()}; {shot}"
+    panel.locator("select.sqa-filter-outlet").select_option("")
+    panel.locator(".sqa-filter-since").fill("")
+    panel.locator(".sqa-filter-until").fill("2024-05-31")  # undated articles fail a date bound
+    assert visible() == ["Quokka Festival report"], f"{visible()}; {page.shot('panel-until')}"
+    panel.locator(".sqa-filter-until").fill("")
+    assert len(visible()) == rows.count() and panel.locator(".sqa-shown").inner_text() == f"{rows.count()} shown"
 
 
 def test_missing_index_shows_fix_and_recovers(browser, site, tmp_path):
