@@ -365,6 +365,10 @@ _OUR_TAGS = {
     "tr",
     "th",
     "td",
+    "select",  # the sources panel's outlet and date filters and its sort buttons
+    "option",
+    "label",
+    "button",
 }
 _OUR_ATTRS = {
     "class",
@@ -377,6 +381,15 @@ _OUR_ATTRS = {
     "type",
     "placeholder",
     "aria-label",
+    "aria-live",
+    "aria-sort",
+    "value",  # an outlet option: escaped like every other attribute value
+    "data-key",  # the sources panel's sort keys
+    "data-title",
+    "data-outlet",
+    "data-date",
+    "data-file",
+    "data-sentences",
 }
 
 
@@ -470,7 +483,7 @@ def test_render_property_no_live_markup() -> None:
         art = R.render_article(doc_id, title, path, before + sentence, cites, focus=0)
         assert_no_live_markup(art, title)
         assert_no_live_markup(R.render_error(sentence, title, before), sentence, title, before)
-        rows = [R.DocRow(doc_id, title, path, 3)]
+        rows = [R.DocRow(doc_id, title, path, 3), R.DocRow(path, title, doc_id, 2, outlet=sentence, published=before)]
         assert_no_live_markup(R.render_sources(rows, question, 1.0, 5, path), title)
 
     check()
