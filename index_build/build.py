@@ -13,14 +13,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence, overload
 
 import numpy as np
 
 from index_build import documents as docs_mod
 from index_build import dumps, publish
 from index_build.dedup import DedupResult, deduplicate
-from index_build.embed import EmbedStats, VectorCache, embed_texts, mean_vectors, warm_pool
+from index_build.embed import EmbedStats, VectorCache, embed_texts, warm_pool, write_mean_vectors
 from index_build.lexical import build_bm25
 from index_build.passages import Passage, make_passages
 from index_build.readers import Unreadable
@@ -67,7 +67,7 @@ class _Embedding:
     key: str  # _model_key of this build
     old_key: str | None  # _model_key of the index being replaced
     sentences: np.ndarray | None = None
-    passages: np.ndarray | None = None
+    passages: np.ndarray | None = None  # None once written (mean vectors go straight to disk)
 
 
 def build(
@@ -126,12 +126,17 @@ def build(
         try:
             unique_texts = [u.text for u in dd.unique]
             s_hashes = [_hash(u) for u in unique_texts]
-            p_hashes = [_hash(p.text_in(documents)) for p in passages]  # one text at a time, never all
+            # passage hashes key the vectors an encoded passage reuses; with mean vectors they are
+            # only stored, hashed one at a time as meta.sqlite is written (a million are 100 MB)
+            p_hashes = [_hash(p.text_in(documents)) for p in passages] if cfg.passage_embedding == "encode" else None
             vocab = _write_words(tmp, index_dir, cfg, documents, dd, passages, unique_texts, s_hashes, p_hashes)
+            if cfg.passage_embedding != "encode":
+                _release_texts(documents)
             emb = _embed(
-                index_dir, old, reuse, model_id, cfg, documents, dd, passages, unique_texts, s_hashes, p_hashes,
+                tmp, index_dir, old, reuse, model_id, cfg, documents, dd, passages, unique_texts, s_hashes, p_hashes,
                 pool, stack, report, log,
             )  # fmt: skip
+            passages.clear()  # each passage's span: needed no more (160 MB at 100k articles)
             if pool is not None:
                 pool.stop()  # its model is half a gigabyte the vector index below can use
             first_doc, store_entry = _first_doc(dd), None
@@ -226,23 +231,56 @@ def _deduplicate(
 ) -> tuple[DedupResult, list[Passage]]:
     """Step 2: the unique answerable sentences (exact and near duplicates
     merged, each with every place it occurs) and the passages."""
-    answer_sents = [
-        (d_idx, s_no, doc.sentence_text(s_no))
-        for d_idx, doc in enumerate(documents)
-        for s_no, s in enumerate(doc.sentences)
-        if s.is_answer
-    ]
+    answer_sents = _AnswerSentences(documents)
     report.documents = len(documents)
     report.sentences = len(answer_sents)
     report.non_answer_lines = sum(len(d.sentences) for d in documents) - len(answer_sents)
     dd = deduplicate(answer_sents, cfg.near_dup_similarity, cfg.near_dup_min_words)
-    del answer_sents  # every sentence's text once more; the unique ones live on in dd
     report.unique_sentences = len(dd.unique)
     report.exact_duplicates_merged = dd.exact_merged
     report.near_duplicates_merged = dd.near_merged
     passages = make_passages(documents, cfg.passage_size, cfg.passage_stride)
     report.passages = len(passages)
     return dd, passages
+
+
+class _AnswerSentences(Sequence[tuple[int, int, str]]):
+    """(doc_idx, sent_no, text) of every answerable sentence, the text sliced
+    when asked for: a list of them would be every sentence's text once more
+    (430 MB at 100k articles)."""
+
+    def __init__(self, documents: list[docs_mod.Document]) -> None:
+        self.documents = documents
+        pairs = [(d, n) for d, doc in enumerate(documents) for n, s in enumerate(doc.sentences) if s.is_answer]
+        self.doc = np.fromiter((d for d, _ in pairs), dtype=np.int32, count=len(pairs))
+        self.sent = np.fromiter((n for _, n in pairs), dtype=np.int32, count=len(pairs))
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int, int, str]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[int, int, str]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[int, int, str] | Sequence[tuple[int, int, str]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        d, n = self.position(i)
+        return d, n, self.documents[d].sentence_text(n)
+
+    def position(self, i: int) -> tuple[int, int]:
+        """(doc_idx, sent_no) of sentence `i`, without its text."""
+        return int(self.doc[i]), int(self.sent[i])
+
+
+def _release_texts(documents: list[docs_mod.Document]) -> None:
+    """Once meta.sqlite holds the articles, the build needs only their names
+    and hashes: drop each text and its sentence spans (at 100k articles they
+    are half a gigabyte the embedding and the vector index can use).  Not
+    when passages are encoded, which reads their text."""
+    for d in documents:
+        d.text = ""
+        d.sentences = []
 
 
 def _write_words(
@@ -254,7 +292,7 @@ def _write_words(
     passages: list[Passage],
     unique_texts: list[str],
     s_hashes: list[str],
-    p_hashes: list[str],
+    p_hashes: list[str] | None,
 ) -> int:
     """Step 3, BM25 and the metadata, before any vector exists to share the
     memory with (BM25 takes 2.2 GB at 1M sentences); in an incremental build
@@ -269,6 +307,7 @@ def _write_words(
 
 
 def _embed(
+    tmp: Path,
     index_dir: Path,
     old: fmt.Manifest | None,
     reuse: fmt.Manifest | None,
@@ -279,7 +318,7 @@ def _embed(
     passages: list[Passage],
     unique_texts: list[str],
     s_hashes: list[str],
-    p_hashes: list[str],
+    p_hashes: list[str] | None,
     pool: EncoderPool | None,
     stack: contextlib.ExitStack,
     report: BuildReport,
@@ -327,17 +366,20 @@ def _embed(
             need_encoder, dim, [p.text_in(documents) for p in passages], p_cache, cfg.batch_size, cfg.progress,
             "passages", log, pool=pool, hashes=p_hashes, remote=remote,
         )  # fmt: skip
-    else:  # each passage's mean sentence vector
-        rows = [
+    else:  # each passage's mean sentence vector, written straight into the new index
+        groups = (
             [
                 dd.assignment[(p.doc_idx, n)]
                 for n in range(p.first_sent_no, p.last_sent_no + 1)
                 if (p.doc_idx, n) in dd.assignment
             ]
             for p in passages
-        ]
-        p_vecs = mean_vectors(rows, s_vecs)
-        del rows
+        )
+        try:
+            write_mean_vectors(tmp / fmt.PASSAGE_VECTORS, groups, len(passages), s_vecs)
+        except OSError as e:
+            raise _write_error(index_dir, e) from e
+        p_vecs = None
         p_stats = EmbedStats()
     report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
     report.precision = precision
@@ -363,7 +405,7 @@ def _write_index(
     """Step 5: the vectors (a FAISS index unless Milvus holds the sentences:
     `store_entry`), then the manifest, all flushed to disk in `tmp`, ready to
     publish."""
-    assert emb.sentences is not None and emb.passages is not None
+    assert emb.sentences is not None
     try:
         # the previous index's IVF training is kept when it is of the same model
         same_model = old is not None and emb.key == emb.old_key and old.dimension == emb.dim
@@ -482,7 +524,14 @@ def _choose_precision(encoder: Encoder, texts: list[str], cfg: BuildConfig) -> t
     return "fp32", check
 
 
-def _write_metadata(tmp: Path, documents, dd, passages, s_hashes: list[str], p_hashes: list[str]) -> None:
+def _write_metadata(
+    tmp: Path,
+    documents: list[docs_mod.Document],
+    dd: DedupResult,
+    passages: list[Passage],
+    s_hashes: list[str],
+    p_hashes: list[str] | None,
+) -> None:
     con = fmt.connect(tmp, readonly=False)
     try:
         con.executescript(fmt.SCHEMA)
@@ -520,7 +569,16 @@ def _write_metadata(tmp: Path, documents, dd, passages, s_hashes: list[str], p_h
         )
         con.executemany(
             "INSERT INTO passages VALUES (?,?,?,?,?)",
-            ((i, p.doc_idx, p.first_sent_no, p.last_sent_no, p_hashes[i]) for i, p in enumerate(passages)),
+            (
+                (
+                    i,
+                    p.doc_idx,
+                    p.first_sent_no,
+                    p.last_sent_no,
+                    p_hashes[i] if p_hashes else _hash(p.text_in(documents)),
+                )
+                for i, p in enumerate(passages)
+            ),
         )
         con.commit()
     finally:
@@ -586,7 +644,7 @@ def _publish_milvus(store: StoreSpec, ms, old: fmt.Manifest | None, log: Callabl
 def _write_vectors(
     tmp: Path,
     s_vecs: np.ndarray,
-    p_vecs: np.ndarray,
+    p_vecs: np.ndarray | None,
     first_doc: np.ndarray,
     previous: tuple[Path, fmt.Manifest] | None = None,
     sentence_index: bool = True,
@@ -614,7 +672,8 @@ def _write_vectors(
     from qa.faiss_store import FaissStore
 
     params = {}
-    np.save(tmp / fmt.PASSAGE_VECTORS, np.asarray(p_vecs, dtype=np.float32), allow_pickle=False)
+    if p_vecs is not None:  # else written already (embed.write_mean_vectors)
+        np.save(tmp / fmt.PASSAGE_VECTORS, np.asarray(p_vecs, dtype=np.float32), allow_pickle=False)
     # The index is built from the vectors in memory: reading the .npy back
     # memory-mapped would put a second copy of every vector in the resident
     # set (its pages), 1.5 GB at 1M sentences.

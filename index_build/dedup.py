@@ -28,8 +28,9 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
 
+import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from qa.textnorm import dedup_key, words
@@ -64,11 +65,47 @@ class UniqueSentence:
     variants: int = 1  # distinct normalised wordings merged
 
 
+class Assignment(Mapping[tuple[int, int], int]):
+    """(doc_idx, sent_no) -> index into `unique`, as a read-only mapping held
+    in one small int32 array per document (-1: not an answer sentence): a
+    dict of tuples would take a quarter of a gigabyte at 100k articles."""
+
+    def __init__(self, doc: np.ndarray, sent: np.ndarray, uid: np.ndarray) -> None:
+        order = np.lexsort((sent, doc))
+        doc, sent, uid = doc[order], sent[order], uid[order]
+        bounds = np.flatnonzero(np.diff(doc)) + 1
+        self._rows: dict[int, np.ndarray] = {}
+        for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(doc)].tolist()):
+            row = np.full(int(sent[hi - 1]) + 1, -1, dtype=np.int32)
+            row[sent[lo:hi]] = uid[lo:hi]
+            self._rows[int(doc[lo])] = row
+        self._n = len(doc)
+
+    def __getitem__(self, key: tuple[int, int]) -> int:
+        row = self._rows.get(key[0])
+        if row is None or not 0 <= key[1] < len(row) or row[key[1]] < 0:
+            raise KeyError(key)
+        return int(row[key[1]])
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        row = self._rows.get(key[0])
+        return row is not None and 0 <= key[1] < len(row) and bool(row[key[1]] >= 0)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for d, row in self._rows.items():
+            for n in np.flatnonzero(row >= 0).tolist():
+                yield d, n
+
+
 @dataclass
 class DedupResult:
     unique: list[UniqueSentence]
-    # (doc_idx, sent_no) -> index into `unique`
-    assignment: dict[tuple[int, int], int]
+    assignment: Assignment  # (doc_idx, sent_no) -> index into `unique`
     exact_merged: int  # occurrences folded into an identical earlier sentence
     near_merged: int  # distinct wordings folded into a near-duplicate
 
@@ -247,7 +284,7 @@ def _star(clusters: dict[int, list[int]], reps: list[str], threshold: float) -> 
     return dict(sorted(out.items()))
 
 
-def deduplicate(sentences: list[tuple[int, int, str]], threshold: float = 0.9, min_words: int = 6) -> DedupResult:
+def deduplicate(sentences: Sequence[tuple[int, int, str]], threshold: float = 0.9, min_words: int = 6) -> DedupResult:
     """`sentences`: (doc_idx, sent_no, text) in build order."""
     # 1. exact (normalised) duplicates
     key_to_group: dict[str, int] = {}
@@ -279,14 +316,28 @@ def deduplicate(sentences: list[tuple[int, int, str]], threshold: float = 0.9, m
 
     # 3. one unique sentence per cluster, in order of first appearance
     unique: list[UniqueSentence] = []
-    assignment: dict[tuple[int, int], int] = {}
+    doc = np.empty(len(sentences), dtype=np.int64)
+    sent = np.empty(len(sentences), dtype=np.int64)
+    uid = np.empty(len(sentences), dtype=np.int64)
     for root in sorted(clusters):
         members = clusters[root]
         canonical = _canonical(members, reps)
-        occ = [Occurrence(sentences[i][0], sentences[i][1]) for g in members for i in groups[g]]
+        rows = [i for g in members for i in groups[g]]
+        occ = [Occurrence(*_position(sentences, i)) for i in rows]
         if len(occ) > 1:
             occ.sort(key=lambda o: (o.doc_idx, o.sent_no))
-        for o in occ:
-            assignment[(o.doc_idx, o.sent_no)] = len(unique)
+        doc[rows] = [o.doc_idx for o in occ]  # same set of rows; the order within does not matter
+        sent[rows] = [o.sent_no for o in occ]
+        uid[rows] = len(unique)
         unique.append(UniqueSentence(reps[canonical], occ, variants=len(members)))
-    return DedupResult(unique, assignment, exact_merged, near_merged)
+    return DedupResult(unique, Assignment(doc, sent, uid), exact_merged, near_merged)
+
+
+def _position(sentences: Sequence[tuple[int, int, str]], i: int) -> tuple[int, int]:
+    """(doc_idx, sent_no) of sentence `i`, without slicing its text when the
+    sequence can say it directly (index_build.build's lazy sequence)."""
+    position = getattr(sentences, "position", None)
+    if position is not None:
+        return position(i)
+    d, n, _ = sentences[i]
+    return d, n

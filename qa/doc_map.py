@@ -76,14 +76,13 @@ class DocMap:
 def _occurrences(db: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, int]:
     """(document, sentence) of every answer-sentence occurrence in document
     order, and the number of documents."""
-    occ = np.asarray(
-        db.execute(
-            "SELECT doc_idx, sent_no, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL ORDER BY doc_idx, sent_no"
-        ).fetchall(),
-        dtype=np.int64,
-    ).reshape(-1, 3)
+    cur = db.execute("SELECT doc_idx, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL ORDER BY doc_idx, sent_no")
+    chunks = [np.zeros((0, 2), dtype=np.int64)]
+    while rows := cur.fetchmany(65_536):  # never a list of every row (a third of a gigabyte at 2M)
+        chunks.append(np.asarray(rows, dtype=np.int64).reshape(-1, 2))
+    occ = np.concatenate(chunks)
     n_docs = int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
-    return occ[:, 0], occ[:, 2], n_docs
+    return occ[:, 0], occ[:, 1], n_docs
 
 
 def _centroids(doc: np.ndarray, sent: np.ndarray, n_docs: int, n_sentences: int, sentence_vectors: Rows) -> np.ndarray:
