@@ -9,9 +9,9 @@ words.  A small logistic model over those, fitted on the SQuAD dev half with
 every question asked once with its article (answerable) and once with it
 hidden (not), gives P(answerable).
 
-Measured on the SQuAD test half (one file per paragraph), deciding on the
-best sentence's score alone answered 0.941 of the answerable questions and
-refused 0.869 of them with their article hidden; this model 0.937 / 0.920.
+On the SQuAD test half it refuses more off-topic questions than the best
+sentence's score alone, at the same answer rate (docs/evaluation.md,
+abstention).
 
 Answers keep the fused ranking.  Their scores are rescaled so the best one
 scores P(answerable) and the others in proportion to their fused
@@ -42,9 +42,8 @@ QUESTION_FEATURES = (
 # with the reader (qa.rerank): its logit for the best answer, its best logit
 # of all read, and how far that one is ahead of the next
 READER_FEATURES = ("reader_top", "reader_best", "reader_margin")
-# 0/1 flags, left unstandardised: a rare one standardised is z = 10-40, and
-# any weight on it a swing ("none of the top five holds the kind" was in
-# 0.6% of the questions, and its small weight added 1.8 logits when it held)
+# 0/1 flags, left unstandardised: a rare flag standardised is a huge z, and
+# any weight on it a swing of the score (docs/evaluation.md, abstention)
 _N_FLAGS = 1 + len(TYPES)
 
 

@@ -54,8 +54,8 @@ class BuildConfig:
     passage_embedding: str = "mean"
     # Near-duplicate sentences: word-level similarity (1 - word edit distance /
     # longer length) at or above this merges two sentences, unless the edit
-    # changes a number, negation or name.  Measured by benchmarks/near_dup.py
-    # on the BBC corpus: 0.9 + that rule = 128 merges, none wrong.
+    # changes a number, negation or name.  Chosen with benchmarks/near_dup.py
+    # on the BBC corpus (docs/performance.md, reading and dedup).
     near_dup_similarity: float = 0.9
     near_dup_min_words: int = 6
     # Files over this size are skipped with a warning (`--max-file-mb`).

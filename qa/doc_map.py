@@ -78,7 +78,7 @@ def _occurrences(db: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, int]:
     order, and the number of documents."""
     cur = db.execute("SELECT doc_idx, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL ORDER BY doc_idx, sent_no")
     chunks = [np.zeros((0, 2), dtype=np.int64)]
-    while rows := cur.fetchmany(65_536):  # never a list of every row (a third of a gigabyte at 2M)
+    while rows := cur.fetchmany(65_536):  # never a list of every row (docs/performance.md, dumps)
         chunks.append(np.asarray(rows, dtype=np.int64).reshape(-1, 2))
     occ = np.concatenate(chunks)
     n_docs = int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])

@@ -109,11 +109,11 @@ class Encoder:
         """One batch through the model's own modules (tokenizer, transformer,
         pooling), then L2-normalised.
 
-        `SentenceTransformer.encode` spends ~1.2 ms per call on argument
-        handling, sorting and conversions around a ~6 ms forward pass of one
-        question (benchmarks/query.py): a fifth of a question's latency.  Same
-        modules, same vectors (cosine 1.0).  Models that need what `encode`
-        adds (a default prompt, a truncated dimension) go through `encode`.
+        `SentenceTransformer.encode` spends a noticeable share of a one-question
+        call on argument handling, sorting and conversions around the forward
+        pass (benchmarks/query.py; docs/performance.md).  Same modules, same
+        vectors.  Models that need what `encode` adds (a default prompt, a
+        truncated dimension) go through `encode`.
         """
         import torch
 
@@ -415,8 +415,8 @@ def _pool_worker() -> None:
 
         torch.set_num_threads(1)
         encoder = load_encoder(model, precision=precision)
-        # torch's first pass through the model is slow (half a second here):
-        # take it now, while the parent is still busy, not on its first job
+        # torch's first pass through the model is slow: take it now, while
+        # the parent is still busy, not on its first job
         encoder.encode(["Warm-up sentence, encoded once and thrown away."], precision=precision)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which loads the model itself
         with contextlib.suppress(OSError):

@@ -110,26 +110,19 @@ _QUESTION_WORDS = {
     "say",
     "said",
 }
-# decay: weight of the turn i steps back is DECAY ** i (relative to the question's 1.0).
-# Tuned on the dev half of the CANARD dialogs (qa/eval/canard.py), answer@5 =
-# the turn's own answer in the top 5: 0.5 / 3 turns / 8 terms gave 0.334; a
-# longer memory keeps the turn that named the topic (QuAC's first turn is the
-# article's title, often 4-8 turns back): 0.7 / 12 / 16 gives 0.398 (gold
-# rewrites 0.433); 20 turns / 24 terms no better (0.396), decay 0.3 worse
-# (0.318).  (Those figures undercounted: an answer not ending in a stop got
-# a "." in the corpus, so its sentence did not match; counted right, 0.573 ->
-# 0.669, gold 0.736; the neighbours re-checked that way are no better: decay
-# 0.6 / 0.8 0.663 / 0.656, answer weight 0.3 / 0.8 0.648 / 0.667, 5 answer
-# terms 0.663.)  Cutting the window at the last self-contained question cost 0.022
-# (many questions name their own anchor and still belong to the topic).
+# Memory: the dense weight of the turn i steps back is DENSE_DECAY ** i
+# (relative to the question's 1.0).  A long memory keeps the turn that named
+# the topic, often several turns back; the window is not cut at the last
+# self-contained question, as many questions name their own anchor and still
+# belong to the topic.  Chosen on the dev half of the CANARD dialogs
+# (qa/eval/canard.py): docs/evaluation.md, follow-up memory.
 DENSE_DECAY = 0.7
 MAX_TURNS = 12
 MAX_CARRIED_TERMS = 16
 MAX_ANSWER_TERMS = 3  # names/numbers taken from the previous answer
 ANSWER_WEIGHT = 0.5  # dense weight of the previous answer sentence
-# a follow-up's own content words count this many times in the BM25 query
-# (news tune follow-ups hit@1 0.304 at 1, 0.348 at 2, 0.435 at 3 and 4;
-# CANARD dev answer@5 0.667 / 0.671 / 0.668 / 0.662): docs/evaluation.md
+# a follow-up's own content words count this many times in the BM25 query;
+# chosen on the news tune half and CANARD dev (docs/evaluation.md, follow-ups)
 OWN_REPEAT = 3
 
 
@@ -187,8 +180,7 @@ _EXISTENTIAL = re.compile(
 # words that point back only when the question names nothing of its own:
 # "What were the remarks *that* Vicente Fox made?" is a new question, "What
 # else?" is not.  (Rare lower-case words as anchors too, "When did geocaching
-# begin?": INSCIT dev hit@1 +0.013 but CANARD dev answer@5 -0.006 to -0.054,
-# not kept.)
+# begin?", cost CANARD more than they gave INSCIT: docs/evaluation.md.)
 _WEAK_ANAPHORA = {"that", "there", "then", "such", "same", "else", "other", "another", "also"}
 
 

@@ -42,9 +42,9 @@ _DATE = re.compile(
 )
 # a capitalised word inside the sentence (not its first word), or an acronym (CNN, NBC)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+|\b[A-Z]{2,}\b")
-# an amount of time or length: "132 days", "about 40 minutes", "almost an hour", "6,650 km"; and, as a
-# third of SQuAD's "how long" answers are, a span ("from 1870 to 1939", "since 1951", "until the 19th
-# century") or a bare duration ("after months of work", "known in seconds")
+# an amount of time or length: "132 days", "about 40 minutes", "almost an hour", "6,650 km"; and, as many
+# of SQuAD's "how long" answers are (docs/evaluation.md, answer types), a span ("from 1870 to 1939", "since
+# 1951", "until the 19th century") or a bare duration ("after months of work", "known in seconds")
 _UNITS = (
     r"seconds?|minutes?|hours?|days?|nights?|weeks?|months?|years?|decades?|centuries|generations?|"
     r"km|kilometres?|kilometers?|miles?|metres?|meters?|feet|foot|yards?|inches|cm|mm|nanomet(?:er|re)s?|"
@@ -145,8 +145,9 @@ def question_type(question: str) -> str:
 
 # A word at least one of which every match of a kind holds, when the match has
 # no digit (names have none: nearly every sentence has a capital).  The
-# patterns try a long alternation at every position, 8-21 us a sentence, and
-# most sentences hold no number, date, measure, share or time of day at all:
+# patterns try a long alternation at every position, which is slow
+# (docs/performance.md), and most sentences hold no number, date, measure,
+# share or time of day at all:
 # a digit test and a set lookup rule those out first, with the same results
 # (tests/test_fusion.py checks it on the seed articles).
 _MATCH_WORDS = {
@@ -206,13 +207,13 @@ def type_proximity(
     by side.
 
     Answers sit next to what the question asks about: "Prime Minister
-    *Benjamin Netanyahu*", "lasted *about 40 minutes*".  On the SQuAD dev half a
-    typed candidate within three words of a question word is the answer 2-5
-    times as often as one further away (same kind, same coverage otherwise).
+    *Benjamin Netanyahu*", "lasted *about 40 minutes*": on the SQuAD dev half a
+    typed candidate close to a question word is far more often the answer
+    (docs/evaluation.md, answer types).
 
     One scan of the words, nothing kept: a memo of word positions per
     sentence was millions of small lists that Python's garbage collector
-    walked again and again (1.5 ms of every SQuAD question).  The nearest
+    walked again and again (docs/performance.md).  The nearest
     pair is always between a word and the last word of the other side
     before it, so the scan only remembers where each side was last seen.
     """
@@ -346,9 +347,9 @@ def features(ev: Evidence) -> np.ndarray:
     # A name is in nearly every news sentence, a clock time or a share in few:
     # "holds a name" says far less than "holds a time of day", so names get
     # their own pair of weights instead of diluting the others'.  (Clock times,
-    # shares and measures were given a pair of their own too and rejected: in
-    # 0.5% of the rows, standardised to z = 14, their pairwise products swung
-    # the score by 9 logits.)
+    # shares and measures were given a pair of their own too and rejected: rare
+    # flags standardise to large values, and their pairwise products swung the
+    # score; docs/evaluation.md, answer types.)
     if ev.qtype == "name":
         X[:, 28] = ev.typed
         X[:, 29] = 1.0 - ev.typed

@@ -279,9 +279,9 @@ def _open_rest(
     def same_vectors(index: Any, vecs: Rows, kind: str, faiss_name: str, npy_name: str) -> None:
         """The FAISS file and the .npy hold the same vectors (sampled rows):
         two files from different builds would give dense scores for one
-        sentence and MMR/passage scores for another.  8-bit codes decode to
-        within ~0.002 per component (cosine > 0.9999), far closer than
-        another sentence's vector."""
+        sentence and MMR/passage scores for another.  8-bit codes decode far
+        closer to their vector than another sentence's vector is
+        (docs/index-format.md#measurements-behind-the-settings)."""
         n = len(vecs)
         for i in sorted({0, n // 2, n - 1} if n else set()):
             row = np.asarray(vecs[i], dtype=np.float32)
@@ -409,12 +409,12 @@ def _prefetch(paths: list[Path]) -> None:
     """Read the files a question reads at random once, front to back, so they
     are in the page cache when questions come: from a daemon thread (the load
     does not wait), through one small buffer.  An index that sat unused has
-    left the cache (1M sentences: the first 100 questions after a load took
-    92 ms p50 instead of 22 ms warm, nearly all of it waiting on the disk),
-    and one sequential pass costs ~2 s there where scattered reads cost 70 ms
-    a question.  posix_fadvise(WILLNEED) was tried first: it returned at once
-    and read next to nothing on this VM.  The page cache is the kernel's to
-    evict, and none of it counts in this process's RSS."""
+    left the cache, and the first questions after a load would wait on the
+    disk; one sequential pass costs far less than the same pages read
+    scattered, a question at a time.  posix_fadvise(WILLNEED) read next to
+    nothing here, so the files are read.  The page cache is the kernel's to
+    evict, and none of it counts in this process's RSS.  Measured:
+    docs/performance.md, "Ask p50 at 1M"."""
     import os
     import threading
 

@@ -6,9 +6,11 @@ Dense cosine and BM25 look at the question and the sentence separately, so
 as high as the one that gives the cause.  Reading both at once sees the
 cause, the measure, the category.  The model is MiniLM's first layers
 fine-tuned in this repository (`python -m qa.reader_train`; data, licences
-and training time in its MODEL_CARD.md) and ships in the package; nothing is
-downloaded.  It scores only the few best candidates of the fused ranking
-(qa.rerank), so a question costs a handful of short sequences.
+and training time in its MODEL_CARD.md); nothing is downloaded.  None ships
+yet: the readers trained so far did not beat the fused ranking by the
+required margin (docs/evaluation.md).  It scores only the few best
+candidates of the fused ranking (qa.rerank), so a question costs a handful
+of short sequences.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ def reader_net(bert):  # noqa: ANN001, ANN201 - torch is imported only when a re
     sentence [SEP]", mean-pooled, one linear unit.
 
     Mean pooling, not BERT's [CLS] pooler: MiniLM was trained to mean-pool
-    (sentence-transformers), and a fresh head on its [CLS] token learnt
-    nothing for the first ~400 steps (loss stuck at ln 8) or, at a higher
-    rate, collapsed; mean-pooled, the loss falls from the first steps."""
+    (sentence-transformers), and a fresh head on its [CLS] token did not
+    learn (docs/evaluation.md, the learned reader); mean-pooled, the loss
+    falls from the first steps."""
     import torch
 
     class ReaderNet(torch.nn.Module):
@@ -93,11 +95,12 @@ def available(path: Path = READER_DIR) -> bool:
 
 
 def load_reader(path: str | Path | None = None, precision: str = "int8") -> Reader:
-    """The packaged reader (or one saved by qa.reader_train at `path`).
+    """The installed reader (or one saved by qa.reader_train at `path`).
 
     int8 dynamic quantisation of the linear layers runs the few short
-    sequences of a question ~1.7x faster than fp32 on CPUs with VNNI or
-    AVX-512 (benchmarks/query.py), at no measurable cost in ranking.
+    sequences of a question faster than fp32 on CPUs with VNNI or AVX-512, at
+    no measurable cost in ranking (docs/performance.md).  Raises
+    ModelUnavailableError when no reader is there.
     """
     p = Path(path) if path is not None else READER_DIR
     if not available(p):

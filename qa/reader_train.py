@@ -260,7 +260,9 @@ def _base_model_path() -> str:
 # lead, which names everything, above the sentence that answers).  Two
 # augmentations take that shortcut away, each on a share of the groups:
 ABLATE_SHARE = 0.5  # add the answer sentence with its answer cut out as a negative: same words, no answer
-DROP_SHARE = 0.0  # drop the question's words its answer repeats (each with DROP_WORD); 0.5: news tune 0.265 vs 0.325 with pronouns instead
+# DROP_SHARE: drop the question's words its answer repeats (each with DROP_WORD); off, as pronouns did better on
+# the news tune half (docs/evaluation.md, the learned reader)
+DROP_SHARE = 0.0
 DROP_WORD = 0.7
 # A news answer sentence often names its subject by a pronoun ("He was taken
 # away outside one of his hotels"), a SQuAD one by name: replace the names
@@ -405,7 +407,7 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = reader_net(AutoModel.from_pretrained(base, num_hidden_layers=layers, add_pooling_layer=False))
     # the word embeddings stay MiniLM's: they are most of the parameters, and
-    # updating them (AdamW over 11.7M rows) was half of each step's time
+    # updating them cost much of each step's time (docs/evaluation.md)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     model.train()
     pool = [t for g in groups for t in g.negatives[:2]]

@@ -35,8 +35,8 @@ def features(prob: np.ndarray, reader: np.ndarray, lead: np.ndarray) -> np.ndarr
     """FEATURES of the n candidates read (fused order, best first); `lead`:
     1.0 where the candidate is its article's first sentence.  A news lead
     names everything the story is about, so it shares the most words with
-    any question on the story, yet answers few of them (9 of the 117 news
-    tune questions; the fused ranking put a lead first for 31)."""
+    any question on the story, yet answers few of them (news tune half:
+    docs/evaluation.md, current numbers)."""
     fl = _logit(prob)
     rank = np.empty(len(reader))
     rank[np.argsort(-reader, kind="stable")] = np.arange(len(reader))

@@ -28,12 +28,9 @@ import numpy as np
 
 from qa.vector_rows import Rows
 
-# Below this many vectors the index is exact (IndexFlatIP).  Flat search for
-# one question on 1 thread (least of 600, a quiet core): 0.26 ms at 10k,
-# 1.2 ms at 25k, 3.2 ms at 50k, 6.6 ms at 100k, 14.6 ms at 200k vectors --
-# paid twice per question (sentences and passages) -- while IVF at nprobe
-# 128 plus exact re-scoring costs ~1 ms at 100k and a few ms at 1M.  At 50k
-# exact search still costs less than embedding the question (~7 ms).
+# Below this many vectors the index is exact (IndexFlatIP): flat search grows
+# with the corpus, and up to here it still costs less than embedding the
+# question.  Timings: docs/index-format.md#measurements-behind-the-settings.
 # SOURCE_QA_EXACT_LIMIT overrides it (tests, benchmarks).
 EXACT_LIMIT = 50_000
 ENV_EXACT_LIMIT = "SOURCE_QA_EXACT_LIMIT"
@@ -42,27 +39,23 @@ FLAT = "flat"
 HNSW_SQ8 = "hnsw_sq8"
 IVF_SQ8 = "ivf_sq8"
 KINDS = (FLAT, HNSW_SQ8, IVF_SQ8)
-# The approximate index built above EXACT_LIMIT.  IVF over 8-bit codes: on
-# synthetic 1M vectors like the scale benchmark's (SQuAD sentence vectors
-# plus noise: ~100 close copies of each) HNSW (M 32, efConstruction 80)
-# topped out at recall@10 0.93 (ef 512) for SQuAD questions, while IVF with
-# ~4 sqrt(n) lists reached 0.995 / 0.998 / 0.999 at nprobe 64 / 128 / 256.
-# HNSW stays readable (KINDS) and buildable (build_index(kind=...)).
+# The approximate index built above EXACT_LIMIT: IVF over 8-bit codes.  HNSW
+# stopped short of the recall target on vectors rich in near-duplicates, as
+# news is (docs/index-format.md); it stays readable (KINDS) and buildable
+# (build_index(kind=...)).
 ANN_KIND = IVF_SQ8
-# nprobe from 128 up: SQuAD questions reached recall@10 0.996 (100k vectors,
-# 1265 lists) and 0.998 (1M, 4000 lists) there, but the data-made probes
-# can be far easier than questions (1M: probes 1.000 at nprobe 8 where the
-# questions got 0.946), so tuning may only raise it.
+# nprobe from 128 up, the depth real SQuAD questions needed: the data-made
+# probes can be far easier than questions, so tuning may only raise it
+# (docs/index-format.md#measurements-behind-the-settings).
 NPROBE_LADDER = (128, 192, 256, 384, 512)
 HNSW_M = 32
 EF_CONSTRUCTION = 80
-# from 64 up: on SQuAD questions ef 16/32/64 gave recall@10 0.970/0.988/0.995
-# at 10k while the data-made probes already passed 0.99 at 16 (the floor
-# costs ~0.03 ms; the engine asks for 100+ results, so ef >= 200 there anyway)
+# efSearch from 64 up, for the same reason (the engine asks for 100+ results,
+# so FAISS searches at ef >= 200 there anyway)
 EF_LADDER = (64, 96, 128, 192, 256, 384, 512)
 # recall@10 the build tunes nprobe/efSearch for, on probe_queries.  Real
-# questions can be harder than the probes (SQuAD, 100k vectors: HNSW probes
-# 0.997 at ef 64 where questions got 0.986), hence the margin over 0.98.
+# questions can be harder than the probes, hence the margin over the 0.98
+# target (docs/index-format.md#measurements-behind-the-settings).
 TARGET_RECALL = 0.998
 RERANK = 2  # ANN candidates per wanted result, re-scored exactly
 COARSE_MARGIN = 32  # extra candidates of an 8-bit scan (VectorIndex(coarse_scan=True)), re-scored exactly
@@ -71,17 +64,16 @@ ADD_CHUNK = 65_536
 TUNE_QUERIES = 300
 # An incremental build keeps the previous IVF index's training (coarse
 # centroids and 8-bit ranges) and its tuned nprobe while the vector count
-# stays within these factors of the count it was trained on: re-training
-# costs ~47 s at 100k and ~7 min at 1M, adding a few articles changes
+# stays within these factors of the count it was trained on: re-training is
+# the slowest part of a large rebuild, and adding a few articles changes
 # neither the centroids nor the value ranges measurably.  Outside the range
 # (or with --full) the index is trained afresh.
 REUSE_RANGE = (0.5, 2.0)
 # ... and while every vector decodes from the kept 8-bit ranges within these
 # bounds.  A vector outside the training sample gets a component clipped now
-# and then in a fresh index too (clustered synthetic vectors, 100k trained:
-# 99% of unseen ones err <= 0.0007 per component, the worst of 2000 0.024,
-# cosine >= 0.997; 4k trained: 0.03 / 0.053 / 0.995); the loader takes
-# 0.1 / 0.99 for another build's vectors, so these keep a margin from it.
+# and then in a fresh index too, so these allow that much and keep a margin
+# from the loader's check for another build's vectors (0.1 / 0.99); measured
+# errors: docs/index-format.md#measurements-behind-the-settings.
 REUSE_MAX_ERROR = 0.07
 REUSE_MIN_COSINE = 0.993
 
@@ -296,17 +288,11 @@ class VectorIndex:
         """`coarse_scan` (exact kind only): scan an 8-bit copy of the vectors
         made here, for `k + COARSE_MARGIN` candidates, and re-score those
         against the float32 vectors.  A flat scan of one question reads every
-        vector, and right after the question's embedding (whose ~90 MB of
-        weights evict the caches) it reads them from memory: at 10k SQuAD
-        sentences the scan plus re-scoring took 1.78 ms cold in float32,
-        1.15 in float16, 0.90 in 8 bits (one global range, FAISS
-        QT_8bit_uniform), ~1/4 of what ranking a question costs.  The same
-        results: on all 10,570 SQuAD questions the top 50 and top 200 equal
-        the float32 scan's but for two exact ties at the last rank (as with
-        float16); on every fifth question a margin of 16 already sufficed
-        (4-bit codes needed 50, product quantisation 200).  The copy costs 1
-        byte per dimension (19 MB at the 50k-vector exact limit) and ~20 ms
-        per 10k at load."""
+        vector, and right after the question's embedding has evicted the
+        caches it reads them from memory: a quarter of the bytes is a faster
+        scan, with the same top results once re-scored.  The copy costs 1
+        byte per dimension, made at load.  Timings and the check of the
+        results: docs/index-format.md#measurements-behind-the-settings."""
         self.index = index
         self.vectors = vectors
         self.params = dict(params or {"type": FLAT})
@@ -371,8 +357,8 @@ def _coarse_copy(vectors: Rows) -> Any:
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 32_768) -> np.ndarray:
     """Ids of the exact top-k by inner product, computed in row chunks so a
     memory-mapped matrix is never copied whole.  The chunk bounds the scratch
-    memory (scores plus argpartition's int64 ids: 120 MB for 300 queries;
-    131,072 rows took 900 MB at the builder's peak) and costs no speed."""
+    memory (scores plus argpartition's int64 ids; see docs/performance.md,
+    build memory) and costs no speed."""
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     n = int(vectors.shape[0])
     k = min(k, n)
@@ -437,10 +423,10 @@ def tune(
 def probe_queries(vectors: np.ndarray, n: int, seed: int = 0, neighbours: int = 8, noise: float = 0.8) -> np.ndarray:
     """Question-like query vectors made from the data alone (the builder has
     no questions): the mean of a stored vector's `neighbours` nearest ones
-    plus isotropic noise (`noise` times its length), re-normalised.  Measured
-    on SQuAD dev: real MiniLM questions score ~0.69 with their best sentence
-    and ~0.51 with the 10th; these score ~0.66 / ~0.51, so they are as
-    hard for the ANN index (a lone perturbed vector is easier: 0.71 / 0.35)."""
+    plus isotropic noise (`noise` times its length), re-normalised.  On
+    SQuAD dev their cosines to their best and 10th neighbour match real
+    questions', so they are as hard for the ANN index as questions are (a
+    lone perturbed vector is easier); see docs/index-format.md."""
     rows = int(vectors.shape[0])
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(rows, size=min(n, rows), replace=False))

@@ -3,14 +3,14 @@
 A question reads a few hundred scattered rows of `sentence_vectors.npy` and
 `passage_vectors.npy` (candidate scores, exact re-scoring of the ANN
 results).  Through a memory map each of those reads faults in the page *and
-its neighbours* (the kernel's fault-around maps up to 16 cached pages, and
-read-ahead fills more), so a long-running engine ends up with every page of
-both files in its resident set: 1M sentences serving 100 questions grew from
-1.3 GB after load to 3.7 GB.  Reading exactly the rows wanted with `pread`
-goes through the same page cache (no slower once warm, and the kernel may
-still evict it) but leaves the process's own memory at what it uses.
+its neighbours* (the kernel's fault-around and read-ahead), so a
+long-running engine ends up with every page of both files in its resident
+set.  Reading exactly the rows wanted with `pread` goes through the same page
+cache (no slower once warm, and the kernel may still evict it) but leaves the
+process's own memory at what it uses (measured: docs/performance.md, "Serving
+1M sentences").
 
-Small files stay memory-mapped (`open_rows`): mapping all of a 75 MB file is
+Small files stay memory-mapped (`open_rows`): mapping all of a small file is
 harmless, and a memory map is the fastest way to read it.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 # Files at least this big are read row by row (pread) instead of memory-mapped.
-# 256 MB = ~175k vectors of 384 float32: below that, the whole file in the
+# 256 MB is ~175k vectors of 384 float32: below that, the whole file in the
 # resident set costs less than the model does.
 PREAD_MIN_BYTES = 256 * 2**20
 ENV_PREAD_MIN_BYTES = "SOURCE_QA_PREAD_MIN_BYTES"

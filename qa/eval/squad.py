@@ -29,9 +29,10 @@ import numpy as np
 from qa.eval.common import bench_dir, build_index, cache_dir, format_table, mrr, recall_at, write_article
 
 DEV_ARTICLES = 24
-# Share of negative candidates the fit keeps (every positive is kept): the two
-# layouts give ~3M candidate rows, whose pairwise products would not fit in
-# memory here; 0.2 fits in ~15 min and its intercept is corrected (see `fit`).
+# Share of negative candidates the fit keeps (every positive is kept): the
+# pairwise products of every candidate row of both layouts would not fit in
+# memory here; the intercept is corrected (see `fit`).  Size and time of the
+# fit: docs/development.md#refit-the-weights.
 FIT_NEGATIVES = 0.2
 
 
@@ -349,11 +350,14 @@ def diversity(engine, rows: list[dict], model, lambdas=(1.0, 0.9, 0.8, 0.7)) -> 
 
 
 def fit(rows: list[dict], out_path: Path | None = None, neg_rate: float = 1.0) -> dict:
-    """Fit the fusion on the dev half and set the answer threshold there.
+    """Fit the fusion on the dev half and set the answer threshold there;
+    write the weights to `out_path` (default qa/fusion_weights.json) and
+    return them.
 
     Logistic regression over standardised features and their pairwise
-    products (measured on the dev half: linear 0.724 R@1 / 0.807 MRR@10,
-    quadratic 0.742 / 0.820; a gradient-boosted tree model did worse).
+    products: on the dev half it ranked better than a linear model or
+    gradient-boosted trees (docs/evaluation.md, the fusion model).
+    `neg_rate`: the share of negatives kept (FIT_NEGATIVES).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
@@ -376,7 +380,7 @@ def fit(rows: list[dict], out_path: Path | None = None, neg_rate: float = 1.0) -
     Z = PolynomialFeatures(2, include_bias=False).fit_transform(scaler.transform(X))
     f = len(FEATURES)
     best = None
-    for C in (0.1,):  # C=1.0 had not converged after 20 min here; 0.1 fits in a few
+    for C in (0.1,):  # C=1.0 converges far slower here (docs/development.md#refit-the-weights)
         lr = LogisticRegression(C=C, max_iter=3000)
         lr.fit(Z, y)
         quad = np.zeros((f, f))
@@ -430,12 +434,10 @@ def fit_abstention(model, dev: list[dict]):
     from qa import abstain
 
     # Fitted on off-topic questions (the article hidden) only.  Near-topic
-    # ones (only the answer's paragraph hidden, the rest of the article kept:
-    # collect's "pX") were tried as a second kind of negative, weighted as
-    # much: they are refused 0.82 of the time then, but answerable questions
-    # in whole articles were answered 0.855 of the time (0.946 without); the
-    # candidate list alone does not tell "the topic is here, the answer is
-    # not".  The evaluation reports how often they are refused.
+    # ones (only the answer's paragraph hidden: collect's "pX") as a second
+    # kind of negative cost too many answerable questions (docs/evaluation.md,
+    # abstention): the candidate list alone does not tell "the topic is here,
+    # the answer is not".  The evaluation reports how often they are refused.
     abst = abstain.fit(
         [_ranked(model, r["X"], r["q"].text) for r in dev], [_ranked(model, r["hX"], r["q"].text) for r in dev]
     )
@@ -517,7 +519,7 @@ def run(fit_weights: bool = False, limit: int | None = None, quiet: bool = True)
     if fit_weights:
         # the same questions over whole articles: fitted on paragraphs alone,
         # the model leaned on article-level evidence that long news articles
-        # dilute (R@1 0.42 in this layout, and refusals on the seeds)
+        # dilute (docs/evaluation.md, the fitting data)
         art_engine = Engine.load(build(quiet=quiet, layout="articles"), fusion=fusion)
         art_qs = questions_for(art_engine, "articles")
         if limit:
