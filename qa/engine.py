@@ -45,24 +45,22 @@ from qa.textnorm import words
 from qa.vector_index import FLAT
 
 # Candidates per question: the best dense matches, the best BM25 matches, and
-# the sentences either side of the best few dense ones.  On the SQuAD dev half
-# (product metric) 50/100/10 ranks as well as the 100/100 plus a passage search
-# it replaced (R@1 0.762, MRR@10 0.838 both) with a third fewer candidates and
-# one FAISS search instead of two; every candidate costs evidence, and that
-# cost is most of the ranking time.  (50 BM25 candidates also measured equal on
-# SQuAD, but lost one BBC answer from the top 5.)
+# the sentences either side of the best few dense ones.  Every candidate costs
+# evidence, and that cost is most of the ranking time, so these are the fewest
+# that rank as well as larger sets: chosen on the SQuAD dev half
+# (docs/evaluation.md, candidates).
 DENSE_CANDIDATES = 50
 LEXICAL_CANDIDATES = 100
 NEIGHBOURS_OF_TOP = 10
 _EMBED_CACHE = 256
 # a follow-up whose best answer is the sentence the last turn was answered
-# with gets it second (CANARD dev answer@1 0.091 -> 0.177, answer@5 unchanged)
+# with gets it second: the user has just seen it (docs/evaluation.md, follow-ups)
 DEMOTE_PREVIOUS = True
 
 
 # Questions come one at a time, and for one short text bf16 autocast costs more
-# than it saves (measured here: 10.5 ms vs 7.4 ms fp32 per SQuAD question);
-# fp32 query vectors are the exact ones, within cosine 0.998 of a bf16 index's.
+# than it saves (docs/performance.md); fp32 query vectors are the exact ones,
+# and agree with a bf16-built index's vectors as closely as its build probe asks.
 QUERY_PRECISION = "fp32"
 
 
@@ -83,10 +81,10 @@ def _side_pool():
 
 
 # Sentences whose typed words (and stems) one engine remembers per answer type
-# before it starts over (a few hundred bytes each: ~25 MB per type at the cap).
+# before it starts over, so a long-running server's memory stays bounded.
 # Memo values are strings and tuples of strings, which Python's garbage
 # collector does not walk: a memo of small lists and dicts made every
-# collection slower as it grew (1.5-2 ms of each SQuAD question).
+# collection slower as it grew (docs/performance.md).
 _TYPED_MEMO_MAX = 100_000
 _NO_TOKENS: tuple[str, ...] = ()
 
@@ -97,20 +95,20 @@ def _typed_words(text: str, kind: str) -> tuple[str, ...]:
     return tuple(typed_tokens(text, kind)) or _NO_TOKENS
 
 
-_WARM_CHUNK = 32  # sentences per step of the warm-up: a question waits at most one step (~1 ms)
+_WARM_CHUNK = 32  # sentences per step of the warm-up: a question waits at most one (short) step
 
 
 def _warm_memos(ref: "weakref.ref[Engine]") -> None:
     """Fill an engine's per-sentence memos (text, words, typed words of every
     kind, stems) for every sentence, in the background after load.
 
-    Cold memos cost a question ~2 ms of its ~5 ms of ranking on the SQuAD index
-    (SQLite, tokenising, pattern matching of candidates never seen before);
-    once warm, every question pays only for its own evidence.  Small steps,
-    and none while a question is being answered, so the warm-up never
-    delays one by more than a step; it holds only a weak reference, so an
-    engine replaced (the chat reloads after an upload) is freed and the
-    thread ends.
+    Cold memos are a large share of a question's ranking time (SQLite,
+    tokenising, pattern matching of candidates never seen before;
+    docs/performance.md); once warm, every question pays only for its own
+    evidence.  Small steps, and none while a question is being answered, so
+    the warm-up never delays one by more than a step; it holds only a weak
+    reference, so an engine replaced (the chat reloads after an upload) is
+    freed and the thread ends.
     """
     eng = ref()
     n = eng.data.n_sentences if eng is not None else 0
@@ -141,6 +139,42 @@ _LATEST = re.compile(r"\b(so far|now|latest|currently|current|most recent|to dat
 # set on written examples (tests/test_metadata.py), not measured
 SAME_STATEMENT = 0.7
 SAME_STATEMENT_SCORE = 0.1
+
+
+# A year the question names ("in 2021", "T in the Park 2005"): a sentence that names other years and not
+# this one reports another period, however close its wording (news of one story repeats it year by year).
+_YEAR = re.compile(r"(?<!\d)(?<!\d[.,])(?:19|20)\d\d(?!\d|[.,]\d)")
+# a span of years: "2004-05", "2004/5", "2019-2021" name every year in it
+_YEAR_SPAN = re.compile(r"(?<!\d)((?:19|20)\d\d)[-/–](\d{1,4})(?!\d)")
+# how far down the ranking a sentence naming the asked year is looked for (set by reading, not fitted:
+# docs/evaluation.md, "The year a question names")
+YEAR_DEPTH = 5
+
+
+def _years(text: str) -> set[str]:
+    """The years `text` names, every year of a span included."""
+    out = set(_YEAR.findall(text))
+    for first, last in _YEAR_SPAN.findall(text):
+        end = int(first[: 4 - len(last)] + last)
+        if int(first) < end <= int(first) + 10:
+            out.update(str(y) for y in range(int(first), end + 1))
+    return out
+
+
+def _agree_years(question: str, texts: list[str]) -> np.ndarray | None:
+    """A new order of `texts` (best first) when the best one names other years
+    than the one `question` asks about and one of the next YEAR_DEPTH names it:
+    that one first, the rest as they were.  None: the order stands."""
+    asked = _years(question)
+    if not asked or len(texts) < 2:
+        return None
+    top = _years(texts[0])
+    if not top or top & asked:
+        return None
+    for j in range(1, min(len(texts), YEAR_DEPTH)):
+        if asked & _years(texts[j]):
+            return np.r_[j, np.delete(np.arange(len(texts)), j)]
+    return None
 
 
 def _says(sentence: str, question: str) -> bool:
@@ -250,8 +284,8 @@ class Engine:
         import faiss
 
         # one question is one small search: OpenMP threads only add wake-up
-        # latency (measured 0.33 ms on 1 thread vs 0.96 ms on 2, 10k vectors)
-        # and steal the core another user's question could run on
+        # latency (docs/performance.md) and steal the core another user's
+        # question could run on
         faiss.omp_set_num_threads(1)
         data = open_index(index_dir, store=store)
         if model is not None and resolve_model(model)[0] != data.manifest.model:
@@ -346,8 +380,8 @@ class Engine:
             return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0), np.float32), []
         # The lexical side needs no query vector: on a large index it runs in
         # another thread while the question is embedded (torch and numpy
-        # release the GIL).  (On a flat index of 10k sentences that measured
-        # no faster: torch's own two threads share the same two cores.)
+        # release the GIL).  (On a small flat index that is no faster: torch's
+        # own threads already use the cores.)
         large = self.data.sentence_index.kind != FLAT
         lexical = _side_pool().submit(self._lexical, resolved.lexical, allowed) if large else None
         qv = self.query_vector(resolved)[None, :]
@@ -509,6 +543,9 @@ class Engine:
         docs_ok, allowed = self._filter_masks(filters) if filters else (None, None)
         resolved = self.resolve(q, qmod.user_turns(history))
         ids, score, vecs, texts = self._scored(resolved, allowed)
+        order = _agree_years(q, texts)
+        if order is not None:  # the scores stay in rank order, as below
+            ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
         if (
             DEMOTE_PREVIOUS
             and resolved.previous_answer
@@ -625,9 +662,12 @@ class Engine:
         "them" in a follow-up most often point at.  Asked again rather than
         read from the chat, so a list of plain questions works the same as
         Gradio messages (and costs one cached embedding).  Taken even when it
-        was only a closest match: the user saw it all the same (CANARD
-        overlap@5 0.512 when only found answers counted, 0.533 with all)."""
+        was only a closest match: the user saw it all the same
+        (docs/evaluation.md, follow-up memory)."""
         _, score, _, texts = self._scored(resolve(turns[-1], turns[:-1]))
+        order = _agree_years(turns[-1], texts)
+        if order is not None:
+            texts = [texts[i] for i in order]
         return texts[0] if len(score) else None
 
     @property

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SEEDS, run_cli
+from tests.conftest import SEEDS, run_cli, write_article
 
 
 def test_answer_is_a_verbatim_cited_sentence(engine) -> None:
@@ -302,3 +302,37 @@ def test_memo_warm_up_fills_every_sentence_and_changes_no_answer(seed_index: Pat
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_question_naming_a_year_is_answered_by_that_years_sentence(tmp_path) -> None:
+    """News of one story repeats itself year by year: a sentence naming another
+    year, and not the one asked about, reports another period however close
+    its words are."""
+    import qa
+    from index_build import build
+    from qa.config import BuildConfig
+    from qa.engine import _agree_years, _years
+
+    assert _years("the 2004-05 financial year, not 12,2004") == {"2004", "2005"}
+    assert _agree_years("in 2004-05?", ["In the year to March 2004, it grew 8.5%.", "x 2005"]) is None
+    assert _agree_years("how many?", ["In 2022 a.", "In 2021 b."]) is None  # no year asked: the order stands
+
+    src = tmp_path / "src"
+    write_article(
+        src,
+        "darien.txt",
+        "Migrants cross the Darien jungle",
+        "So far in 2022, 13,000 migrants have crossed the Darien jungle on their way north, officials said.\n\n"
+        "In 2021 the count was more than 133,000 people, a record.\n\n"
+        "The jungle has no roads and the crossing takes about a week.",
+    )
+    build([src], tmp_path / "index", BuildConfig(progress=False), log=lambda m: None)
+    engine = qa.load(tmp_path / "index", warm=False)
+    q = "How many migrants crossed the Darien jungle in 2021?"
+    raw = engine._scored(engine.resolve(q, []))[3]
+    assert "2022" in raw[0], f"the words alone rank the other year first: {raw[:2]}"  # what the rule is for
+    res = engine.ask(q)
+    assert "133,000" in res.answers[0].text, [a.text for a in res.answers]
+    # and a follow-up that swaps the year gets the other one, not the sentence just shown second-guessed
+    follow = engine.ask("And in 2022?", history=[q])
+    assert "13,000" in follow.answers[0].text, [a.text for a in follow.answers]
