@@ -127,7 +127,7 @@ def build(
             unique_texts = [u.text for u in dd.unique]
             s_hashes = [_hash(u) for u in unique_texts]
             # passage hashes key the vectors an encoded passage reuses; with mean vectors they are
-            # only stored, hashed one at a time as meta.sqlite is written (a million are 100 MB)
+            # only stored, hashed one at a time as meta.sqlite is written (docs/performance.md, "Dumps")
             p_hashes = [_hash(p.text_in(documents)) for p in passages] if cfg.passage_embedding == "encode" else None
             vocab = _write_words(tmp, index_dir, cfg, documents, dd, passages, unique_texts, s_hashes, p_hashes)
             if cfg.passage_embedding != "encode":
@@ -136,9 +136,9 @@ def build(
                 tmp, index_dir, old, reuse, model_id, cfg, documents, dd, passages, unique_texts, s_hashes, p_hashes,
                 pool, stack, report, log,
             )  # fmt: skip
-            passages.clear()  # each passage's span: needed no more (160 MB at 100k articles)
+            passages.clear()  # each passage's span: needed no more (docs/performance.md, "Dumps")
             if pool is not None:
-                pool.stop()  # its model is half a gigabyte the vector index below can use
+                pool.stop()  # its model's memory goes to the vector index below (docs/performance.md, build memory)
             first_doc, store_entry = _first_doc(dd), None
             if store.kind == MILVUS:
                 assert emb.sentences is not None
@@ -247,7 +247,7 @@ def _deduplicate(
 class _AnswerSentences(Sequence[tuple[int, int, str]]):
     """(doc_idx, sent_no, text) of every answerable sentence, the text sliced
     when asked for: a list of them would be every sentence's text once more
-    (430 MB at 100k articles)."""
+    (docs/performance.md, "Dumps")."""
 
     def __init__(self, documents: list[docs_mod.Document]) -> None:
         self.documents = documents
@@ -275,9 +275,9 @@ class _AnswerSentences(Sequence[tuple[int, int, str]]):
 
 def _release_texts(documents: list[docs_mod.Document]) -> None:
     """Once meta.sqlite holds the articles, the build needs only their names
-    and hashes: drop each text and its sentence spans (at 100k articles they
-    are half a gigabyte the embedding and the vector index can use).  Not
-    when passages are encoded, which reads their text."""
+    and hashes: drop each text and its sentence spans, memory the embedding
+    and the vector index can use (docs/performance.md, "Dumps").  Not when
+    passages are encoded, which reads their text."""
     for d in documents:
         d.text = ""
         d.sentences = []
@@ -295,9 +295,9 @@ def _write_words(
     p_hashes: list[str] | None,
 ) -> int:
     """Step 3, BM25 and the metadata, before any vector exists to share the
-    memory with (BM25 takes 2.2 GB at 1M sentences); in an incremental build
-    the model is still loading in the warm pool meanwhile.  Returns the BM25
-    vocabulary size."""
+    memory with (BM25 is large: docs/performance.md, build memory); in an
+    incremental build the model is still loading in the warm pool meanwhile.
+    Returns the BM25 vocabulary size."""
     try:
         vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
         _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
@@ -656,9 +656,9 @@ def _write_vectors(
     index, the document vectors' file).
 
     Passages get no FAISS index: the retriever reads a candidate's passage
-    vectors by row and never searches them (their search added nothing a
-    sentence's neighbours do not, on the SQuAD dev half), and at 1M sentences
-    it was a second IVF index to train, tune, store and page in.
+    vectors by row and never searches them; searching them added nothing a
+    sentence's neighbours do not, and cost a second index to train, tune,
+    store and page in (docs/index-format.md, vector search).
 
     `sentence_index=False`: the sentences are searched in Milvus, so no
     FAISS file is written for them.
@@ -676,7 +676,7 @@ def _write_vectors(
         np.save(tmp / fmt.PASSAGE_VECTORS, np.asarray(p_vecs, dtype=np.float32), allow_pickle=False)
     # The index is built from the vectors in memory: reading the .npy back
     # memory-mapped would put a second copy of every vector in the resident
-    # set (its pages), 1.5 GB at 1M sentences.
+    # set (its pages; docs/performance.md, build memory).
     mapped = np.asarray(s_vecs, dtype=np.float32)
     np.save(tmp / fmt.SENTENCE_VECTORS, mapped, allow_pickle=False)
     if sentence_index:

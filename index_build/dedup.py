@@ -14,9 +14,10 @@ articles.  A user wants each fact once, with every source that carries it, so
 
    A pair is never merged, whatever its similarity, when the edit changes a
    fact: a number (digits or words), a negation, or one name for another
-   ("merger between MCI and Verizon" vs "... and Qwest").  On the BBC corpus
-   0.8 without this rule merged ~25 different facts; 0.9 with it merged 128
-   wordings and none of them wrongly (benchmarks/near_dup.py).
+   ("merger between MCI and Verizon" vs "... and Qwest").  Without this rule
+   a looser threshold merged different facts; the threshold and the rule
+   were chosen together on the BBC corpus (docs/performance.md, "Reading and
+   dedup"; docs/evaluation.md, decision log).
 
 The canonical text of a group is its longest wording (earliest on ties):
 every answer shown is still a verbatim quote of one source.
@@ -68,7 +69,8 @@ class UniqueSentence:
 class Assignment(Mapping[tuple[int, int], int]):
     """(doc_idx, sent_no) -> index into `unique`, as a read-only mapping held
     in one small int32 array per document (-1: not an answer sentence): a
-    dict of tuples would take a quarter of a gigabyte at 100k articles."""
+    dict of tuples would take many times the memory (docs/performance.md,
+    "Dumps")."""
 
     def __init__(self, doc: np.ndarray, sent: np.ndarray, uid: np.ndarray) -> None:
         order = np.lexsort((sent, doc))
@@ -198,9 +200,10 @@ def near_duplicate_pairs(
     Memory stays linear and small at a million sentences: blocks are found
     by sorting two 64-bit key hashes per sentence (numpy) instead of a dict
     of word tuples, a sentence's words are made only while its block is
-    judged (a list of every sentence's words was 1.2 GB of small strings),
-    and a pair sharing both its head and its tail is judged in the head
-    block only, without a set of every pair seen."""
+    judged (a list of every sentence's words held at once costs far more:
+    docs/performance.md, build memory), and a pair sharing both its head and
+    its tail is judged in the head block only, without a set of every pair
+    seen."""
     import numpy as np
 
     words_of = tokens or (lambda i: words(texts[i]))

@@ -32,7 +32,7 @@ class SourceFile:
     size: int = -1  # bytes, when discovered (the file may change before it is read)
 
 
-@dataclass(slots=True)  # slots: a dump of 100k articles holds two million of them
+@dataclass(slots=True)  # slots: a large dump holds millions of them (docs/performance.md, "Dumps")
 class Sentence:
     start: int
     end: int

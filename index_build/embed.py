@@ -105,7 +105,7 @@ def embed_texts(
         hashes = [text_hash(t) for t in texts]
     out = np.zeros((len(texts), dim), dtype=np.float32)
     stats = EmbedStats()
-    # cached rows in one gather (a row at a time was 0.3 s per 100k texts)
+    # cached rows in one gather, not a row at a time (docs/performance.md, incremental)
     found = np.fromiter((cache.rows.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
     hit = found >= 0
     if cache.vectors is not None and hit.any():
@@ -183,11 +183,11 @@ def embed_texts(
 
 def warm_pool(model_id: str, precision: str, processes: int | None = None) -> EncoderPool | None:
     """Encoder workers for a build that will probably encode something, started
-    before it reads a file: importing torch and loading the model (~5 s here)
-    then runs beside reading, dedup and BM25 instead of after them, which is
-    most of the time an incremental build of a few articles takes.  None on a
-    one-CPU machine, where it would only compete with this process.  The
-    caller closes it."""
+    before it reads a file: importing torch and loading the model then runs
+    beside reading, dedup and BM25 instead of after them, and it is most of
+    the time an incremental build of a few articles takes (docs/performance.md,
+    incremental).  None on a one-CPU machine, where it would only compete with
+    this process.  The caller closes it."""
     procs = default_processes() if processes is None else processes
     return EncoderPool(model_id, procs, precision=precision) if procs > 1 else None
 
@@ -196,8 +196,8 @@ def write_mean_vectors(
     path: Path, groups: Iterable[list[int]], n: int, vectors: np.ndarray, chunk: int = 65_536
 ) -> None:
     """The `n` groups' normalised mean rows (as `mean_vectors`), written to a
-    .npy file a chunk at a time: the whole matrix never exists in memory (a
-    dump of 100k articles has a million passages, 1.5 GB of vectors)."""
+    .npy file a chunk at a time: the whole matrix never exists in memory,
+    however many passages a dump has (docs/performance.md, "Dumps")."""
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(
             f, {"descr": "<f4", "fortran_order": False, "shape": (n, vectors.shape[1])}

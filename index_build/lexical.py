@@ -49,9 +49,9 @@ def _iter_terms(texts: Iterable[str], cfg: LexicalConfig) -> Iterator[list[str]]
 class TermIds:
     """Every text's term ids end to end (`terms`, int32) and each text's
     count of them (`lens`), with the vocabulary they index.  Flat arrays, not
-    a list of lists: at 1M sentences the lists of Python ints were ~600 MB,
-    these are ~50 MB.  `ids`/`vocab` are what bm25s.BM25.index takes from an
-    object."""
+    a list of lists: Python ints in lists take many times the memory at a
+    million sentences (docs/performance.md, build memory).  `ids`/`vocab` are
+    what bm25s.BM25.index takes from an object."""
 
     terms: np.ndarray
     lens: np.ndarray

@@ -16,7 +16,8 @@ from index_build.documents import Document
 class Passage:
     """A window, as positions in its document; the text is sliced from the
     document when asked for (`text_in`), since holding every passage's text
-    would be a second and a half copy of the corpus (~400 MB at 1M sentences)."""
+    would be a second and a half copy of the corpus (docs/performance.md,
+    build memory)."""
 
     doc_idx: int
     first_sent_no: int  # positions in the document's sentence list

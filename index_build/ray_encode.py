@@ -3,15 +3,17 @@
 Only the encoding moves: the texts the embedding cache does not hold go out
 as a Ray Dataset, `map_batches` hands them to actors that each load the
 model once (qa.encoder, the same precision and sequence length as a local
-build, so the vectors agree to cosine 0.9999+), and the vectors stream back
-into the builder's array by row number.  Everything else -- reading, dedup,
-BM25, the index and its atomic publish -- stays in the builder's process, so
-a failed Ray job leaves the previous index as it was, like any failed build.
+build, so the vectors agree with a local build's: docs/scaling.md), and the
+vectors stream back into the builder's array by row number.  Everything
+else -- reading, dedup, BM25, the index and its atomic publish -- stays in
+the builder's process, so a failed Ray job leaves the previous index as it
+was, like any failed build.
 
 No address: a local Ray instance on this machine's CPUs (no gain on 2 cores:
 the point is the path).  An address: `HOST:PORT` of a running cluster (its
 nodes need source-qa and the model installed), checked with a plain TCP
-connect first, because Ray itself retries an unreachable head for ~40 s.
+connect first, because Ray itself retries an unreachable head for a long
+time (docs/scaling.md, encoding on Ray).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import numpy as np
 from qa.errors import BuildError
 
 LOCAL = "local"
-# texts per map_batches call: measured on this machine (benchmarks/encode.py
-# --ray): 64 beat 256 (fewer, larger padded batches and less overlap)
+# texts per map_batches call: larger batches pad more and overlap less;
+# chosen on this machine (docs/evaluation.md, decision log)
 BATCH = 64
 CONNECT_TIMEOUT = 10.0
 ENV_TIMEOUT = "SOURCE_QA_RAY_TIMEOUT"

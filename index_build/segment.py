@@ -36,7 +36,7 @@ _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 # 1 MB line with no full stop), not something to quote: it is cut at spaces
 # into pieces of at most this many characters.  The encoder reads only the
 # first 256 tokens (~1,000 characters) of a text anyway; news sentences stay
-# far below it (the longest of 44k BBC sentences has 1,063 characters).
+# far below it (docs/reliability.md, hostile sources).
 # The limit is qa.config.MAX_SENTENCE_CHARS (BuildConfig.max_sentence_chars).
 
 
@@ -77,7 +77,7 @@ def _split_block(text: str, start: int, end: int, out: list[Span]) -> None:
         p = nl + 1
     stripped = [text[a:b].strip() for a, b in lines]
     # the next non-empty line after each line, in one backward pass (a forward
-    # scan per line was quadratic: minutes for a log file of 100k lines)
+    # scan per line is quadratic: docs/reliability.md, hostile sources)
     following = [""] * len(lines)
     nxt = ""
     for i in range(len(lines) - 1, -1, -1):
