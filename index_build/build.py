@@ -265,12 +265,8 @@ class _AnswerSentences(Sequence[tuple[int, int, str]]):
     def __getitem__(self, i: int | slice) -> tuple[int, int, str] | Sequence[tuple[int, int, str]]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        d, n = self.position(i)
+        d, n = int(self.doc[i]), int(self.sent[i])
         return d, n, self.documents[d].sentence_text(n)
-
-    def position(self, i: int) -> tuple[int, int]:
-        """(doc_idx, sent_no) of sentence `i`, without its text."""
-        return int(self.doc[i]), int(self.sent[i])
 
 
 def _release_texts(documents: list[docs_mod.Document]) -> None:

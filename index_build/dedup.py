@@ -326,21 +326,10 @@ def deduplicate(sentences: Sequence[tuple[int, int, str]], threshold: float = 0.
         members = clusters[root]
         canonical = _canonical(members, reps)
         rows = [i for g in members for i in groups[g]]
-        occ = [Occurrence(*_position(sentences, i)) for i in rows]
-        if len(occ) > 1:
-            occ.sort(key=lambda o: (o.doc_idx, o.sent_no))
-        doc[rows] = [o.doc_idx for o in occ]  # same set of rows; the order within does not matter
-        sent[rows] = [o.sent_no for o in occ]
+        pos = [sentences[i][:2] for i in rows]
+        doc[rows] = [d for d, _ in pos]
+        sent[rows] = [n for _, n in pos]
+        occ = sorted(Occurrence(d, n) for d, n in pos)
         uid[rows] = len(unique)
         unique.append(UniqueSentence(reps[canonical], occ, variants=len(members)))
     return DedupResult(unique, Assignment(doc, sent, uid), exact_merged, near_merged)
-
-
-def _position(sentences: Sequence[tuple[int, int, str]], i: int) -> tuple[int, int]:
-    """(doc_idx, sent_no) of sentence `i`, without slicing its text when the
-    sequence can say it directly (index_build.build's lazy sequence)."""
-    position = getattr(sentences, "position", None)
-    if position is not None:
-        return position(i)
-    d, n, _ = sentences[i]
-    return d, n

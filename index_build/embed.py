@@ -141,7 +141,11 @@ def embed_texts(
 
         warm = pool if pool is not None and pool.healthy() else None
         encoder = None if warm is not None and len(todo) < POOL_MIN_TEXTS else get_encoder()
-        precision = encoder.precision if encoder is not None else warm.precision if warm is not None else "fp32"
+        if encoder is None:
+            assert warm is not None  # no encoder here only when the warm pool encodes
+            precision = warm.precision
+        else:
+            precision = encoder.precision
         log(f"embedding {len(todo)} {label} ({stats.reused} cached, {precision})")
         bar = tqdm(
             total=len(todo),
