@@ -17,8 +17,8 @@ from typing import Callable, Sequence, overload
 
 import numpy as np
 
+from index_build import append, dumps, publish
 from index_build import documents as docs_mod
-from index_build import dumps, publish
 from index_build.dedup import DedupResult, deduplicate
 from index_build.embed import EmbedStats, VectorCache, embed_texts, warm_pool, write_mean_vectors
 from index_build.lexical import build_bm25
@@ -103,19 +103,37 @@ def build(
         model_id, _ = resolve_model(cfg.model)
         old = None if cfg.full else _old_manifest(index_dir)
         reuse = old if old is not None and old.model == model_id and cfg.precision in ("auto", old.precision) else None
+        files, skipped = docs_mod.discover(sources, cfg.max_file_bytes)
+        growth = (
+            None if reuse is None else append.plan(files, index_dir, reuse, cfg, model_id, store, _package_version())
+        )
+        report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
+        if growth is not None and reuse is not None:  # only rows appended to dumps: add them to a copy
+            for path, reason in skipped:
+                _skip(report, cfg, path, reason, log)
+            try:
+                append.append(growth, files, index_dir, reuse, cfg, report, log, t0)
+                report.seconds = time.perf_counter() - t0
+                return report
+            except append.NotAppendable as e:
+                log(f"reading every file ({e})")
+                report = BuildReport(
+                    index=str(index_dir),
+                    vector_store=str(store),
+                    stale_temp_dirs_removed=report.stale_temp_dirs_removed,
+                )
         # An incremental build loads the model in worker processes while this
-        # one finds, reads, deduplicates and indexes words (embed.warm_pool);
-        # started first thing, and stopped again if no file looks new.
-        pool = warm_pool(model_id, reuse.precision) if reuse is not None and not cfg.ray else None
+        # one reads, deduplicates and indexes words (embed.warm_pool), and
+        # only if some file looks new.
+        pool = (
+            warm_pool(model_id, reuse.precision)
+            if reuse is not None and not cfg.ray and _expects_new_text(files, reuse)
+            else None
+        )
         if pool is not None:
             stack.callback(pool.close)
-        files, skipped = docs_mod.discover(sources, cfg.max_file_bytes)
-        if pool is not None and reuse is not None and not _expects_new_text(files, reuse):
-            pool.stop()
-            pool = None
-        report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
 
-        documents = _read_sources(files, skipped, index_dir, old, cfg, report, log)
+        documents, dump_states = _read_sources(files, skipped, index_dir, old, cfg, report, log)
         _check_readable(documents, sources, cfg, report)
         dd, passages = _deduplicate(documents, cfg, report)
         try:
@@ -143,7 +161,21 @@ def build(
             if store.kind == MILVUS:
                 assert emb.sentences is not None
                 milvus, store_entry = _write_milvus(store, build_id, emb.sentences, first_doc, log)
-            _write_index(tmp, index_dir, old, cfg, emb, first_doc, store_entry, documents, vocab, build_id, report, t0)
+            _write_index(
+                tmp,
+                index_dir,
+                old,
+                cfg,
+                emb,
+                first_doc,
+                store_entry,
+                documents,
+                dump_states,
+                vocab,
+                build_id,
+                report,
+                t0,
+            )
             publish.publish(tmp, index_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -164,11 +196,13 @@ def _read_sources(
     cfg: BuildConfig,
     report: BuildReport,
     log: Callable[[str], None],
-) -> list[docs_mod.Document]:
-    """Step 1, read and segment: every usable article, in order.  An unchanged
+) -> tuple[list[docs_mod.Document], dict[str, dict]]:
+    """Step 1, read and segment: every usable article, in order, and where
+    the read of each dump ended (the manifest's `dumps`).  An unchanged
     file (same path, same sha256) is taken as the previous index segmented it,
     unless --full; an unusable file is a skip in the report, not an error."""
     documents: list[docs_mod.Document] = []
+    dump_states: dict[str, dict] = {}
     for path, reason in skipped:
         _skip(report, cfg, path, reason, log)
     previous = (
@@ -180,7 +214,7 @@ def _read_sources(
     )
     for src in files:
         if dumps.is_dump(src.path):
-            _read_dump(src, cfg, previous, documents, report, log)
+            _read_dump(src, cfg, previous, documents, dump_states, report, log)
             continue
         try:
             doc = docs_mod.load(
@@ -204,7 +238,7 @@ def _read_sources(
     report.metadata = {
         k: sum(getattr(d, k) is not None for d in documents) for k in ("published", "outlet", "author", "url")
     }
-    return documents
+    return documents, dump_states
 
 
 def _check_readable(
@@ -393,6 +427,7 @@ def _write_index(
     first_doc: np.ndarray,
     store_entry: dict | None,
     documents: list[docs_mod.Document],
+    dump_states: dict[str, dict],
     vocab: int,
     build_id: str,
     report: BuildReport,
@@ -419,6 +454,7 @@ def _write_index(
             cfg, emb.model_id, emb.precision, emb.max_len, emb.dim, emb.bf16_check, documents, report, vocab, build_id
         )
         manifest.vector_index = vector_index
+        manifest.dumps = dump_states
         if store_entry is not None:
             manifest.store = store_entry
         _write_identity(tmp, manifest)
@@ -434,13 +470,20 @@ def _first_doc(dd: DedupResult) -> np.ndarray:
 
 
 def _read_dump(
-    src, cfg: BuildConfig, previous, documents: list, report: BuildReport, log: Callable[[str], None]
+    src,
+    cfg: BuildConfig,
+    previous,
+    documents: list,
+    dump_states: dict[str, dict],
+    report: BuildReport,
+    log: Callable[[str], None],
 ) -> None:
-    """Every article of a dump or feed into `documents`; unusable rows are
-    counted in the report (with the first few line numbers), an unreadable
-    dump is a skipped file."""
+    """Every article of a dump or feed into `documents`, and where the read
+    ended into `dump_states`; unusable rows are counted in the report (with
+    the first few line numbers), an unreadable dump is a skipped file."""
     skipped: list[dumps.Skipped] = []
     n = 0
+    state = dumps.DumpState()
     try:
         for item in docs_mod.load_rows(
             src,
@@ -448,6 +491,7 @@ def _read_dump(
             max_sentence_chars=cfg.max_sentence_chars,
             previous=previous,
             columns=cfg.columns,
+            state=state,
         ):
             if isinstance(item, dumps.Skipped):
                 skipped.append(item)
@@ -458,14 +502,21 @@ def _read_dump(
     except (dumps.DumpError, OSError, UnicodeDecodeError) as e:
         _skip(report, cfg, src.path, str(e), log)
         return
-    report.dump_rows.append(
-        {
-            "path": docs_mod.readable_name(str(src.path)),
-            "articles": n,
-            "rows_skipped": len(skipped),
-            "first_skipped": [{"line": k.line, "reason": k.reason} for k in skipped[:5]],
+    name = docs_mod.readable_name(str(src.path))
+    rows = {
+        "path": name,
+        "articles": n,
+        "rows_skipped": len(skipped),
+        "first_skipped": [{"line": k.line, "reason": k.reason} for k in skipped[:5]],
+    }
+    report.dump_rows.append(rows)
+    if n:
+        dump_states[name] = {
+            **state.to_dict(),
+            **{k: v for k, v in rows.items() if k != "path"},
+            "columns": cfg.columns or {},
+            "max_bytes": cfg.max_file_bytes,
         }
-    )
     if not n:
         _skip(
             report,
@@ -485,13 +536,7 @@ def _expects_new_text(files: list[docs_mod.SourceFile], old: fmt.Manifest) -> bo
     return any((docs_mod.readable_name(str(f.path)), f.size) not in known for f in files)
 
 
-def _write_error(index_dir: Path, e: BaseException) -> BuildError:
-    text = str(e).strip()
-    why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
-    return BuildError(
-        f"cannot write the new index beside {index_dir} ({why}); nothing was changed, the previous "
-        "index is as it was: free some disk space (or fix the folder's permissions) and build again"
-    )
+_write_error = publish.write_error
 
 
 def _hash(text: str) -> str:
@@ -753,9 +798,11 @@ def _manifest(
             "sentences": report.sentences,
             "unique_sentences": report.unique_sentences,
             "passages": report.passages,
+            "non_answer_lines": report.non_answer_lines,
             "exact_duplicates_merged": report.exact_duplicates_merged,
             "near_duplicates_merged": report.near_duplicates_merged,
             "skipped_files": len(report.files_skipped),
+            **{f"with_{k}": int(v) for k, v in report.metadata.items()},
         },
         files={
             d.doc_id: {"path": d.path, "sha256": d.sha256, "bytes": d.size, "encoding": d.encoding} for d in documents

@@ -77,7 +77,7 @@ class Assignment(Mapping[tuple[int, int], int]):
         doc, sent, uid = doc[order], sent[order], uid[order]
         bounds = np.flatnonzero(np.diff(doc)) + 1
         self._rows: dict[int, np.ndarray] = {}
-        for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(doc)].tolist()):
+        for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(doc)].tolist()) if len(doc) else ():
             row = np.full(int(sent[hi - 1]) + 1, -1, dtype=np.int32)
             row[sent[lo:hi]] = uid[lo:hi]
             self._rows[int(doc[lo])] = row
@@ -333,3 +333,48 @@ def deduplicate(sentences: Sequence[tuple[int, int, str]], threshold: float = 0.
         uid[rows] = len(unique)
         unique.append(UniqueSentence(reps[canonical], occ, variants=len(members)))
     return DedupResult(unique, Assignment(doc, sent, uid), exact_merged, near_merged)
+
+
+def match_known(texts: Sequence[str], known: Sequence[str], threshold: float = 0.9, min_words: int = 6) -> list[int]:
+    """For each of `texts`, the `known` text it merges into, or -1: the same
+    after normalisation, else its nearest near-duplicate by the rules of
+    `near_duplicate_pairs` (same blocking, similarity and fact vetoes), ties
+    to the earliest.  How rows appended to a dump join the unique sentences
+    of an index already built (index_build.append) without deduplicating
+    every sentence again; `known` are the shown wordings, so a match is one
+    a full build's star rule (`_star`) would keep in the same group."""
+    exact: dict[str, int] = {}
+    for i, t in enumerate(known):
+        exact.setdefault(dedup_key(t), i)
+    out = [exact.get(dedup_key(t), -1) for t in texts]
+    todo = [k for k, m in enumerate(out) if m < 0]
+    if threshold >= 1.0 or not todo:
+        return out
+    blocks: dict[tuple[bool, int], list[int]] = defaultdict(list)
+    known_words: dict[int, list[str]] = {}
+    for i, t in enumerate(known):
+        w = words(t)
+        if len(w) >= min_words:
+            blocks[False, hash(tuple(w[:_BLOCK_WORDS]))].append(i)
+            blocks[True, hash(tuple(w[-_BLOCK_WORDS:]))].append(i)
+    for k in todo:
+        a = words(texts[k])
+        if len(a) < min_words:
+            continue
+        candidates: set[int] = set()
+        for key in ((False, hash(tuple(a[:_BLOCK_WORDS]))), (True, hash(tuple(a[-_BLOCK_WORDS:])))):
+            members = blocks.get(key, [])
+            if len(members) < _MAX_BLOCK:  # a block that would exceed the cap is boilerplate, as in a full build
+                candidates.update(members)
+        best, best_sim = -1, threshold
+        for i in sorted(candidates):
+            b = known_words.get(i)
+            if b is None:
+                b = known_words[i] = words(known[i])
+            if 1.0 - abs(len(a) - len(b)) / max(len(a), len(b)) < best_sim:
+                continue
+            sim = word_similarity(a, b)
+            if sim >= best_sim and (sim > best_sim or best < 0) and not fact_changes(texts[k], known[i], a, b):
+                best, best_sim = i, sim
+        out[k] = best
+    return out

@@ -14,7 +14,7 @@ import sqlite3
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Container, Iterator
 
 from index_build import dumps, readers, segment
 from index_build.metadata import ArticleMeta, parse_date
@@ -374,18 +374,27 @@ def load_rows(
     max_sentence_chars: int | None = segment.MAX_SENTENCE_CHARS,
     previous: PreviousDocuments | None = None,
     columns: dict[str, str] | None = None,
+    state: dumps.DumpState | None = None,
+    resume: dumps.Resume | None = None,
+    taken: Container[str] = (),
 ) -> Iterator[Document | dumps.Skipped]:
     """The articles of a dump or feed (index_build.dumps), one row at a time;
     `max_bytes` caps each row.  A row unchanged since the previous index is
-    taken from it.  Raises dumps.DumpError when the file cannot be read."""
+    taken from it.  Raises dumps.DumpError when the file cannot be read.
+
+    `state` and `resume`: as dumps.rows.  `taken`: doc ids already in use
+    (the rows before `resume`), which a repeated row id steps past."""
     ids: dict[str, int] = {}
-    for row in dumps.rows(source.path, columns, max_bytes):
+    for row in dumps.rows(source.path, columns, max_bytes, state, resume):
         if isinstance(row, dumps.Skipped):
             yield row
             continue
         n = ids.get(row.row_id, 0)
-        ids[row.row_id] = n + 1
         doc_id = f"{source.doc_id}/{row.row_id}" + (f"~{n + 1}" if n else "")
+        while doc_id in taken:
+            n += 1
+            doc_id = f"{source.doc_id}/{row.row_id}~{n + 1}"
+        ids[row.row_id] = n + 1
         if previous is not None:
             doc = previous.get(SourceFile(source.path, doc_id), row.sha256, row.size)
             if doc is not None:

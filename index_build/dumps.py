@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,80 @@ class Row:
 class Skipped:
     line: int
     reason: str
+
+
+@dataclass
+class DumpState:
+    """Where a read of a dump ended: enough for a later build to check that
+    the file only grew since (the same first `bytes`, by sha256) and to read
+    on from there (index_build.append).  Recorded in the manifest."""
+
+    bytes: int = 0
+    sha256: str = ""
+    lines: int = 0  # lines (JSONL) or records (CSV) read
+    keys: list[str] = field(default_factory=list)  # JSONL: every key seen (columns follow them); CSV: the header
+    ends_line: bool = True  # the bytes read end with a newline (a row appended after them starts a new line)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "sha256": self.sha256, "lines": self.lines, "keys": self.keys,
+                "ends_line": self.ends_line}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DumpState":
+        return cls(int(d["bytes"]), str(d["sha256"]), int(d["lines"]), [str(k) for k in d["keys"]],
+                   bool(d["ends_line"]))  # fmt: skip
+
+
+@dataclass
+class Resume:
+    """Read on from the end of an earlier read: its state, and a sha256 of
+    its bytes already taken (index_build.append checked them), which the
+    rest of the file is added to."""
+
+    state: DumpState
+    hasher: Any  # hashlib sha256 object
+
+
+class _Hashing(io.RawIOBase):
+    """A binary file that hashes and counts what is read from it: the state
+    covers exactly the bytes the rows came from, even if the file grows
+    during the read."""
+
+    def __init__(self, f: io.BufferedReader, state: DumpState, hasher: Any) -> None:
+        self.f, self.state, self.hasher, self.last = f, state, hasher, b"\n"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self.f.readinto(b)
+        if n:
+            view = memoryview(b)[:n]
+            self.hasher.update(view)
+            self.state.bytes += n
+            self.last = bytes(view[n - 1 :])
+        return n or 0
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+    def finish(self) -> None:
+        self.state.sha256 = self.hasher.hexdigest()
+        self.state.ends_line = self.last == b"\n"
+
+
+def _open(path: Path, state: DumpState | None, resume: Resume | None) -> tuple[io.BufferedReader, _Hashing]:
+    """`path` opened for reading rows, after `resume`'s bytes when given."""
+    raw = open(path, "rb")
+    st = state if state is not None else DumpState()
+    if resume is not None:
+        raw.seek(resume.state.bytes)
+        st.bytes, hasher = resume.state.bytes, resume.hasher
+    else:
+        hasher = hashlib.sha256()
+    tee = _Hashing(raw, st, hasher)
+    return io.BufferedReader(tee, buffer_size=1 << 20), tee
 
 
 @dataclass
@@ -120,25 +195,53 @@ def _row(
     )
 
 
-def rows(path: Path, mapping: dict[str, str] | None = None, max_bytes: int | None = None) -> Iterator[Row | Skipped]:
+def rows(
+    path: Path,
+    mapping: dict[str, str] | None = None,
+    max_bytes: int | None = None,
+    state: DumpState | None = None,
+    resume: Resume | None = None,
+) -> Iterator[Row | Skipped]:
     """Every row of a dump, in file order: a Row, or a Skipped with its reason.
-    Raises DumpError when the file as a whole cannot be read."""
+    Raises DumpError when the file as a whole cannot be read.
+
+    `state`, when given, is filled in as the file is read (complete once the
+    rows are exhausted).  `resume`: only the rows after an earlier read
+    (JSONL and CSV; see `appendable`)."""
     mapping = mapping or {}
     key = json.dumps(mapping, sort_keys=True)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl(path, mapping, key, max_bytes)
+        yield from _jsonl(path, mapping, key, max_bytes, state, resume)
     elif suffix == ".csv":
-        yield from _csv(path, mapping, key, max_bytes)
+        yield from _csv(path, mapping, key, max_bytes, state, resume)
     else:
-        yield from _feed(path, key, max_bytes)
+        if resume is not None:
+            raise ValueError(f"{path.name}: a feed is read whole, never resumed")
+        yield from _feed(path, key, max_bytes, state)
 
 
-def _jsonl(path: Path, mapping: dict[str, str], key: str, max_bytes: int | None) -> Iterator[Row | Skipped]:
-    cols: dict[str, str | None] | None = None
-    seen: set[str] = set()
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
+def appendable(path: Path) -> bool:
+    """Whether rows added at the end of this file are new rows, the earlier
+    ones untouched (JSONL and CSV; a feed's new items go inside its XML)."""
+    return path.suffix.lower() in (".jsonl", ".ndjson", ".csv")
+
+
+def _jsonl(
+    path: Path,
+    mapping: dict[str, str],
+    key: str,
+    max_bytes: int | None,
+    state: DumpState | None,
+    resume: Resume | None,
+) -> Iterator[Row | Skipped]:
+    seen: set[str] = set(resume.state.keys) if resume is not None else set()
+    cols: dict[str, str | None] | None = _pick(sorted(seen), mapping) if seen else None
+    first_line = resume.state.lines + 1 if resume is not None else 1
+    line_no = first_line - 1
+    f, tee = _open(path, state, resume)
+    with f:
+        for line_no, raw in enumerate(f, first_line):
             if not raw.strip():
                 continue
             if max_bytes is not None and len(raw) > max_bytes:
@@ -162,20 +265,31 @@ def _jsonl(path: Path, mapping: dict[str, str], key: str, max_bytes: int | None)
                         "name it with --columns text=COLUMN"
                     )
             yield _row(values, cols, line_no, raw, key, max_bytes)
+        tee.finish()
+    tee.state.lines, tee.state.keys = line_no, sorted(seen)
 
 
-def _csv(path: Path, mapping: dict[str, str], key: str, max_bytes: int | None) -> Iterator[Row | Skipped]:
+def _csv(
+    path: Path,
+    mapping: dict[str, str],
+    key: str,
+    max_bytes: int | None,
+    state: DumpState | None,
+    resume: Resume | None,
+) -> Iterator[Row | Skipped]:
     csv.field_size_limit(max(1 << 20, (max_bytes or 0) + 1))
-    with open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
+    b, tee = _open(path, state, resume)
+    # utf-8-sig drops a byte-order mark, which only the file's start can hold
+    with io.TextIOWrapper(b, encoding="utf-8" if resume else "utf-8-sig", errors="replace", newline="") as f:
+        reader = csv.DictReader(f, fieldnames=resume.state.keys if resume is not None else None)
+        header = list(reader.fieldnames or [])
         cols = _pick(list(header), mapping)
         if cols["text"] is None:
             raise DumpError(
                 f"{path.name} has no text column (found: {', '.join(header[:20]) or 'none'}): name it "
                 f"with --columns text=COLUMN"
             )
-        n = 0
+        n = resume.state.lines if resume is not None else 0
         while True:
             try:
                 values = next(reader)
@@ -188,9 +302,11 @@ def _csv(path: Path, mapping: dict[str, str], key: str, max_bytes: int | None) -
             n += 1
             raw = json.dumps(values, sort_keys=True, ensure_ascii=False).encode()
             yield _row(values, cols, n, raw, key, max_bytes)
+        tee.finish()
+    tee.state.lines, tee.state.keys = n, header
 
 
-def _feed(path: Path, key: str, max_bytes: int | None) -> Iterator[Row | Skipped]:
+def _feed(path: Path, key: str, max_bytes: int | None, state: DumpState | None) -> Iterator[Row | Skipped]:
     """RSS/Atom (feedparser): the full text from content:encoded when there is
     one, else the summary; the item's link, date and author; the feed's title
     as the outlet."""
@@ -198,7 +314,10 @@ def _feed(path: Path, key: str, max_bytes: int | None) -> Iterator[Row | Skipped
 
     from index_build.readers import html_to_text
 
-    parsed = feedparser.parse(path.read_bytes())
+    data = path.read_bytes()
+    if state is not None:
+        state.bytes, state.sha256, state.ends_line = len(data), hashlib.sha256(data).hexdigest(), data.endswith(b"\n")
+    parsed = feedparser.parse(data)
     if not parsed.entries and parsed.get("bozo"):
         raise DumpError(f"{path.name} is not an RSS or Atom feed ({parsed.get('bozo_exception')})")
     outlet = parsed.feed.get("title")

@@ -85,6 +85,16 @@ def temp_dir(index_dir: Path) -> Path:
     return tmp
 
 
+def write_error(index_dir: Path, e: BaseException) -> BuildError:
+    """The one-line error of a failed write (disk full, permissions), saying the previous index is intact."""
+    text = str(e).strip()
+    why = getattr(e, "strerror", None) or (text.splitlines()[0] if text else type(e).__name__)
+    return BuildError(
+        f"cannot write the new index beside {index_dir} ({why}); nothing was changed, the previous "
+        "index is as it was: free some disk space (or fix the folder's permissions) and build again"
+    )
+
+
 def fsync_tree(root: Path) -> None:
     for dirpath, _, files in os.walk(root):
         for name in files:

@@ -31,6 +31,9 @@ class BuildReport:
     precision: str = "fp32"
     bf16_min_cosine: float | None = None
     stale_temp_dirs_removed: int = 0
+    # articles added by appending the new rows of grown dumps to the previous
+    # index (index_build.append); None when the build read every file
+    appended: int | None = None
     vector_store: str = "faiss"  # where the sentence vectors are searched (qa.vector_store)
     seconds: float = 0.0
 
@@ -71,6 +74,7 @@ class BuildReport:
                 self.precision
                 + (f" (min cosine to fp32 {self.bf16_min_cosine:.5f})" if self.bf16_min_cosine is not None else ""),
             ),
+            *([("appended to the previous index", f"{self.appended} articles")] if self.appended is not None else []),
             ("seconds", f"{self.seconds:.2f}"),
             ("unique sentences/s", f"{self.sentences_per_second:.1f}"),
         ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +121,31 @@ class Manifest:
     # {"kind": "faiss"} = sentences.faiss here; {"kind": "milvus", "uri",
     # "alias", "collection", "index", "rows"} = that Milvus collection
     store: dict[str, Any] = field(default_factory=dict)
+    # dump path (as in `files`) -> where its read ended (index_build.dumps.DumpState:
+    # bytes, sha256, lines, keys, ends_line) and its row counts (articles,
+    # rows_skipped, first_skipped): how a later build finds that a dump only grew
+    # and reads just its new rows (index_build.append); absent in older indexes
+    dumps: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
         """What meta.sqlite's index_info holds (as text)."""
         return {k: json.dumps(getattr(self, k)) for k in IDENTITY_FIELDS}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False, sort_keys=False)
+        """Indented for people, but `files` and `dumps` (one entry per article
+        or dump: 100,000 in a big dump) one compact entry a line, written by
+        json's C encoder: indenting them all took seconds (docs/performance.md,
+        "Dumps")."""
+        parts = []
+        compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+        for f in fields(self):
+            key, value = json.dumps(f.name), getattr(self, f.name)
+            if f.name in ("files", "dumps") and isinstance(value, dict) and value:
+                rows = ",\n".join(f"    {compact(k)}: {compact(v)}" for k, v in value.items())
+                parts.append(f"  {key}: {{\n{rows}\n  }}")
+            else:
+                parts.append(f"  {key}: " + json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+        return "{\n" + ",\n".join(parts) + "\n}"
 
     @classmethod
     def read(cls, index_dir: Path) -> "Manifest":
@@ -180,6 +198,7 @@ class Manifest:
             "build_id": str,
             "vector_index": dict,
             "store": dict,
+            "dumps": dict,
         }
         out = [f"{k} must be a {t.__name__}" for k, t in want.items() if not isinstance(getattr(self, k), t)]
         out += self.vector_index_problems()
