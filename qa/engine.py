@@ -134,10 +134,13 @@ def _warm_memos(ref: "weakref.ref[Engine]") -> None:
 # report's comes first ("How many have died so far?" across a week of reports).
 _LATEST = re.compile(r"\b(so far|now|latest|currently|current|most recent|to date|as of today|these days)\b", re.I)
 # two reports of the same statement with other figures ("the toll rose to 12
-# on Monday" / "... to 31 on Friday": cosine 0.78), each scoring at least a
-# tenth of the best: no evaluation set holds such questions yet, so these are
-# set on written examples (tests/test_metadata.py), not measured
-SAME_STATEMENT = 0.7
+# on Monday" / "... to 31 on Friday": cosine 0.78; BBC: "The Aviator has
+# taken $75m so far" / "... The Aviator, which has taken $90m in the US":
+# 0.61), each scoring at least a tenth of the best: no evaluation set holds
+# such questions yet (8 of the news suite's 356 ask about the present, none
+# over dated reports of one statement), so these are set on written examples
+# and two real BBC stories (tests/test_metadata.py), not measured
+SAME_STATEMENT = 0.6
 SAME_STATEMENT_SCORE = 0.1
 
 

@@ -238,6 +238,50 @@ def test_a_question_about_now_puts_the_newest_report_first(dated_index) -> None:
     assert view.index("6 May 2024") < view.index("rose to 12") < view.index("10 May 2024") < view.index("rose to 31")
 
 
+# Real BBC reports of one statement at two moments (BBC files carry no dates, so the dump gives them): the
+# Aviator's takings ($75m, then $90m) and the tsunami's toll (100,000 in Indonesia; 140,000 in all).
+_STORIES = ("entertainment/053", "entertainment/363", "business/411", "politics/208")
+_QUESTIONS = {
+    "How much money has The Aviator taken so far?": ("The Aviator has taken $75m", "which has taken $90m"),
+    "How many people has the tsunami killed so far?": ("more than 100,000 people", "94,000 of the 140,000"),
+}
+
+
+def _bbc_dump(folder: Path, dates: dict[str, str]) -> Path:
+    from tests.conftest import bench_path
+
+    bbc = bench_path("bbc")
+    files = sorted((bbc / "entertainment").glob("*.txt"))[:30] + [bbc / f"{s}.txt" for s in _STORIES]
+    folder.mkdir(parents=True)
+    with open(folder / "bbc.jsonl", "w", encoding="utf-8") as out:
+        for p in dict.fromkeys(files):
+            key = f"{p.parent.name}/{p.stem}"
+            title, _, body = p.read_text(encoding="utf-8", errors="replace").partition("\n")
+            row = {"id": key.replace("/", "-"), "headline": title.strip(), "body": body.strip()}
+            out.write(json.dumps({**row, "date": dates.get(key, "2004-11-01"), "source": "BBC News"}) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("newer", [0, 1])
+def test_real_reports_of_a_statement_come_newest_first_when_asked_about_now(newer: int, tmp_path: Path) -> None:
+    import qa
+    from index_build import build
+    from qa.config import BuildConfig
+
+    # each story's two reports dated one way round, then the other: the order must follow the dates
+    early, late = ("2005-01-05", "2005-01-20") if newer else ("2005-01-20", "2005-01-05")
+    dates = {"entertainment/053": early, "business/411": early, "entertainment/363": late, "politics/208": late}
+    src = _bbc_dump(tmp_path / "src", dates)
+    build([src], tmp_path / "index", BuildConfig(progress=False), log=lambda m: None)
+    engine = qa.load(tmp_path / "index", warm=False)
+    for q, reports in _QUESTIONS.items():
+        res = engine.ask(q)
+        first_two = [a.text for a in res.answers[:2]]
+        assert res.found and all(any(r in t for t in first_two) for r in reports), (q, first_two)
+        assert reports[newer] in first_two[0], (q, first_two)
+        assert res.answers[0].sources[0].published == "2005-01-20"
+
+
 def test_the_command_line_filters_and_says_when_nothing_matches(dated_index) -> None:
     index = str(dated_index[0])
     ok = subprocess.run(
