@@ -5,7 +5,9 @@ incremental rebuild after adding rows.
 
 The dump repeats the 2,225 BBC articles under new ids and dates (their text
 repeats, so embedding stays cheap and the run measures reading, dedup,
-metadata and writing).  Each build runs as `python -m index_build` in a
+metadata and writing).  The rows added first repeat BBC text too; then as
+many rows of text no row holds (SQuAD dev paragraphs) are added, which the
+build must encode: what a day's new articles cost.  Each build runs as `python -m index_build` in a
 child process that reports its own peak RSS (the build's or an encoder
 worker's, whichever is larger).  Targets (issue 27):
 peak RSS under 2 GB at 100,000 rows, and adding 100 rows rebuilds in under 5%
@@ -62,6 +64,17 @@ _CHILD = (
 )
 
 
+def write_new_text(paragraphs: Path, out: Path, rows: int, start: int) -> int:
+    """Append `rows` rows of text the dump does not hold yet (SQuAD dev paragraphs)."""
+    n = 0
+    with open(paragraphs, encoding="utf-8") as src, open(out, "a", encoding="utf-8") as f:
+        for i, line in zip(range(start, start + rows), src):
+            p = json.loads(line)
+            row = {"id": f"n{i}", "headline": p["title"].replace("_", " "), "body": p["context"]}
+            n += f.write(json.dumps({**row, "date": "2016-01-01", "source": "Wikipedia"}) + "\n")
+    return n
+
+
 def run_build(dump_dir: Path, index: Path, full: bool) -> dict:
     cmd = [sys.executable, "-c", _CHILD, str(dump_dir), "--index", str(index), "--json", "--no-progress"]
     if full:
@@ -80,6 +93,7 @@ def run_build(dump_dir: Path, index: Path, full: bool) -> dict:
         "documents": report["documents"],
         "unique_sentences": report["unique_sentences"],
         "sentences_embedded": report["sentences_embedded"],
+        "appended": report.get("appended"),
     }
 
 
@@ -88,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--add", type=int, default=100)
     p.add_argument("--bbc", type=Path, default=REPO.parent / "shared" / "bench" / "bbc")
+    p.add_argument(
+        "--paragraphs",
+        type=Path,
+        default=REPO.parent / "shared" / "bench" / "squad_v1.1" / "squad_dev_v1.1_paragraphs.jsonl",
+    )
     p.add_argument("--work", type=Path, default=Path("/tmp/source-qa-dump-bench"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -101,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     full = run_build(dump_dir, index, full=True)
     write_dump(args.bbc, dump, args.add, start=args.rows)
     inc = run_build(dump_dir, index, full=False)
+    write_new_text(args.paragraphs, dump, args.add, start=args.rows + args.add)
+    new = run_build(dump_dir, index, full=False)
     out = {
         "rows": args.rows,
         "dump_mb": round(size / 2**20, 1),
@@ -108,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "added_rows": args.add,
         "incremental": inc,
         "incremental_share": round(inc["seconds"] / full["seconds"], 3),
+        "incremental_new_text": new,
+        "incremental_new_text_share": round(new["seconds"] / full["seconds"], 3),
     }
     if args.json:
         print(json.dumps(out, indent=1))
@@ -120,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"+{args.add} rows: incremental build {inc['seconds']} s = {out['incremental_share']:.1%} of the full "
             f"build (target < 5%), {inc['sentences_embedded']} sentences embedded"
+        )
+        print(
+            f"+{args.add} rows of new text: {new['seconds']} s = {out['incremental_new_text_share']:.1%} of the full "
+            f"build, {new['sentences_embedded']} sentences embedded"
         )
     return 0
 
