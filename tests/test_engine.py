@@ -243,12 +243,13 @@ def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
     assert len(r["answered_unanswerable"]) <= 2, report
     assert len(r["refused_answerable"]) <= 5, report
     assert r["topic_shift_accuracy"] == 1.0, report
-    assert r["hit@3"] >= 0.95 and r["hit@1"] >= 0.86 and r["followup_accuracy"] >= 0.9, report
+    # hit@3 0.953 -> 0.930 for +0.092 news test hit@1 (the within-article step, docs/evaluation.md)
+    assert r["hit@3"] >= 0.93 and r["hit@1"] >= 0.86 and r["followup_accuracy"] >= 0.9, report
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 3 targets not reached yet: seeds hit@1 0.86 (>= 0.93), hit@3 0.95 (1.0), "
+    reason="issue 3 targets not reached yet: seeds hit@1 0.86 (>= 0.93), hit@3 0.93 (1.0), "
     "5 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)",
 )
 def test_seeds_gold_targets(seed_index: Path) -> None:
@@ -336,3 +337,55 @@ def test_a_question_naming_a_year_is_answered_by_that_years_sentence(tmp_path) -
     # and a follow-up that swaps the year gets the other one, not the sentence just shown second-guessed
     follow = engine.ask("And in 2022?", history=[q])
     assert "13,000" in follow.answers[0].text, [a.text for a in follow.answers]
+
+
+# Questions of the news suite's tune half (qa/eval/news_gold.json) whose answer the fused order puts behind a
+# sentence of the same article that only names the subject; (article, question, the answer's words)
+_NAMED_SUBJECT = [
+    ("entertainment/267", "How many tickets were on sale for T in the Park 2005?", "all 130,000 for the two-day event"),
+    ("entertainment/214", "Who stars in Cherished, the BBC drama about Angela Cannings?", "Sarah Lancashire and Timothy Spall"),
+    ("business/315", "When was the joint venture between Scottish and Newcastle and United Breweries actually set up?",
+     "established in May 2003"),
+    ("business/008", "Why does India's finance minister Chidambaram back letting currencies float freely?",
+     "cope with economic shocks"),
+    ("politics/208", "How many people had the tsunami killed in Indonesia when Britain offered the Gurkhas?",
+     "94,000 of the 140,000"),
+    ("entertainment/053", "Why would US cinema attendance normally be low on the weekend Boogeyman opened?",
+     "Super Bowl weekend"),
+    ("sport/126", "Which manager could have replaced Ian McCall at Dundee United?", "Sheffield Wednesday manager Paul Sturrock"),
+]  # fmt: skip
+
+
+def test_inside_the_article_the_sentence_that_answers_beats_the_one_that_names(tmp_path) -> None:
+    """A question names its subject; inside the article about it, the answer
+    seldom repeats the names while the sentence introducing the subject holds
+    them all.  Real BBC articles, with 30 others around them."""
+    import shutil
+
+    import qa
+    from index_build import build
+    from qa.config import BuildConfig
+    from qa.engine import _unnamed
+    from tests.conftest import bench_path
+
+    assert _unnamed("Where was Yoshiaki Tsutsumi picked up by the authorities?") == (
+        "Where was it picked up by the authorities?"
+    )
+    assert _unnamed("How many people live there?") is None  # no name: the question stands as it is
+
+    src = tmp_path / "src"
+    src.mkdir()
+    bbc = bench_path("bbc")
+    others = [p for topic in ("business", "entertainment", "politics", "sport", "tech")
+              for p in sorted((bbc / topic).glob("*.txt"))[:6]]  # fmt: skip
+    for p in [bbc / f"{a}.txt" for a, _, _ in _NAMED_SUBJECT] + others:
+        shutil.copy(p, src / f"{p.parent.name}-{p.name}")
+    build([src], tmp_path / "index", BuildConfig(progress=False), log=lambda m: None)
+    engine = qa.load(tmp_path / "index", warm=False)
+    fused, asked = [], []
+    for article, q, answer in _NAMED_SUBJECT:
+        fused.append(answer in engine._scored(engine.resolve(q, []))[3][0])
+        top = engine.ask(q).answers[0]
+        asked.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))
+    assert sum(fused) <= 1, f"the fused order alone answers these: {fused}"  # what the rule is for
+    assert sum(asked) == len(_NAMED_SUBJECT), asked
