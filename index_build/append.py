@@ -64,6 +64,15 @@ class Growth:
     resume: dumps.Resume
 
 
+@dataclass
+class Plan:
+    """What an append build does: the dumps that grew (possibly none), and the
+    files still unusable as they were last time (skipped again)."""
+
+    growths: list[Growth]
+    unreadable: list[tuple[Path, str]]
+
+
 def plan(
     files: list[docs_mod.SourceFile],
     index_dir: Path,
@@ -72,13 +81,16 @@ def plan(
     model_id: str,
     store: StoreSpec,
     package_version: str,
-) -> list[Growth] | None:
+) -> Plan | None:
     """The dumps that grew (possibly none) when nothing else changed since
     `old`; None when the build must read everything: any setting changed, a
     file added, removed or edited, a dump that shrank or changed before its
-    end, a feed that grew, an index from before dumps were recorded."""
+    end, a feed that grew, an index from before dumps were recorded.  A file
+    unusable last time and unchanged since is no change."""
     if not old.dumps or store.kind != FAISS or cfg.ray or cfg.passage_embedding != "mean":
         return None
+    if cfg.strict and old.unreadable:
+        return None  # --strict makes them an error, which the ordinary path raises
     lex = cfg.lexical
     same_settings = (
         old.model == model_id
@@ -96,6 +108,7 @@ def plan(
         return None
     single = {f["path"]: (doc_id, f) for doc_id, f in old.files.items() if f.get("path") not in old.dumps}
     growths: list[Growth] = []
+    unreadable: list[tuple[Path, str]] = []
     seen_dumps, seen_files = 0, 0
     for src in files:
         name = docs_mod.readable_name(str(src.path))
@@ -117,6 +130,13 @@ def plan(
                         return None
                     growths.append(Growth(src, dumps.Resume(state, hasher)))
                 continue
+            bad = old.unreadable.get(name)
+            if bad is not None:
+                data = src.path.read_bytes()
+                if len(data) != bad.get("bytes") or hashlib.sha256(data).hexdigest() != bad.get("sha256"):
+                    return None  # it changed: it may be readable now
+                unreadable.append((src.path, str(bad.get("reason", "unusable"))))
+                continue
             known = single.get(name)
             if known is None or known[0] != src.doc_id or dumps.is_dump(src.path):
                 return None
@@ -128,7 +148,11 @@ def plan(
             return None
     if seen_dumps != len(old.dumps) or seen_files != len(single):
         return None  # a file of the previous index is gone
-    return growths
+    return Plan(growths, unreadable)
+
+
+def _name(path: Path) -> str:
+    return docs_mod.readable_name(str(path))
 
 
 def _prefix_hash(path: Path, n: int):
@@ -146,7 +170,7 @@ def _prefix_hash(path: Path, n: int):
 
 
 def append(
-    growths: list[Growth],
+    plan: Plan,
     files: list[docs_mod.SourceFile],
     index_dir: Path,
     old: fmt.Manifest,
@@ -155,10 +179,10 @@ def append(
     log: Callable[[str], None],
     t0: float,
 ) -> None:
-    """Read the new rows of `growths`, add them to a copy of the index at
+    """Read the new rows of `plan`'s dumps, add them to a copy of the index at
     `index_dir` and publish it (the caller holds the build lock).  Fills
     `report` with the totals of the grown index."""
-    new_docs, states = _read_new_rows(growths, old, cfg, report, log)
+    new_docs, states = _read_new_rows(plan.growths, old, cfg, report, log)
     n_docs, n_unique = old.counts["documents"], old.counts["unique_sentences"]
     answers = [
         (n_docs + i, n, d.sentence_text(n))
@@ -258,6 +282,7 @@ def append(
                 "documents": {"file": fmt.DOC_VECTORS, "rows": counts["documents"]},
             },
             dumps={**old.dumps, **states},
+            unreadable={name: old.unreadable[name] for name in map(_name, (p for p, _ in plan.unreadable))},
             build_id=uuid.uuid4().hex,
         )
         _write_identity(tmp, manifest)

@@ -109,7 +109,7 @@ def build(
         )
         report.stale_temp_dirs_removed = publish.remove_stale(index_dir)
         if growth is not None and reuse is not None:  # only rows appended to dumps: add them to a copy
-            for path, reason in skipped:
+            for path, reason in skipped + growth.unreadable:
                 _skip(report, cfg, path, reason, log)
             try:
                 append.append(growth, files, index_dir, reuse, cfg, report, log, t0)
@@ -134,6 +134,7 @@ def build(
             stack.callback(pool.close)
 
         documents, dump_states = _read_sources(files, skipped, index_dir, old, cfg, report, log)
+        unreadable = _unreadable(files, report)
         _check_readable(documents, sources, cfg, report)
         dd, passages = _deduplicate(documents, cfg, report)
         try:
@@ -171,6 +172,7 @@ def build(
                 store_entry,
                 documents,
                 dump_states,
+                unreadable,
                 vocab,
                 build_id,
                 report,
@@ -239,6 +241,30 @@ def _read_sources(
         k: sum(getattr(d, k) is not None for d in documents) for k in ("published", "outlet", "author", "url")
     }
     return documents, dump_states
+
+
+def _unreadable(files: list[docs_mod.SourceFile], report: BuildReport) -> dict[str, dict]:
+    """The files found but skipped while reading (not for their type or size),
+    by path: their size, sha256 and reason, for the manifest (a later build
+    that finds them unchanged may still append to dumps: index_build.append)."""
+    import hashlib
+
+    found = {str(f.path): f for f in files}
+    out: dict[str, dict] = {}
+    for s in report.files_skipped:
+        src = found.get(s["path"])
+        if src is None:
+            continue
+        try:
+            data = src.path.read_bytes()
+        except OSError:
+            continue  # gone or unreadable: a later build reads everything
+        out[docs_mod.readable_name(str(src.path))] = {
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "reason": s["reason"],
+        }
+    return out
 
 
 def _check_readable(
@@ -428,6 +454,7 @@ def _write_index(
     store_entry: dict | None,
     documents: list[docs_mod.Document],
     dump_states: dict[str, dict],
+    unreadable: dict[str, dict],
     vocab: int,
     build_id: str,
     report: BuildReport,
@@ -455,6 +482,7 @@ def _write_index(
         )
         manifest.vector_index = vector_index
         manifest.dumps = dump_states
+        manifest.unreadable = unreadable
         if store_entry is not None:
             manifest.store = store_entry
         _write_identity(tmp, manifest)

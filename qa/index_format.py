@@ -126,6 +126,9 @@ class Manifest:
     # rows_skipped, first_skipped): how a later build finds that a dump only grew
     # and reads just its new rows (index_build.append); absent in older indexes
     dumps: dict[str, Any] = field(default_factory=dict)
+    # path -> bytes, sha256, reason of each file found but unusable (skipped while
+    # reading): unchanged, it does not stop a later build from appending to dumps
+    unreadable: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
         """What meta.sqlite's index_info holds (as text)."""
@@ -140,7 +143,7 @@ class Manifest:
         compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
         for f in fields(self):
             key, value = json.dumps(f.name), getattr(self, f.name)
-            if f.name in ("files", "dumps") and isinstance(value, dict) and value:
+            if f.name in ("files", "dumps", "unreadable") and isinstance(value, dict) and value:
                 rows = ",\n".join(f"    {compact(k)}: {compact(v)}" for k, v in value.items())
                 parts.append(f"  {key}: {{\n{rows}\n  }}")
             else:
@@ -199,6 +202,7 @@ class Manifest:
             "vector_index": dict,
             "store": dict,
             "dumps": dict,
+            "unreadable": dict,
         }
         out = [f"{k} must be a {t.__name__}" for k, t in want.items() if not isinstance(getattr(self, k), t)]
         out += self.vector_index_problems()

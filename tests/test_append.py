@@ -232,3 +232,20 @@ def test_new_rows_that_cannot_be_read_alone_send_the_build_the_ordinary_way(
     assert rep.appended is None and rep.documents == 7
     full = _build(src, tmp_path / "full", full=True, **cols)
     assert _contents(tmp_path / "index") == _contents(tmp_path / "full") and full.documents == 7
+
+
+def test_a_file_unusable_last_time_and_unchanged_does_not_stop_appending(tmp_path: Path) -> None:
+    src = _sources(tmp_path)
+    (src / "broken.txt").write_bytes(b"\x00\x01\x02 not text \x00" * 50)
+    cols = {"columns": {"text": "story_text", "published": "pub", "id": "story_id"}}
+    first = _build(src, tmp_path / "index", **cols)
+    assert [s["path"] for s in first.files_skipped] == [str(src / "broken.txt")]
+    _grow(src)
+    rep = _build(src, tmp_path / "index", **cols)
+    assert rep.appended == 3
+    assert rep.files_skipped == first.files_skipped  # reported again, with its reason
+    with open(src / "wire.jsonl", "a", encoding="utf-8") as f:
+        f.write(_line({**NEW_ROWS[0], "id": "c9", "body": "The ferry company ordered two electric boats today."}))
+    (src / "broken.txt").write_text("Title: Fixed\n\nThe broken file now holds a readable story about the harbour.\n")
+    fixed = _build(src, tmp_path / "index", **cols)
+    assert fixed.appended is None and not fixed.files_skipped  # it changed: everything is read, and it is found
