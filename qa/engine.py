@@ -205,6 +205,29 @@ def _unnamed(question: str) -> str | None:
     return out
 
 
+def within_article_order(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray | None:
+    """A new order of candidates (`score`: their answer scores, best first;
+    `docs`: each one's article; `cos`: each one's cosine to the question with
+    its names as "it", see `_unnamed`) in which the best SUBJECT_DEPTH that
+    share the best one's article change places among themselves by score and
+    cosine, the others keeping theirs; None: the order stands.  A function of
+    arrays, so the SQuAD suite's product metric applies it as `ask` does."""
+    n = min(len(score), SUBJECT_DEPTH)
+    if n < 2 or SUBJECT_WEIGHT <= 0:
+        return None
+    same = docs[:n] == docs[0]
+    if same.sum() < 2:
+        return None
+    slots = np.flatnonzero(same)
+    key = np.log(np.maximum(score[slots], 1e-6)) + SUBJECT_WEIGHT * cos[slots]
+    mine = slots[np.argsort(-key, kind="stable")]
+    if (mine == slots).all():
+        return None
+    order = np.arange(len(score))
+    order[slots] = mine
+    return order
+
+
 def _says(sentence: str, question: str) -> bool:
     """Does `sentence` hold every one of `question`'s own content words (at
     least two, by stem)?"""
@@ -709,30 +732,21 @@ class Engine:
         return texts[0] if len(score) else None
 
     def _within_article(self, question: str, ids: np.ndarray, score: np.ndarray, vecs: np.ndarray) -> np.ndarray | None:
-        """A new order of the candidates (best first) when the best one's article holds others among the best
-        SUBJECT_DEPTH that the question read without its names matches better (see `_unnamed`); None: the
-        order stands."""
+        """`within_article_order` of these candidates for `question`; None when
+        it names nothing, or the order stands."""
         n = min(len(ids), SUBJECT_DEPTH)
-        if n < 2 or SUBJECT_WEIGHT <= 0:
-            return None
-        docs = self.docs.sent_docs[self.docs.sent_doc_ptr[ids[:n]]]
-        same = docs == docs[0]
-        if same.sum() < 2:
+        if n < 2:
             return None
         unnamed = _unnamed(question)
         if unnamed is None:
             return None
-        v = self._embed([unnamed])[0]
-        slots = np.flatnonzero(same)
-        cos = np.asarray(vecs[slots], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
-        key = np.log(np.maximum(score[slots], 1e-6)) + SUBJECT_WEIGHT * cos
-        mine = slots[np.argsort(-key, kind="stable")]
-        if (mine == slots).all():
+        docs = self.docs.sent_docs[self.docs.sent_doc_ptr[ids[:n]]]
+        if (docs == docs[0]).sum() < 2:
             return None
-        # the article's candidates change places among themselves; the others keep theirs
-        order = np.arange(len(ids))
-        order[slots] = mine
-        return order
+        v = self._embed([unnamed])[0]
+        cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
+        order = within_article_order(score[:n], docs, cos)
+        return None if order is None else np.r_[order, np.arange(n, len(ids))]
 
     @property
     def threshold(self) -> float:

@@ -389,3 +389,15 @@ def test_inside_the_article_the_sentence_that_answers_beats_the_one_that_names(t
         asked.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))
     assert sum(fused) <= 1, f"the fused order alone answers these: {fused}"  # what the rule is for
     assert sum(asked) == len(_NAMED_SUBJECT), asked
+
+
+def test_within_article_order_moves_only_the_best_answers_article() -> None:
+    from qa.engine import within_article_order
+
+    score = np.array([0.9, 0.3, 0.2, 0.1])
+    docs = np.array([1, 1, 2, 1])
+    cos = np.array([0.0, 0.1, 0.9, 0.3])
+    # article 1's candidates re-ranked by log-score + weight x cosine; article 2's keeps its place
+    assert within_article_order(score, docs, cos).tolist() == [3, 1, 2, 0]
+    assert within_article_order(score, np.array([1, 2, 3, 4]), cos) is None  # nothing else from its article
+    assert within_article_order(score, docs, np.zeros(4)) is None  # nothing to move

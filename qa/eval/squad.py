@@ -170,9 +170,13 @@ def collect(engine, qs: list[Question]) -> list[dict]:
     Candidate sets do not depend on the fusion weights, so one pass serves
     fitting and every scoring variant.
     """
+    from qa.engine import _unnamed
     from qa.followup import resolve
+    from qa.fusion import question_type
 
     engine.prime([q.text for q in qs])
+    unnamed = {q.text: _unnamed(q.text) for q in qs}
+    engine.prime([u for u in unnamed.values() if u is not None])
     src_docs: dict[int, set[int]] = {}
     for d, s in engine.data.db.execute("SELECT doc_idx, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL"):
         src_docs.setdefault(s, set()).add(d)
@@ -192,7 +196,9 @@ def collect(engine, qs: list[Question]) -> list[dict]:
 
     for q in qs:
         r = resolve(q.text, [])
-        ids, _, X, _, texts = engine.score_candidates(r)
+        ids, _, X, vecs, texts = engine.score_candidates(r)
+        u = unnamed[q.text]
+        uvec = engine._embed([u])[0] if u is not None else None
         hit = np.array(
             [
                 q.is_hit(t)
@@ -209,6 +215,10 @@ def collect(engine, qs: list[Question]) -> list[dict]:
             "X": X,
             "hit": hit,
             "texts": texts,
+            # what `Engine._within_article` reads: each candidate's article and cosine to the unnamed question
+            "docs": engine.docs.sent_docs[engine.docs.sent_doc_ptr[ids]],
+            "ucos": None if uvec is None else np.asarray(vecs, dtype=np.float32) @ uvec,
+            "qtype": question_type(r.type_text),
             "hX": hX,
             **read(ids, texts),
             **{f"h{k}": v for k, v in read(h_ids, h_texts).items()},
@@ -269,12 +279,22 @@ def _top_score(model, X: np.ndarray, question: str, rerank=None, read=None, lead
 
 
 def _order(model, r: dict, rerank=None) -> np.ndarray:
-    """The engine's order of a row's candidates (fused, then the second stage)."""
-    order = np.argsort(-model.score(r["X"]), kind="stable")
-    if rerank is None or "read" not in r:
-        return order
-    second, _ = rerank.rerank(model.score(r["X"])[order], r["read"], r["lead"][order])
-    return order[second]
+    """The engine's order of a row's candidates (fused, then the second stage),
+    and the re-ranking inside the best answer's article, as `Engine._ask`
+    applies it (qa.engine.within_article_order)."""
+    from qa.engine import within_article_order
+
+    prob = model.score(r["X"])
+    order = np.argsort(-prob, kind="stable")
+    if rerank is not None and "read" in r:
+        second, _ = rerank.rerank(prob[order], r["read"], r["lead"][order])
+        return order[second]
+    if r.get("ucos") is not None and hasattr(model, "answer_scores"):
+        scores = model.answer_scores(prob[order], r["X"][order], r["qtype"])
+        inside = within_article_order(scores, r["docs"][order], r["ucos"][order])
+        if inside is not None:
+            order = order[inside]
+    return order
 
 
 def metrics(rows: list[dict], model, rerank=None) -> dict:
