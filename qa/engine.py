@@ -185,7 +185,8 @@ def _agree_years(question: str, texts: list[str]) -> np.ndarray | None:
 # in a van outside one of his Prince hotels"), while the sentence that introduces the subject holds them all and
 # outranks it.  So, among the best SUBJECT_DEPTH candidates, the ones from the best one's article are ranked again
 # with the question read with its names as pronouns ("Where was it picked up by the authorities?"): what it asks
-# about the subject, which the names cannot tell apart inside an article about that subject.
+# about the subject, which the names cannot tell apart inside an article about that subject.  Measured, with
+# what it costs: docs/evaluation.md, "Inside the article".
 SUBJECT_DEPTH = 10
 SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed question (flat from 12 to 24 on news tune)
 # a run of capitalised words not at the question's start ("Bharrat Ramdehol", "Lake Berryessa", "Aisha's Salon
@@ -193,7 +194,7 @@ SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed quest
 _NAME_RUN = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|von)\s+)?[A-Z][\w'’.-]*)*(?:['’]s\b)?")
 
 
-def _unnamed(question: str) -> str | None:
+def unnamed_question(question: str) -> str | None:
     """`question` (its first sentence: a follow-up's query carries terms after it) with each name as "it";
     None when it names nothing or too little is left to ask."""
     q = question.strip()
@@ -208,7 +209,7 @@ def _unnamed(question: str) -> str | None:
 def within_article_order(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray | None:
     """A new order of candidates (`score`: their answer scores, best first;
     `docs`: each one's article; `cos`: each one's cosine to the question with
-    its names as "it", see `_unnamed`) in which the best SUBJECT_DEPTH that
+    its names as "it", see `unnamed_question`) in which the best SUBJECT_DEPTH that
     share the best one's article change places among themselves by score and
     cosine, the others keeping theirs; None: the order stands.  A function of
     arrays, so the SQuAD suite's product metric applies it as `ask` does."""
@@ -593,7 +594,7 @@ class Engine:
         k = qmod.check_k(k)
         docs_ok, allowed = self._filter_masks(filters) if filters else (None, None)
         resolved = self.resolve(q, qmod.user_turns(history))
-        unnamed = _unnamed(resolved.query)
+        unnamed = unnamed_question(resolved.query)
         if unnamed is not None:  # encoded beside the question, in one batch (`_within_article` reads it)
             self._embed([*resolved.dense_texts, unnamed])
         ids, score, vecs, texts = self._scored(resolved, allowed)
@@ -737,7 +738,7 @@ class Engine:
         n = min(len(ids), SUBJECT_DEPTH)
         if n < 2:
             return None
-        unnamed = _unnamed(question)
+        unnamed = unnamed_question(question)
         if unnamed is None:
             return None
         docs = self.docs.sent_docs[self.docs.sent_doc_ptr[ids[:n]]]

@@ -365,13 +365,13 @@ def test_inside_the_article_the_sentence_that_answers_beats_the_one_that_names(t
     import qa
     from index_build import build
     from qa.config import BuildConfig
-    from qa.engine import _unnamed
+    from qa.engine import unnamed_question
     from tests.conftest import bench_path
 
-    assert _unnamed("Where was Yoshiaki Tsutsumi picked up by the authorities?") == (
+    assert unnamed_question("Where was Yoshiaki Tsutsumi picked up by the authorities?") == (
         "Where was it picked up by the authorities?"
     )
-    assert _unnamed("How many people live there?") is None  # no name: the question stands as it is
+    assert unnamed_question("How many people live there?") is None  # no name: the question stands as it is
 
     src = tmp_path / "src"
     src.mkdir()

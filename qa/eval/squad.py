@@ -170,12 +170,12 @@ def collect(engine, qs: list[Question]) -> list[dict]:
     Candidate sets do not depend on the fusion weights, so one pass serves
     fitting and every scoring variant.
     """
-    from qa.engine import _unnamed
+    from qa.engine import unnamed_question
     from qa.followup import resolve
     from qa.fusion import question_type
 
     engine.prime([q.text for q in qs])
-    unnamed = {q.text: _unnamed(q.text) for q in qs}
+    unnamed = {q.text: unnamed_question(q.text) for q in qs}
     engine.prime([u for u in unnamed.values() if u is not None])
     src_docs: dict[int, set[int]] = {}
     for d, s in engine.data.db.execute("SELECT doc_idx, sent_idx FROM doc_sentences WHERE sent_idx IS NOT NULL"):
