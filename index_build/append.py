@@ -285,7 +285,7 @@ def append(
             unreadable={name: old.unreadable[name] for name in map(_name, (p for p, _ in plan.unreadable))},
             build_id=uuid.uuid4().hex,
         )
-        _write_identity(tmp, manifest)
+        fmt.write_identity(tmp, manifest)
         (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
         publish.fsync_tree(tmp)
         publish.publish(tmp, index_dir)
@@ -361,26 +361,7 @@ def _write_metadata(
     """The new articles, sentences and passages, into the copy of meta.sqlite."""
     con = fmt.connect(tmp, readonly=False)
     try:
-        con.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                (
-                    n_docs + i,
-                    d.doc_id,
-                    d.title,
-                    d.path,
-                    d.text,
-                    d.sha256,
-                    d.encoding,
-                    len(d.sentences),
-                    d.published,
-                    d.outlet,
-                    d.author,
-                    d.url,
-                )  # fmt: skip
-                for i, d in enumerate(docs)
-            ),
-        )
+        con.executemany("INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", docs_mod.document_rows(docs, n_docs))
         con.executemany(
             "INSERT INTO sentences VALUES (?,?,?,?,?)",
             ((n_unique + j, u.text, text_hash(u.text), len(u.occurrences), u.variants) for j, u in enumerate(added)),
@@ -516,17 +497,6 @@ def _temp_dir(index_dir: Path) -> Path:
         return publish.temp_dir(index_dir)
     except OSError as e:
         raise publish.write_error(index_dir, e) from e
-
-
-def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
-    """This build's identity in the copied meta.sqlite, replacing the previous one's."""
-    con = fmt.connect(tmp, readonly=False)
-    try:
-        con.execute("DELETE FROM index_info")
-        con.executemany("INSERT INTO index_info VALUES (?,?)", sorted(manifest.identity().items()))
-        con.commit()
-    finally:
-        con.close()
 
 
 def _fill_report(

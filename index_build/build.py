@@ -140,7 +140,7 @@ def build(
         try:
             tmp = publish.temp_dir(index_dir)
         except OSError as e:
-            raise _write_error(index_dir, e) from e
+            raise publish.write_error(index_dir, e) from e
         build_id = uuid.uuid4().hex
         try:
             unique_texts = [u.text for u in dd.unique]
@@ -358,7 +358,7 @@ def _write_words(
         vocab = build_bm25(unique_texts, cfg.lexical, tmp / fmt.BM25_DIR)
         _write_metadata(tmp, documents, dd, passages, s_hashes, p_hashes)
     except (OSError, sqlite3.Error, RuntimeError) as e:
-        raise _write_error(index_dir, e) from e
+        raise publish.write_error(index_dir, e) from e
     return vocab
 
 
@@ -434,7 +434,7 @@ def _embed(
         try:
             write_mean_vectors(tmp / fmt.PASSAGE_VECTORS, groups, len(passages), s_vecs)
         except OSError as e:
-            raise _write_error(index_dir, e) from e
+            raise publish.write_error(index_dir, e) from e
         p_vecs = None
         p_stats = EmbedStats()
     report.passages_embedded, report.passages_reused = p_stats.encoded, p_stats.reused
@@ -485,11 +485,11 @@ def _write_index(
         manifest.unreadable = unreadable
         if store_entry is not None:
             manifest.store = store_entry
-        _write_identity(tmp, manifest)
+        fmt.write_identity(tmp, manifest)
         (tmp / fmt.MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
         publish.fsync_tree(tmp)
     except (OSError, sqlite3.Error, RuntimeError) as e:  # disk full, quota, I/O error (FAISS: RuntimeError)
-        raise _write_error(index_dir, e) from e
+        raise publish.write_error(index_dir, e) from e
 
 
 def _first_doc(dd: DedupResult) -> np.ndarray:
@@ -564,9 +564,6 @@ def _expects_new_text(files: list[docs_mod.SourceFile], old: fmt.Manifest) -> bo
     return any((docs_mod.readable_name(str(f.path)), f.size) not in known for f in files)
 
 
-_write_error = publish.write_error
-
-
 def _hash(text: str) -> str:
     from qa.textnorm import text_hash
 
@@ -604,26 +601,7 @@ def _write_metadata(
     con = fmt.connect(tmp, readonly=False)
     try:
         con.executescript(fmt.SCHEMA)
-        con.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                (
-                    i,
-                    d.doc_id,
-                    d.title,
-                    d.path,
-                    d.text,
-                    d.sha256,
-                    d.encoding,
-                    len(d.sentences),
-                    d.published,
-                    d.outlet,
-                    d.author,
-                    d.url,
-                )
-                for i, d in enumerate(documents)
-            ),
-        )
+        con.executemany("INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", docs_mod.document_rows(documents))
         con.executemany(
             "INSERT INTO sentences VALUES (?,?,?,?,?)",
             ((i, u.text, s_hashes[i], len(u.occurrences), u.variants) for i, u in enumerate(dd.unique)),
@@ -649,17 +627,6 @@ def _write_metadata(
                 for i, p in enumerate(passages)
             ),
         )
-        con.commit()
-    finally:
-        con.close()
-
-
-def _write_identity(tmp: Path, manifest: fmt.Manifest) -> None:
-    """The manifest's identity, copied into meta.sqlite: the loader refuses a
-    manifest that was edited or belongs to another build."""
-    con = fmt.connect(tmp, readonly=False)
-    try:
-        con.executemany("INSERT INTO index_info VALUES (?,?)", sorted(manifest.identity().items()))
         con.commit()
     finally:
         con.close()

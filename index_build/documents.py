@@ -60,6 +60,17 @@ class Document:
         return self.text[s.start : s.end]
 
 
+def document_rows(documents: list[Document], first_idx: int = 0) -> Iterator[tuple]:
+    """Rows of meta.sqlite's `documents` table (qa.index_format.SCHEMA), from
+    doc_idx `first_idx` on: a full build writes them all, an append build
+    (index_build.append) the new ones."""
+    for i, d in enumerate(documents, first_idx):
+        yield (
+            i, d.doc_id, d.title, d.path, d.text, d.sha256, d.encoding, len(d.sentences),
+            d.published, d.outlet, d.author, d.url,
+        )  # fmt: skip
+
+
 def discover(sources: list[Path], max_bytes: int | None = None) -> tuple[list[SourceFile], list[tuple[Path, str]]]:
     """All candidate files under `sources`, with their doc ids, plus the files
     passed over at once with the reason: unsupported types, broken or looping

@@ -90,6 +90,19 @@ CREATE TABLE index_info (              -- the manifest's identity, kept where ed
 IDENTITY_FIELDS = ("build_id", "format_version", "model", "dimension", "precision", "normalized", "max_seq_length")
 
 
+def write_identity(index_dir: Path, manifest: "Manifest") -> None:
+    """The manifest's identity into meta.sqlite's index_info, replacing any
+    earlier one (an append build starts from a copy of the previous index's):
+    the loader refuses a manifest that was edited or belongs to another build."""
+    con = connect(index_dir, readonly=False)
+    try:
+        con.execute("DELETE FROM index_info")
+        con.executemany("INSERT INTO index_info VALUES (?,?)", sorted(manifest.identity().items()))
+        con.commit()
+    finally:
+        con.close()
+
+
 @dataclass
 class Manifest:
     """What an index holds and how it was made; checked on every load."""

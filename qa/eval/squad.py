@@ -289,7 +289,7 @@ def _order(model, r: dict, rerank=None) -> np.ndarray:
     if rerank is not None and "read" in r:
         second, _ = rerank.rerank(prob[order], r["read"], r["lead"][order])
         return order[second]
-    if r.get("ucos") is not None and hasattr(model, "answer_scores"):
+    if r.get("ucos") is not None:
         scores = model.answer_scores(prob[order], r["X"][order], r["qtype"])
         inside = within_article_order(scores, r["docs"][order], r["ucos"][order])
         if inside is not None:
