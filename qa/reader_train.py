@@ -202,19 +202,26 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def news_groups(log=print) -> list[Group]:
-    """The tune half of the blind news evaluation (questions and follow-up
-    turns, read as the engine reads them)."""
+NEWS_TRAIN = Path(__file__).with_name("reader_news_questions.json")
+NEWS_WEIGHT = 2.0  # news questions in a reader's words: the product's own kind, counted twice
+
+
+def _news_gold_groups(gold: dict, keep, source: str, log=print) -> list[Group]:
+    """Groups from a news gold file (the news suite's format): every question
+    and follow-up turn that `keep(article_ids)` accepts, read as the engine
+    reads it, against the full news index (every BBC article and web page
+    competes).  An answer sentence the engine did not retrieve is taken from
+    its article: the reader must learn it too."""
     import qa
     from qa.eval import news
 
-    gold = news.load_gold()
     engine = qa.load(news.index_dir(), warm=False)
-    _, copies = news.indexed_sentences(news.index_dir())
-    out = []
+    sents, copies = news.indexed_sentences(news.index_dir())
+    out: list[Group] = []
 
     def add(question: str, history: list[str], item: dict) -> None:
         docs = {c for d in item["doc_ids"] + item.get("other_docs", []) for c in copies.get(d, [d])}
+        expect = item["expect"]
         resolved = engine.resolve(question, history)
         ids, _, _, _, texts = engine.score_candidates(resolved)
         rows = engine.sql(
@@ -225,26 +232,46 @@ def news_groups(log=print) -> list[Group]:
         cited: dict[int, set[str]] = {}
         for s, d in rows:
             cited.setdefault(s, set()).add(d)
-        pos = [
-            t for s, t in zip(ids.tolist(), texts) if any(e in t for e in item["expect"]) and cited.get(s, set()) & docs
-        ]
-        negs = _hard_negatives(texts[:40], lambda t: any(e in t for e in item["expect"]))
+        pos = [t for s, t in zip(ids.tolist(), texts) if any(e in t for e in expect) and cited.get(s, set()) & docs]
+        if not pos:
+            pos = [t for d in item["doc_ids"] for t in sents.get(d, []) if any(e in t for e in expect)]
+        negs = _hard_negatives(texts[:40], lambda t: any(e in t for e in expect))
         if pos and negs:
-            out.append(Group(resolved.query, pos, negs, "news", 2.0))
+            out.append(
+                Group(resolved.query, list(dict.fromkeys(pos)), negs, source, NEWS_WEIGHT, meta={"answers": expect})
+            )
 
     for it in gold["questions"]:
-        if news.half_of(gold, it) == "tune":
+        if keep(it["doc_ids"]):
             add(it["question"], [], it)
     for conv in gold["conversations"]:
-        if news.conversation_half(gold, conv) != "tune":
+        if not keep([d for t in conv["turns"] for d in t.get("doc_ids", [])]):
             continue
         history: list[str] = []
         for turn in conv["turns"]:
             if not turn.get("unanswerable"):
                 add(turn["question"], list(history), turn)
             history.append(turn["question"])
-    log(f"  news {len(out)} groups")
+    log(f"  {source} {len(out)} groups")
     return out
+
+
+def news_groups(log=print) -> list[Group]:
+    """The tune half of the blind news evaluation (questions and follow-up
+    turns, read as the engine reads them)."""
+    from qa.eval import news
+
+    gold = news.load_gold()
+    return _news_gold_groups(gold, lambda docs: any(gold["articles"].get(d) == "tune" for d in docs), "news", log)
+
+
+def news_train_groups(part: str, log=print) -> list[Group]:
+    """Questions written for the reader over BBC articles outside the news
+    evaluation (qa/reader_news_questions.json), from its `part` ("train", or
+    "fit": kept for the second stage and for choosing the checkpoint)."""
+    gold = json.loads(NEWS_TRAIN.read_text(encoding="utf-8"))
+    keep = lambda docs: bool(docs) and all(gold["articles"].get(d) == part for d in docs)  # noqa: E731
+    return _news_gold_groups(gold, keep, f"news-{part}", log)
 
 
 # -- training ------------------------------------------------------------------
@@ -536,14 +563,33 @@ def _cache_groups(name: str, make) -> Any:
     return data
 
 
-def mine(with_news: bool, log=print) -> tuple[list[Group], list[Group]]:
+# The mix of one training run: news questions in a reader's words are the
+# product's case, so they are repeated; SQuAD (word overlap) and CANARD
+# (follow-ups) are sampled down to keep a run under an hour on 2 cores.
+SQUAD_KEPT = 1500
+CANARD_KEPT = 800
+NEWS_REPEAT = 3
+VALIDATION_KEPT = 250  # validation groups read at each checkpoint (each costs GROUP forward passes and more)
+
+
+def mine(with_news: bool, log=print, seed: int = 0) -> tuple[list[Group], list[Group]]:
+    """(training groups, validation groups).  Validation: the news training
+    questions' "fit" part when there is one (the product's kind of question,
+    never trained on), else SQuAD's validation article."""
+
     def load(name, make):
         return [Group(**g) for g in _cache_groups(name, lambda: [asdict(g) for g in make()])]
 
+    rng = random.Random(seed)
     sq = _cache_groups("squad", lambda: [[asdict(g) for g in part] for part in squad_groups(log)])
-    train, val = [Group(**g) for g in sq[0]], [Group(**g) for g in sq[1]]
-    train += load("canard", lambda: canard_groups(log))
+    squad_train, val = [Group(**g) for g in sq[0]], [Group(**g) for g in sq[1]]
+    canard = load("canard", lambda: canard_groups(log))
+    train = rng.sample(squad_train, min(SQUAD_KEPT, len(squad_train)))
+    train += rng.sample(canard, min(CANARD_KEPT, len(canard)))
     train += own_words_groups(log)  # not cached: quick, and the file may grow
+    if NEWS_TRAIN.is_file():
+        train += news_train_groups("train", log) * NEWS_REPEAT
+        val = news_train_groups("fit", log)[:VALIDATION_KEPT] or val
     if with_news:
         train += news_groups(log)  # not cached: the gold file may change
     return train, val

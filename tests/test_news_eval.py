@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bench_path
+from tests.conftest import REPO, bench_path
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +111,34 @@ def test_copied_wording_is_caught() -> None:
         )
         == []
     )
+
+
+def test_reader_training_questions_stay_off_the_evaluation(gold) -> None:
+    """The reader's news training questions (qa/reader_news_questions.json):
+    every answer inside one answerable sentence of its article as the real
+    builder segments it, no wording copied, and not one article of the news
+    or BBC suites among them, nor a byte-identical copy of one."""
+    import json
+
+    from index_build.documents import SourceFile, load
+    from qa.eval import news
+    from qa.reader_train import NEWS_TRAIN
+
+    train = json.loads(NEWS_TRAIN.read_text(encoding="utf-8"))
+    arts = train["articles"]
+    assert len(arts) >= 400 and len(train["questions"]) >= 1000 and len(train["conversations"]) >= 60
+    assert set(arts.values()) == {"train", "fit"}
+    # "fit" (kept out of training) is chosen by the id's hash, fixed before any training
+    assert all(int(hashlib.sha1(d.encode()).hexdigest(), 16) % 4 == 0 for d, h in arts.items() if h == "fit")
+    sents = {}
+    for d in arts:
+        doc = load(SourceFile(_source_file(d), d))
+        sents[d] = [doc.sentence_text(i) for i, s in enumerate(doc.sentences) if s.is_answer]
+    assert news.check_gold(train, sents, {d: [d] for d in arts}, halves=("train", "fit")) == []
+    evaluated = set(gold["articles"])
+    for q in json.loads((REPO / "qa/eval/bbc_gold.json").read_text(encoding="utf-8")):
+        evaluated |= set(q["doc_ids"]) | set(q.get("other_docs", []))
+    sha = lambda d: hashlib.sha1(_source_file(d).read_bytes()).hexdigest()  # noqa: E731
+    evaluated_bytes = {sha(d) for d in evaluated}
+    assert not set(arts) & evaluated
+    assert not {sha(d) for d in arts} & evaluated_bytes

@@ -119,18 +119,23 @@ def indexed_sentences(index: Path) -> tuple[dict[str, list[str]], dict[str, list
 
 
 def check_gold(
-    gold: dict[str, Any], sents: dict[str, list[str]], copies: dict[str, list[str]], notes: list[str] | None = None
+    gold: dict[str, Any],
+    sents: dict[str, list[str]],
+    copies: dict[str, list[str]],
+    notes: list[str] | None = None,
+    halves: tuple[str, ...] = HALVES,
 ) -> list[str]:
     """Problems that make the gold wrong (empty list: usable).  `notes`, when
     given, collects what a writer should look at but may keep: other articles
-    whose sentences hold the same expect substring."""
+    whose sentences hold the same expect substring.  `halves`: the split's
+    names (the reader's training questions use "train" and "fit")."""
     problems: list[str] = []
     arts = gold.get("articles", {})
     for d, h in arts.items():
         if d not in sents:
             problems.append(f"article {d!r} is not in the index")
-        if h not in HALVES:
-            problems.append(f"article {d!r}: half {h!r} is not one of {HALVES}")
+        if h not in halves:
+            problems.append(f"article {d!r}: half {h!r} is not one of {halves}")
     for where, it in _items(gold):
         q = it.get("question", "")
         docs, expect = it.get("doc_ids", []), it.get("expect", [])
@@ -171,7 +176,7 @@ def check_gold(
         if conversation_half(gold, conv) is None:
             problems.append(f"conversation {c}: its turns' articles are not all in one half")
     for u, it in enumerate(gold.get("unanswerable", [])):
-        if not it.get("question") or it.get("half") not in HALVES:
+        if not it.get("question") or it.get("half") not in halves:
             problems.append(f"unanswerable {u}: needs a question and a half")
         near = it.get("near")
         if near is not None and arts.get(near) != it.get("half"):

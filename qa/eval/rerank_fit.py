@@ -85,10 +85,21 @@ def collect_squad(engine_for, log=print) -> list[Row]:
     return rows
 
 
-def collect_news(engine_for, half: str = "tune", log=print) -> list[Row]:
+def collect_news(engine_for, part: str = "tune", log=print) -> list[Row]:
+    """Rows of the news suite's tune half (part "tune") or of the reader's
+    news training questions kept out of its training (part "fit")."""
     from qa.eval import news
+    from qa.reader_train import NEWS_TRAIN
 
-    gold = news.load_gold()
+    if part == "fit":
+        gold = json.loads(NEWS_TRAIN.read_text(encoding="utf-8"))
+        gold.setdefault("unanswerable", [])
+    else:
+        gold = news.load_gold()
+
+    def in_part(docs: list[str]) -> bool:
+        return bool(docs) and all(gold["articles"].get(d) == part for d in docs)
+
     index = news.index_dir()
     engine = engine_for(index)
     _, copies = news.indexed_sentences(index)
@@ -125,10 +136,10 @@ def collect_news(engine_for, half: str = "tune", log=print) -> list[Row]:
         )
 
     for it in gold["questions"]:
-        if news.half_of(gold, it) == half:
+        if in_part(it["doc_ids"]):
             ask(it["question"], [], it, "question")
     for conv in gold["conversations"]:
-        if news.conversation_half(gold, conv) != half:
+        if not in_part([d for t in conv["turns"] for d in t.get("doc_ids", [])]):
             continue
         history: list[str] = []
         for t, turn in enumerate(conv["turns"]):
@@ -136,7 +147,7 @@ def collect_news(engine_for, half: str = "tune", log=print) -> list[Row]:
                 ask(turn["question"], list(history), None if turn.get("unanswerable") else turn, "followup")
             history.append(turn["question"])
     for it in gold["unanswerable"]:
-        if it["half"] == half:
+        if it.get("half") == part:
             ask(it["question"], [], None, "unanswerable")
     log(f"  news {len(rows)} rows")
     return rows
@@ -247,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reader", type=Path, default=None, help="reader model directory (default: the packaged one)")
     ap.add_argument("--news-share", type=float, default=1.0, help="news rows' total weight against SQuAD's")
     ap.add_argument("--out", type=Path, default=None, help="weights file (default: qa/rerank_weights.json)")
+    ap.add_argument(
+        "--news",
+        nargs="+",
+        default=["fit"],
+        choices=["fit", "tune"],
+        help="news rows: the reader's held-out training questions (fit) and/or the suite's tune half",
+    )
     ap.add_argument("--dry-run", action="store_true", help="report, write nothing")
     args = ap.parse_args(argv)
     from qa.engine import Engine
@@ -261,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return e
 
     t0 = time.perf_counter()
-    rows = collect_squad(engine_for) + collect_news(engine_for)
+    rows = collect_squad(engine_for) + [r for part in args.news for r in collect_news(engine_for, part)]
     print(f"collected {len(rows)} rows in {time.perf_counter() - t0:.0f} s", flush=True)
     _weights(rows, args.news_share)
     print("fused ranking alone:", json.dumps(metrics(rows)), flush=True)
