@@ -535,14 +535,19 @@ well the sentence answers it (qa/reader.py; used by qa/rerank.py).
   - {info["train_groups"].get("own-words", 0)} questions written for this reader in a user's own words (no run of
     four words shared with the answer sentence) over six of those SQuAD articles (qa/reader_questions.json),
     counted {OWN_WORDS_WEIGHT:g}x.
-  - Not used: INSCIT (no licence stated) and the news evaluation's articles (BBC and saved
-    web pages, licensed for evaluation only).
+  - {info["train_groups"].get("news-train", 0) // NEWS_REPEAT} questions and follow-up turns written in a
+    reader's own words over the "train" articles of qa/reader_news_questions.json (BBC News articles of the
+    Greene & Cunningham dataset, outside both news evaluation suites; the BBC holds their copyright and the
+    dataset is offered for research use: the repository stores the questions and short answer substrings, never
+    the texts), repeated {NEWS_REPEAT}x and counted {NEWS_WEIGHT:g}x; the "fit" articles chose the checkpoint.
+  - Sampled: {SQUAD_KEPT} SQuAD and {CANARD_KEPT} CANARD groups (seed {info["seed"]}).
+  - Not used: INSCIT (no licence stated) and the news evaluation's articles (either half).
 - **Objective**: softmax cross-entropy over each group; AdamW, lr {info["lr"]}, linear warm-up
   and decay, {info["steps"]:,} steps of {GROUPS_PER_STEP} groups, seed {info["seed"]}.
 - **Training time**: {info["train_minutes"]} minutes on 2 CPU cores (bf16 autocast: {info["autocast_bf16"]}).
 - **Checkpoint kept**: step {best.get("step")} (validation accuracy@1 {best.get("acc@1", 0):.3f},
-  MRR {best.get("mrr", 0):.3f} over {best.get("groups")} held-out SQuAD questions, the answer against
-  its {NEGATIVES_KEPT} hardest candidates).
+  MRR {best.get("mrr", 0):.3f} over {best.get("groups")} held-out questions (the news "fit" articles), the
+  answer against its {NEGATIVES_KEPT} hardest candidates).
 - **Reproduce**: `python -m qa.reader_train --layers {info["layers"]} --lr {info["lr"]} --steps {info["steps"]}`
   (needs ../shared/bench; mining the groups runs the engine over every training question).
 - **Evaluation**: docs/evaluation.md.

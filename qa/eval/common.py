@@ -4,6 +4,7 @@ and the ranking metrics."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -26,13 +27,29 @@ def cache_dir(name: str) -> Path:
     return p
 
 
+LOCK_WAIT_S = 300
+
+
 def build_index(sources: list[Path], index_dir: Path, quiet: bool = True) -> Path:
-    """Build (incrementally) with the real builder and default settings."""
+    """Build (incrementally) with the real builder and default settings.
+
+    Several evaluation commands may share an index (e.g. `news sentences`
+    run by several gold writers at once): one that finds another build of it
+    running waits for it (up to LOCK_WAIT_S), where the builder's own CLI
+    stops with an error."""
     from index_build import build
     from qa.config import BuildConfig
+    from qa.errors import BuildError
 
-    build(sources, index_dir, BuildConfig(progress=not quiet), log=(lambda m: None) if quiet else print)
-    return index_dir
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            build(sources, index_dir, BuildConfig(progress=not quiet), log=(lambda m: None) if quiet else print)
+            return index_dir
+        except BuildError as e:
+            if "another build" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def write_article(folder: Path, name: str, title: str, body: str) -> None:
