@@ -14,9 +14,13 @@ Data (all public, all at ../shared/bench; licences in the model card):
 * CANARD dev, the tuning half of the dialogs: the follow-up as the engine
   reads it (the question plus what it carries from earlier turns) and the
   human rewrite, each against the turn's QuAC answer.
+* questions written in a reader's own words over BBC articles that no
+  evaluation suite uses (qa/reader_news_questions.json): the product's own
+  kind of question, so they weigh most.  Its "train" articles are trained
+  on; its "fit" articles choose the checkpoint and fit the second stage
+  (qa.eval.rerank_fit), so the news suite's tune half stays a check.
 * optionally (--news, for experiments) the tune half of the blind news
-  evaluation.  The shipped model does not use it, nor INSCIT: both are
-  licensed for evaluation only (see the model card).
+  evaluation.  No model uses it by default, nor INSCIT (no licence stated).
 
 Each question is a group: one sentence that answers it and GROUP-1 that do
 not, the hard ones taken from the engine's own candidates (the same

@@ -8,11 +8,14 @@ Fitted on questions the reader was never trained on (qa.reader_train):
 * SQuAD v1.1 dev, the tuning half's last articles (the reader trained on
   the first ones), each question asked with its paragraph in the index and
   with its whole article hidden;
-* the news suite's tune half (qa/eval/news_gold.json): every question and
-  follow-up turn asked as is and with every sentence holding its answer
-  hidden (the topic is there, the answer is not: near-topic refusals), and
-  its unanswerable questions.  News rows weigh as much as all SQuAD rows
-  together: they are the product's own kind of text and question.
+* news questions the reader never trained on: the "fit" articles of its
+  training questions (qa/reader_news_questions.json; the default, so the
+  news suite's tune half stays a check) and/or the news suite's tune half
+  (`--news tune`): every question and follow-up turn asked as is and with
+  every sentence holding its answer hidden (the topic is there, the answer
+  is not: near-topic refusals), and unanswerable questions.  News rows
+  weigh as much as all SQuAD rows together: they are the product's own kind
+  of text and question.
 
 The test halves of both are never read here.
 """
