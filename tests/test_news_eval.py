@@ -142,3 +142,17 @@ def test_reader_training_questions_stay_off_the_evaluation(gold) -> None:
     evaluated_bytes = {sha(d) for d in evaluated}
     assert not set(arts) & evaluated
     assert not {sha(d) for d in arts} & evaluated_bytes
+
+
+def test_any_gold_file_in_the_format_can_be_asked(capsys) -> None:
+    """`--gold` runs the suite over another file in its format: its halves
+    are the file's own, and a half it does not have is a one-line error."""
+    from qa.eval import news
+    from qa.reader_train import NEWS_TRAIN
+
+    assert news.split_names(news.load_gold()) == ("tune", "test")
+    assert set(news.split_names(news.load_gold(NEWS_TRAIN))) == {"train", "fit"}
+    with pytest.raises(SystemExit) as e:
+        news.main(["--gold", str(NEWS_TRAIN), "--half", "test"])
+    assert e.value.code == 2
+    assert "no half 'test' in" in capsys.readouterr().err

@@ -5,6 +5,7 @@ web pages of ../shared/bench), so every other article competes.
 
     python -m qa.eval news                   # both halves, the test half is the one to report
     python -m qa.eval.news [--half test] [--json] [-v]
+    python -m qa.eval.news --gold qa/reader_news_questions.json --half fit   # a larger tune set
     python -m qa.eval.news sentences DOC_ID  # an article as the builder splits it (for writing gold)
     python -m qa.eval.news check [FILE]      # validate a gold file against the index
 
@@ -305,14 +306,30 @@ def evaluate(engine, gold: dict[str, Any], copies: dict[str, list[str]], halves=
     return out
 
 
-def run(halves=HALVES) -> dict[str, Any]:
+def split_names(gold: dict[str, Any]) -> tuple[str, ...]:
+    """The halves a gold file splits its articles into: ("tune", "test") for
+    the suite, ("train", "fit") for the reader's training questions."""
+    names = tuple(dict.fromkeys(gold.get("articles", {}).values()))
+    return HALVES if set(names) <= set(HALVES) else names
+
+
+def run(halves: tuple[str, ...] | None = None, gold_path: Path = GOLD) -> dict[str, Any]:
+    """Every number of a gold file's `halves` (default: all of them).  Any
+    file in the suite's format can be asked: the reader's training questions
+    (qa/reader_news_questions.json) are a tune set seven times the size of
+    the suite's tune half."""
     import qa
 
     t0 = time.perf_counter()
     index = index_dir()
     sents, copies = indexed_sentences(index)
-    gold = load_gold()
-    problems = check_gold(gold, sents, copies)
+    gold = load_gold(gold_path)
+    gold.setdefault("unanswerable", [])
+    names = split_names(gold)
+    halves = halves or names
+    problems = check_gold(gold, sents, copies, halves=names) + [
+        f"no half {h!r} in {gold_path} (it has {names})" for h in halves if h not in names
+    ]
     if problems:
         raise ValueError("news gold file is inconsistent with the corpus/index:\n  " + "\n  ".join(problems))
     engine = qa.load(index)
@@ -325,12 +342,10 @@ def run(halves=HALVES) -> dict[str, Any]:
 
 def table(result: dict[str, Any], verbose: bool = False) -> str:
     out = []
-    for half in HALVES:
-        if half not in result:
-            continue
+    for half in [h for h, r in result.items() if isinstance(r, dict) and "questions" in r]:
         r = result[half]
         q, f, u = r["questions"], r["followups"], r["unanswerable"]
-        label = "TEST half (held out, reported)" if half == "test" else "tune half (tuned on)"
+        label = "TEST half (held out, reported)" if half == "test" else f"{half} half (tuned on)"
         rows = [
             ["questions", q["n"], q["hit@1"], q["hit@3"], q[f"hit@{K}"], f"refused {q['refused']:.3f}"],
             [
@@ -387,7 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("doc_ids", nargs="+")
     c = sub.add_parser("check", help="validate a gold file against the index")
     c.add_argument("file", nargs="?", type=Path, default=GOLD)
-    ap.add_argument("--half", choices=HALVES, default=None, help="only this half (default: both)")
+    ap.add_argument("--half", default=None, help="only this half: tune or test (default: both)")
+    ap.add_argument(
+        "--gold",
+        type=Path,
+        default=GOLD,
+        help="another gold file in the same format, e.g. qa/reader_news_questions.json (halves train, fit)",
+    )
     ap.add_argument("--json", action="store_true", help="print the full result as JSON")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every miss with the top answers")
     args = ap.parse_args(argv)
@@ -402,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         sents, copies = indexed_sentences(index_dir())
         gold = load_gold(args.file)
         notes: list[str] = []
-        problems = check_gold(gold, sents, copies, notes)
+        problems = check_gold(gold, sents, copies, notes, halves=split_names(gold))
         for n in notes:
             print("note:", n)
         for p in problems:
@@ -415,7 +436,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{dict(Counter(half_of(gold, it) for it in qs))}"
         )
         return 1 if problems else 0
-    result = run((args.half,) if args.half else HALVES)
+    names = split_names(load_gold(args.gold))
+    if args.half and args.half not in names:
+        ap.error(f"no half {args.half!r} in {args.gold}: it has {', '.join(names)}")
+    result = run((args.half,) if args.half else None, args.gold)
     if args.json:
         json.dump(result, sys.stdout, indent=2, ensure_ascii=False, default=str)
         print()
