@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from qa.errors import BuildError
+from qa.errors import BuildError, BuildRunningError
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -62,7 +62,7 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
-            raise BuildError(f"another build of {index_dir} is running: wait for it to finish") from e
+            raise BuildRunningError(f"another build of {index_dir} is running: wait for it to finish") from e
         yield
     finally:
         os.close(fd)

@@ -15,3 +15,7 @@ class IndexLoadError(QAError):
 
 class BuildError(QAError):
     """The builder cannot run with these inputs (exit code 1)."""
+
+
+class BuildRunningError(BuildError):
+    """Another build of the same index holds its lock (callers that share an index may wait and retry)."""

@@ -86,7 +86,7 @@ class Reader:
             return_tensors="pt",
         )
         with self._lock, torch.inference_mode():
-            logits = self.model(**batch)  # a bf16 model takes the int token ids as they are
+            logits = self.model(**batch)
         return logits.float().numpy().astype(np.float32)
 
 
@@ -154,7 +154,7 @@ def _int8(model):  # noqa: ANN001, ANN202
     return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-PROBE_PAIRS = 5  # the second stage reads 5 candidates a question (qa/rerank_weights.json)
+PROBE_PAIRS = 5  # candidates a second stage can read within the speed budget (docs/evaluation.md)
 
 
 def _fastest(model, tokenizer) -> tuple[str, Any]:  # noqa: ANN001

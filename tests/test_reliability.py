@@ -903,3 +903,35 @@ def test_disk_full_while_writing_is_one_clear_error(tmp_path: Path, seed_index: 
         build([SEEDS], idx, BuildConfig(progress=False, full=False), **QUIET)
     assert snapshot(idx) == before
     assert not list(tmp_path.glob(".index.building-*"))
+
+
+def test_a_second_build_of_an_index_stops_or_waits(tmp_path: Path) -> None:
+    """Two builds of one index never run at once: the builder stops with one
+    line naming the fix (BuildRunningError, a BuildError), and the
+    evaluation's shared-index builder waits for the lock instead."""
+    from index_build import publish
+    from qa.errors import BuildError, BuildRunningError
+    from qa.eval.common import build_index
+
+    src = tmp_path / "src"
+    write_article(src, "a.txt", "Bridge shut", "The bridge was closed after inspectors found cracks in its beams.")
+    out = tmp_path / "index"
+    with publish.build_lock(out):
+        with pytest.raises(BuildRunningError, match="another build of .* is running: wait for it to finish") as e:
+            build([src], out, BuildConfig(progress=False), log=lambda m: None)
+        assert isinstance(e.value, BuildError)
+    held = threading.Event()
+
+    def hold() -> None:
+        with publish.build_lock(out):
+            held.set()
+            time.sleep(1.5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait()
+    t0 = time.monotonic()
+    assert build_index([src], out) == out
+    t.join()
+    assert time.monotonic() - t0 >= 1.0  # it waited for the other build, then built
+    assert (out / "manifest.json").is_file()

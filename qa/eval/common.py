@@ -39,15 +39,15 @@ def build_index(sources: list[Path], index_dir: Path, quiet: bool = True) -> Pat
     stops with an error."""
     from index_build import build
     from qa.config import BuildConfig
-    from qa.errors import BuildError
+    from qa.errors import BuildRunningError
 
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
             build(sources, index_dir, BuildConfig(progress=not quiet), log=(lambda m: None) if quiet else print)
             return index_dir
-        except BuildError as e:
-            if "another build" not in str(e) or time.monotonic() > deadline:
+        except BuildRunningError:
+            if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
 
