@@ -194,16 +194,20 @@ SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed quest
 _NAME_RUN = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|von)\s+)?[A-Z][\w'’.-]*)*(?:['’]s\b)?")
 
 
-def unnamed_question(question: str) -> str | None:
+def unnamed_question(question: str, followup: bool = False) -> str | None:
     """`question` (its first sentence: a follow-up's query carries terms after it) with each name as "it";
-    None when it names nothing or too little is left to ask."""
+    None when it names nothing or too little is left to ask.  A `followup` that names nothing (or too
+    little to ask without its names) is read as typed, without the terms carried from earlier turns:
+    its pronouns already stand for the subject ("How old is he?", "Has she regained custody of her
+    daughter?"), while the carried terms pull back to the sentence that answered the last turn
+    (docs/evaluation.md, "Follow-ups")."""
     q = question.strip()
     end = q.find("?")
     q = q[: end + 1] if end > 0 else q
     out = _NAME_RUN.sub("it", q)
-    if out == q or len(content_words(out)) < 2:
-        return None
-    return out
+    if out != q and len(content_words(out)) >= 2:
+        return out
+    return q if followup and content_words(q) else None
 
 
 def within_article_order(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray | None:
@@ -594,11 +598,11 @@ class Engine:
         k = qmod.check_k(k)
         docs_ok, allowed = self._filter_masks(filters) if filters else (None, None)
         resolved = self.resolve(q, qmod.user_turns(history))
-        unnamed = unnamed_question(resolved.query)
+        unnamed = unnamed_question(resolved.query, resolved.followup)
         if unnamed is not None:  # encoded beside the question, in one batch (`_within_article` reads it)
             self._embed([*resolved.dense_texts, unnamed])
         ids, score, vecs, texts = self._scored(resolved, allowed)
-        order = self._within_article(resolved.query, ids, score, vecs)
+        order = self._within_article(unnamed, ids, score, vecs)
         if order is not None:  # the scores stay in rank order, as below
             ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
         order = _agree_years(q, texts)
@@ -724,7 +728,7 @@ class Engine:
         (docs/evaluation.md, follow-up memory)."""
         prev = resolve(turns[-1], turns[:-1])
         ids, score, vecs, texts = self._scored(prev)
-        order = self._within_article(prev.query, ids, score, vecs)
+        order = self._within_article(unnamed_question(prev.query, prev.followup), ids, score, vecs)
         if order is not None:
             texts = [texts[i] for i in order]
         order = _agree_years(turns[-1], texts)
@@ -732,14 +736,13 @@ class Engine:
             texts = [texts[i] for i in order]
         return texts[0] if len(score) else None
 
-    def _within_article(self, question: str, ids: np.ndarray, score: np.ndarray, vecs: np.ndarray) -> np.ndarray | None:
-        """`within_article_order` of these candidates for `question`; None when
-        it names nothing, or the order stands."""
+    def _within_article(
+        self, unnamed: str | None, ids: np.ndarray, score: np.ndarray, vecs: np.ndarray
+    ) -> np.ndarray | None:
+        """`within_article_order` of these candidates for the question read as
+        `unnamed` (`unnamed_question`); None when there is none, or the order stands."""
         n = min(len(ids), SUBJECT_DEPTH)
-        if n < 2:
-            return None
-        unnamed = unnamed_question(question)
-        if unnamed is None:
+        if n < 2 or unnamed is None:
             return None
         docs = self.docs.sent_docs[self.docs.sent_doc_ptr[ids[:n]]]
         if (docs == docs[0]).sum() < 2:
