@@ -35,9 +35,9 @@ def load(
     `warm=False` skips the background warm-up that makes later questions
     faster (worth it for a single question).  `store` ("milvus:URI[#name]")
     reaches the Milvus collection the index was built into by another
-    address; without it the manifest's is used.  `reader=False` ranks by
-    the fused score alone even when a trained reader and its second stage
-    are installed (qa.reader, qa.rerank; none ships: docs/evaluation.md).
+    address; without it the manifest's is used.  `reader=False` leaves out
+    a learned reader the user trained (qa.reader, qa/models/reader; none
+    ships: docs/evaluation.md).
     """
     from qa.engine import Engine
 

@@ -189,9 +189,20 @@ def _agree_years(question: str, texts: list[str]) -> np.ndarray | None:
 # what it costs: docs/evaluation.md, "Inside the article".
 SUBJECT_DEPTH = 10
 SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed question (flat from 12 to 24 on news tune)
+# log-score units per logit of the learned reader (qa.reader), which reads the question with each of those
+# candidates: chosen on the reader's held-out "fit" questions and the news tune half (docs/evaluation.md)
+READ_WEIGHT = 1.6
+READ_MOST = 4  # candidates it reads, the best by score and cosine (docs/evaluation.md: 4 vs 5 vs 10, and the cost)
 # a run of capitalised words not at the question's start ("Bharrat Ramdehol", "Lake Berryessa", "Aisha's Salon
 # and Spa"), with a possessive
 _NAME_RUN = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|von)\s+)?[A-Z][\w'’.-]*)*(?:['’]s\b)?")
+
+
+def asked(query: str) -> str:
+    """The question a resolved query asks: its first sentence (a follow-up's query carries terms after it)."""
+    q = query.strip()
+    end = q.find("?")
+    return q[: end + 1] if end > 0 else q
 
 
 def unnamed_question(question: str, followup: bool = False) -> str | None:
@@ -201,21 +212,22 @@ def unnamed_question(question: str, followup: bool = False) -> str | None:
     its pronouns already stand for the subject ("How old is he?", "Has she regained custody of her
     daughter?"), while the carried terms pull back to the sentence that answered the last turn
     (docs/evaluation.md, "Follow-ups")."""
-    q = question.strip()
-    end = q.find("?")
-    q = q[: end + 1] if end > 0 else q
+    q = asked(question)
     out = _NAME_RUN.sub("it", q)
     if out != q and len(content_words(out)) >= 2:
         return out
     return q if followup and content_words(q) else None
 
 
-def within_article_order(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray | None:
+def within_article_order(
+    score: np.ndarray, docs: np.ndarray, cos: np.ndarray, read: np.ndarray | None = None
+) -> np.ndarray | None:
     """A new order of candidates (`score`: their answer scores, best first;
     `docs`: each one's article; `cos`: each one's cosine to the question with
-    its names as "it", see `unnamed_question`) in which the best SUBJECT_DEPTH that
-    share the best one's article change places among themselves by score and
-    cosine, the others keeping theirs; None: the order stands.  A function of
+    its names as "it", see `unnamed_question`; `read`: the reader's logit of
+    each, NaN where it did not read, see `read_slots`) in which the best SUBJECT_DEPTH that share
+    the best one's article change places among themselves by score, cosine and
+    reader, the others keeping theirs; None: the order stands.  A function of
     arrays, so the SQuAD suite's product metric applies it as `ask` does."""
     n = min(len(score), SUBJECT_DEPTH)
     if n < 2 or SUBJECT_WEIGHT <= 0:
@@ -225,12 +237,26 @@ def within_article_order(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -
         return None
     slots = np.flatnonzero(same)
     key = np.log(np.maximum(score[slots], 1e-6)) + SUBJECT_WEIGHT * cos[slots]
+    if read is not None and not np.isnan(read[slots]).all():
+        r = read[slots]
+        # the ones it did not read rank as though read as badly as the worst one it did
+        key = key + READ_WEIGHT * np.where(np.isnan(r), np.nanmin(r), r)
     mine = slots[np.argsort(-key, kind="stable")]
     if (mine == slots).all():
         return None
     order = np.arange(len(score))
     order[slots] = mine
     return order
+
+
+def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    """The candidates the reader reads (as in `within_article_order`): of the
+    best SUBJECT_DEPTH, the READ_MOST of the best one's article that rank
+    highest by score and cosine."""
+    n = min(len(score), SUBJECT_DEPTH)
+    same = np.flatnonzero(docs[:n] == docs[0])
+    key = np.log(np.maximum(score[same], 1e-6)) + SUBJECT_WEIGHT * cos[same]
+    return same[np.argsort(-key, kind="stable")[:READ_MOST]]
 
 
 def _says(sentence: str, question: str) -> bool:
@@ -254,10 +280,10 @@ class Engine:
         self.data = data
         self.encoder = encoder
         self.fusion = fusion or load_model()
-        # the second stage (qa.rerank): both or neither
-        both = reader is not None and rerank is not None
-        self.reader: Reader | None = reader if both else None
-        self.rerank: RerankModel | None = rerank if both else None
+        # the reader re-reads the best answer's article (`_within_article`); the
+        # second stage (qa.rerank, none ships) needs it too
+        self.reader: Reader | None = reader
+        self.rerank: RerankModel | None = rerank if reader is not None else None
         self.manifest = data.manifest
         self._db_lock = threading.Lock()
         self._filter_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -333,10 +359,11 @@ class Engine:
         `warm=False` skips the background warm-up of the per-sentence memos
         (a one-question command would only share its CPU with it).
         `store`: the manifest's vector store reached at another address
-        (qa.vector_store).  `reader=False` ranks by the fused score alone
-        (the evaluation's baseline); by default a reader reads the best
-        candidates when one and its fitted second stage are installed
-        (qa/models/reader, qa/rerank_weights.json; none ships)."""
+        (qa.vector_store).  A learned reader installed in qa/models/reader
+        (trained here by `python -m qa.reader_train`; none ships) re-reads the
+        best answer's article, and a fitted second stage
+        (qa/rerank_weights.json; none ships) re-reads the fused ranking;
+        `reader=False` leaves both out."""
         import faiss
 
         # one question is one small search: OpenMP threads only add wake-up
@@ -367,9 +394,9 @@ class Engine:
             from qa import reader as reader_mod
             from qa.rerank import load_model as load_rerank
 
-            rr = load_rerank()
-            if rr is not None and reader_mod.available():
+            if reader_mod.available():
                 rd = reader_mod.load_reader()
+                rr = load_rerank()
         engine = cls(data, encoder, fusion, rd, rr)
         if warm:
             engine.warm()
@@ -602,7 +629,7 @@ class Engine:
         if unnamed is not None:  # encoded beside the question, in one batch (`_within_article` reads it)
             self._embed([*resolved.dense_texts, unnamed])
         ids, score, vecs, texts = self._scored(resolved, allowed)
-        order = self._within_article(unnamed, ids, score, vecs)
+        order = self._within_article(unnamed, asked(resolved.query), ids, score, vecs, texts)
         if order is not None:  # the scores stay in rank order, as below
             ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
         order = _agree_years(q, texts)
@@ -728,7 +755,9 @@ class Engine:
         (docs/evaluation.md, follow-up memory)."""
         prev = resolve(turns[-1], turns[:-1])
         ids, score, vecs, texts = self._scored(prev)
-        order = self._within_article(unnamed_question(prev.query, prev.followup), ids, score, vecs)
+        order = self._within_article(
+            unnamed_question(prev.query, prev.followup), asked(prev.query), ids, score, vecs, texts
+        )
         if order is not None:
             texts = [texts[i] for i in order]
         order = _agree_years(turns[-1], texts)
@@ -737,10 +766,18 @@ class Engine:
         return texts[0] if len(score) else None
 
     def _within_article(
-        self, unnamed: str | None, ids: np.ndarray, score: np.ndarray, vecs: np.ndarray
+        self,
+        unnamed: str | None,
+        question: str,
+        ids: np.ndarray,
+        score: np.ndarray,
+        vecs: np.ndarray,
+        texts: list[str],
     ) -> np.ndarray | None:
         """`within_article_order` of these candidates for the question read as
-        `unnamed` (`unnamed_question`); None when there is none, or the order stands."""
+        `unnamed` (`unnamed_question`), the reader reading `question` with each
+        candidate of the best one's article; None when there is no unnamed
+        question, or the order stands."""
         n = min(len(ids), SUBJECT_DEPTH)
         if n < 2 or unnamed is None:
             return None
@@ -749,7 +786,12 @@ class Engine:
             return None
         v = self._embed([unnamed])[0]
         cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
-        order = within_article_order(score[:n], docs, cos)
+        read = None
+        if self.reader is not None:
+            slots = read_slots(score[:n], docs, cos)
+            read = np.full(n, np.nan, dtype=np.float32)
+            read[slots] = self.reader.score(question, [texts[i] for i in slots])
+        order = within_article_order(score[:n], docs, cos, read)
         return None if order is None else np.r_[order, np.arange(n, len(ids))]
 
     @property

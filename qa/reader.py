@@ -149,9 +149,15 @@ def _load(path: str, precision: str) -> Reader:
 
 
 def _int8(model):  # noqa: ANN001, ANN202
+    import warnings
+
     import torch
 
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        # torch 2.13 notes that its quantized tensors are deprecated; they still run, and a user
+        # asking a question should not read about them on every load
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 PROBE_PAIRS = 5  # candidates a second stage can read within the speed budget (docs/evaluation.md)

@@ -244,13 +244,15 @@ def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
     assert len(r["refused_answerable"]) <= 5, report
     assert r["topic_shift_accuracy"] == 1.0, report
     # hit@3 0.953 -> 0.930 for +0.092 news test hit@1 (the within-article step, docs/evaluation.md)
-    assert r["hit@3"] >= 0.93 and r["hit@1"] >= 0.86 and r["followup_accuracy"] >= 0.9, report
+    # follow-ups 9 of 11 (was 10) since a pronoun follow-up is read by its own words inside the story: the
+    # trade for news test follow-ups 0.167 -> 0.375 and CANARD test 0.625 -> 0.656 (docs/evaluation.md)
+    assert r["hit@3"] >= 0.93 and r["hit@1"] >= 0.86 and r["followup_accuracy"] >= 0.8, report
 
 
 @pytest.mark.xfail(
     strict=True,
     reason="issue 3 targets not reached yet: seeds hit@1 0.86 (>= 0.93), hit@3 0.93 (1.0), "
-    "5 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 10/11 (11/11)",
+    "5 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 9/11 (11/11)",
 )
 def test_seeds_gold_targets(seed_index: Path) -> None:
     from qa.eval import seeds
@@ -449,3 +451,7 @@ def test_within_article_order_moves_only_the_best_answers_article() -> None:
     assert within_article_order(score, docs, cos).tolist() == [3, 1, 2, 0]
     assert within_article_order(score, np.array([1, 2, 3, 4]), cos) is None  # nothing else from its article
     assert within_article_order(score, docs, np.zeros(4)) is None  # nothing to move
+    # the reader's logits join in (NaN: not read, ranked as the worst one read); here they undo the cosine's move
+    read = np.array([5.0, np.nan, 0.0, 0.0])
+    assert within_article_order(score, docs, cos, read).tolist() == [0, 3, 2, 1]
+    assert within_article_order(score, docs, cos, np.full(4, np.nan)).tolist() == [3, 1, 2, 0]  # none read

@@ -218,6 +218,10 @@ def collect(engine, qs: list[Question]) -> list[dict]:
             # what `Engine._within_article` reads: each candidate's article and cosine to the unnamed question
             "docs": engine.docs.sent_docs[engine.docs.sent_doc_ptr[ids]],
             "ucos": None if uvec is None else np.asarray(vecs, dtype=np.float32) @ uvec,
+            # and the reader's logits of the ones it reads (NaN: not read), as the engine's own fusion ranks them
+            "wread": None
+            if uvec is None or engine.reader is None
+            else _read(engine, q.text, ids, X, vecs @ uvec, texts),
             "qtype": question_type(r.type_text),
             "hX": hX,
             **read(ids, texts),
@@ -235,6 +239,20 @@ def collect(engine, qs: list[Question]) -> list[dict]:
             row["pX"] = None if any(q.is_hit(t) for t in ptexts) else pX
         rows.append(row)
     return rows
+
+
+def _read(engine, question: str, ids: np.ndarray, X: np.ndarray, ucos: np.ndarray, texts: list[str]) -> np.ndarray:
+    """The reader's logit of each candidate it reads inside the best one's
+    article (qa.engine.read_slots), NaN for the rest."""
+    from qa.engine import read_slots
+    from qa.fusion import question_type
+
+    prob = engine.fusion.score(X)
+    scores = engine.fusion.answer_scores(prob, X, question_type(question))
+    slots = read_slots(scores, engine.docs.sent_docs[engine.docs.sent_doc_ptr[ids]], ucos)
+    out = np.full(len(ids), np.nan, dtype=np.float32)
+    out[slots] = engine.reader.score(question, [texts[i] for i in slots])
+    return out
 
 
 def _alt_orders(X: np.ndarray) -> dict[str, np.ndarray]:
@@ -291,7 +309,10 @@ def _order(model, r: dict, rerank=None) -> np.ndarray:
         return order[second]
     if r.get("ucos") is not None:
         scores = model.answer_scores(prob[order], r["X"][order], r["qtype"])
-        inside = within_article_order(scores, r["docs"][order], r["ucos"][order])
+        wread = r.get("wread")
+        inside = within_article_order(
+            scores, r["docs"][order], r["ucos"][order], None if wread is None else wread[order]
+        )
         if inside is not None:
             order = order[inside]
     return order
