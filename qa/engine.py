@@ -198,13 +198,6 @@ READ_MOST = 4  # candidates it reads, the best by score and cosine (docs/evaluat
 _NAME_RUN = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|von)\s+)?[A-Z][\w'’.-]*)*(?:['’]s\b)?")
 
 
-def asked(query: str) -> str:
-    """The question a resolved query asks: its first sentence (a follow-up's query carries terms after it)."""
-    q = query.strip()
-    end = q.find("?")
-    return q[: end + 1] if end > 0 else q
-
-
 def unnamed_question(question: str, followup: bool = False) -> str | None:
     """`question` (its first sentence: a follow-up's query carries terms after it) with each name as "it";
     None when it names nothing or too little is left to ask.  A `followup` that names nothing (or too
@@ -212,7 +205,9 @@ def unnamed_question(question: str, followup: bool = False) -> str | None:
     its pronouns already stand for the subject ("How old is he?", "Has she regained custody of her
     daughter?"), while the carried terms pull back to the sentence that answered the last turn
     (docs/evaluation.md, "Follow-ups")."""
-    q = asked(question)
+    q = question.strip()
+    end = q.find("?")
+    q = q[: end + 1] if end > 0 else q
     out = _NAME_RUN.sub("it", q)
     if out != q and len(content_words(out)) >= 2:
         return out
@@ -625,11 +620,11 @@ class Engine:
         k = qmod.check_k(k)
         docs_ok, allowed = self._filter_masks(filters) if filters else (None, None)
         resolved = self.resolve(q, qmod.user_turns(history))
-        unnamed = unnamed_question(resolved.query, resolved.followup)
+        unnamed = unnamed_question(resolved.asked, resolved.followup)
         if unnamed is not None:  # encoded beside the question, in one batch (`_within_article` reads it)
             self._embed([*resolved.dense_texts, unnamed])
         ids, score, vecs, texts = self._scored(resolved, allowed)
-        order = self._within_article(unnamed, asked(resolved.query), ids, score, vecs, texts)
+        order = self._within_article(unnamed, resolved.asked, ids, score, vecs, texts)
         if order is not None:  # the scores stay in rank order, as below
             ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
         order = _agree_years(q, texts)
@@ -755,9 +750,7 @@ class Engine:
         (docs/evaluation.md, follow-up memory)."""
         prev = resolve(turns[-1], turns[:-1])
         ids, score, vecs, texts = self._scored(prev)
-        order = self._within_article(
-            unnamed_question(prev.query, prev.followup), asked(prev.query), ids, score, vecs, texts
-        )
+        order = self._within_article(unnamed_question(prev.asked, prev.followup), prev.asked, ids, score, vecs, texts)
         if order is not None:
             texts = [texts[i] for i in order]
         order = _agree_years(turns[-1], texts)

@@ -151,6 +151,13 @@ class Resolved:
         if not self.type_text:
             self.type_text = self.question
 
+    @property
+    def asked(self) -> str:
+        """What this turn asks, without the terms carried from earlier turns: the
+        rewrite of an "And X?" follow-up, else the question as typed (with or
+        without its "?")."""
+        return self.question if self.query.startswith(self.question) else self.query
+
 
 def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)

@@ -419,6 +419,7 @@ def test_a_pronoun_follow_up_is_read_inside_the_story_by_its_own_words(tmp_path:
     import qa
     from index_build import build
     from qa.config import BuildConfig
+    from qa.engine import unnamed_question
     from tests.conftest import bench_path
 
     src = tmp_path / "src"
@@ -433,7 +434,9 @@ def test_a_pronoun_follow_up_is_read_inside_the_story_by_its_own_words(tmp_path:
     fused, asked = [], []
     for article, first, follow, answer in _PRONOUN_FOLLOWUPS:
         resolved = engine.resolve(follow, [first])
-        assert resolved.followup
+        assert resolved.followup and resolved.asked == follow  # the carried terms are not what it asks
+        bare = engine.resolve(follow.rstrip("?"), [first])  # typed without its "?": read the same way
+        assert bare.asked == follow.rstrip("?") and unnamed_question(bare.asked, True) == follow.rstrip("?")
         fused.append(answer in engine._scored(resolved)[3][0])
         top = engine.ask(follow, [first]).answers[0]
         asked.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))

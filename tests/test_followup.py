@@ -49,6 +49,7 @@ def test_swapped_day_rewrites_the_previous_question() -> None:
     assert r.followup and r.query == "How long did Biden and Netanyahu's Sunday call last?"
     assert "Thursday" not in r.lexical and r.dense_texts[0] == r.query
     assert r.type_text == r.query  # still a "how long" question: a duration is wanted
+    assert r.asked == r.query  # what it asks is the rewrite
 
 
 def test_ellipsis_without_a_slot_keeps_the_previous_wording() -> None:
