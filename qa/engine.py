@@ -254,6 +254,17 @@ def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarr
     return same[np.argsort(-key, kind="stable")[:READ_MOST]]
 
 
+def read_logits(
+    reader: Reader, question: str, texts: list[str], score: np.ndarray, docs: np.ndarray, cos: np.ndarray
+) -> np.ndarray:
+    """The `read` of `within_article_order`: `reader`'s logit of each candidate
+    it reads (`read_slots`), NaN for the rest.  The SQuAD suite calls it too."""
+    slots = read_slots(score, docs, cos)
+    out = np.full(len(score), np.nan, dtype=np.float32)
+    out[slots] = reader.score(question, [texts[i] for i in slots])
+    return out
+
+
 def _says(sentence: str, question: str) -> bool:
     """Does `sentence` hold every one of `question`'s own content words (at
     least two, by stem)?"""
@@ -779,11 +790,7 @@ class Engine:
             return None
         v = self._embed([unnamed])[0]
         cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
-        read = None
-        if self.reader is not None:
-            slots = read_slots(score[:n], docs, cos)
-            read = np.full(n, np.nan, dtype=np.float32)
-            read[slots] = self.reader.score(question, [texts[i] for i in slots])
+        read = None if self.reader is None else read_logits(self.reader, question, texts, score[:n], docs, cos)
         order = within_article_order(score[:n], docs, cos, read)
         return None if order is None else np.r_[order, np.arange(n, len(ids))]
 

@@ -160,7 +160,7 @@ def _int8(model):  # noqa: ANN001, ANN202
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-PROBE_PAIRS = 5  # candidates a second stage can read within the speed budget (docs/evaluation.md)
+PROBE_PAIRS = 5  # about one question's reading: 4 in the article (qa.engine.READ_MOST), 5 for a second stage
 
 
 def _fastest(model, tokenizer) -> tuple[str, Any]:  # noqa: ANN001

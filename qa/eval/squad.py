@@ -243,16 +243,13 @@ def collect(engine, qs: list[Question]) -> list[dict]:
 
 def _read(engine, question: str, ids: np.ndarray, X: np.ndarray, ucos: np.ndarray, texts: list[str]) -> np.ndarray:
     """The reader's logit of each candidate it reads inside the best one's
-    article (qa.engine.read_slots), NaN for the rest."""
-    from qa.engine import read_slots
+    article (qa.engine.read_logits), NaN for the rest."""
+    from qa.engine import read_logits
     from qa.fusion import question_type
 
-    prob = engine.fusion.score(X)
-    scores = engine.fusion.answer_scores(prob, X, question_type(question))
-    slots = read_slots(scores, engine.docs.sent_docs[engine.docs.sent_doc_ptr[ids]], ucos)
-    out = np.full(len(ids), np.nan, dtype=np.float32)
-    out[slots] = engine.reader.score(question, [texts[i] for i in slots])
-    return out
+    scores = engine.fusion.answer_scores(engine.fusion.score(X), X, question_type(question))
+    docs = engine.docs.sent_docs[engine.docs.sent_doc_ptr[ids]]
+    return read_logits(engine.reader, question, texts, scores, docs, ucos)
 
 
 def _alt_orders(X: np.ndarray) -> dict[str, np.ndarray]:
