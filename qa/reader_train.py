@@ -209,9 +209,16 @@ def _norm(text: str) -> str:
 
 NEWS_TRAIN = Path(__file__).with_name("reader_news_questions.json")
 NEWS_WEIGHT = 2.0  # news questions in a reader's words: the product's own kind, counted twice
+# Where a news question's negatives come from.  "engine": the engine's best
+# candidates, most of them from other articles on the same story.  "article":
+# the other sentences of the answer's own article first (the engine's
+# candidates among them first), as the engine uses the reader: it re-reads
+# only the best answer's article, where the sentence that names the subject
+# outranks the one that answers (qa.engine.within_article_order).
+NEWS_NEGATIVES = "engine"
 
 
-def _news_gold_groups(gold: dict, keep, source: str, log=print) -> list[Group]:
+def _news_gold_groups(gold: dict, keep, source: str, log=print, negatives: str = NEWS_NEGATIVES) -> list[Group]:
     """Groups from a news gold file (the news suite's format): every question
     and follow-up turn that `keep(article_ids)` accepts, read as the engine
     reads it, against the full news index (every BBC article and web page
@@ -240,7 +247,12 @@ def _news_gold_groups(gold: dict, keep, source: str, log=print) -> list[Group]:
         pos = [t for s, t in zip(ids.tolist(), texts) if any(e in t for e in expect) and cited.get(s, set()) & docs]
         if not pos:
             pos = [t for d in item["doc_ids"] for t in sents.get(d, []) if any(e in t for e in expect)]
-        negs = _hard_negatives(texts[:40], lambda t: any(e in t for e in expect))
+        is_answer = lambda t: any(e in t for e in expect)  # noqa: E731
+        pool = texts[:40]
+        if negatives == "article":
+            own = [t for s, t in zip(ids.tolist(), texts) if cited.get(s, set()) & docs]
+            pool = own + [t for d in item["doc_ids"] for t in sents.get(d, [])] + pool
+        negs = _hard_negatives(pool, is_answer)
         if pos and negs:
             out.append(
                 Group(resolved.query, list(dict.fromkeys(pos)), negs, source, NEWS_WEIGHT, meta={"answers": expect})
@@ -270,13 +282,13 @@ def news_groups(log=print) -> list[Group]:
     return _news_gold_groups(gold, lambda docs: any(gold["articles"].get(d) == "tune" for d in docs), "news", log)
 
 
-def news_train_groups(part: str, log=print) -> list[Group]:
+def news_train_groups(part: str, log=print, negatives: str = NEWS_NEGATIVES) -> list[Group]:
     """Questions written for the reader over BBC articles outside the news
     evaluation (qa/reader_news_questions.json), from its `part` ("train", or
     "fit": kept for the second stage and for choosing the checkpoint)."""
     gold = json.loads(NEWS_TRAIN.read_text(encoding="utf-8"))
     keep = lambda docs: bool(docs) and all(gold["articles"].get(d) == part for d in docs)  # noqa: E731
-    return _news_gold_groups(gold, keep, f"news-{part}", log)
+    return _news_gold_groups(gold, keep, f"news-{part}", log, negatives)
 
 
 # -- training ------------------------------------------------------------------
@@ -584,7 +596,7 @@ NEWS_REPEAT = 3
 VALIDATION_KEPT = 250  # validation groups read at each checkpoint (each costs GROUP forward passes and more)
 
 
-def mine(with_news: bool, log=print, seed: int = 0) -> tuple[list[Group], list[Group]]:
+def mine(with_news: bool, log=print, seed: int = 0, negatives: str = NEWS_NEGATIVES) -> tuple[list[Group], list[Group]]:
     """(training groups, validation groups).  Validation: the news training
     questions' "fit" part when there is one (the product's kind of question,
     never trained on), else SQuAD's validation article."""
@@ -600,8 +612,8 @@ def mine(with_news: bool, log=print, seed: int = 0) -> tuple[list[Group], list[G
     train += rng.sample(canard, min(CANARD_KEPT, len(canard)))
     train += own_words_groups(log)  # not cached: quick, and the file may grow
     if NEWS_TRAIN.is_file():
-        train += news_train_groups("train", log) * NEWS_REPEAT
-        val = news_train_groups("fit", log)[:VALIDATION_KEPT] or val
+        train += news_train_groups("train", log, negatives) * NEWS_REPEAT
+        val = news_train_groups("fit", log, negatives)[:VALIDATION_KEPT] or val
     if with_news:
         train += news_groups(log)  # not cached: the gold file may change
     return train, val
@@ -615,11 +627,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--news", action="store_true", help="also train on the tune half of the blind news evaluation")
+    ap.add_argument(
+        "--news-negatives",
+        choices=("engine", "article"),
+        default=NEWS_NEGATIVES,
+        help="news questions' negatives: the engine's candidates, or the answer's own article first "
+        "(default: %(default)s)",
+    )
     ap.add_argument("--mine-only", action="store_true", help="mine and cache the training groups, then stop")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t0 = time.perf_counter()
-    train_groups, val = mine(args.news)
+    train_groups, val = mine(args.news, negatives=args.news_negatives)
     counts: dict[str, int] = {}
     for g in train_groups:
         counts[g.source] = counts.get(g.source, 0) + 1
@@ -641,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_groups": counts,
         "validation_groups": len(val),
         "with_news_tune_half": args.news,
+        "news_negatives": args.news_negatives,
         **result,
         "data_sha1": hashlib.sha1(json.dumps(sorted(counts.items())).encode()).hexdigest()[:12],
     }
