@@ -22,7 +22,7 @@ import numpy as np
 from qa import query as qmod
 from qa.answers import Answer, Context, Result, Source
 from qa.diversify import mmr
-from qa.doc_map import build_doc_map, max_per
+from qa.doc_map import DocMap, build_doc_map, max_per
 from qa.encoder import Encoder, load_encoder, resolve_model
 from qa.errors import IndexLoadError, ModelUnavailableError
 from qa.followup import Resolved, content_words, resolve
@@ -193,6 +193,12 @@ SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed quest
 # candidates: chosen on the reader's held-out "fit" questions and the news tune half (docs/evaluation.md)
 READ_WEIGHT = 1.6
 READ_MOST = 4  # candidates it reads, the best by score and cosine (docs/evaluation.md: 4 vs 5 vs 10, and the cost)
+# A long article's first sentence names everything the story is about, so inside the article it outranks the
+# sentence that answers; it gives up LEAD_PENALTY log-score units there.  Only in an article of at least
+# LEAD_MIN_SENTENCES sentences: the first sentence of a paragraph-sized text (a SQuAD paragraph has about 5) states
+# a fact of its own and often answers (docs/evaluation.md, "The lead sentence of a long article").
+LEAD_PENALTY = 2.0
+LEAD_MIN_SENTENCES = 10
 # a run of capitalised words not at the question's start ("Bharrat Ramdehol", "Lake Berryessa", "Aisha's Salon
 # and Spa"), with a possessive
 _NAME_RUN = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|von)\s+)?[A-Z][\w'’.-]*)*(?:['’]s\b)?")
@@ -215,12 +221,17 @@ def unnamed_question(question: str, followup: bool = False) -> str | None:
 
 
 def within_article_order(
-    score: np.ndarray, docs: np.ndarray, cos: np.ndarray, read: np.ndarray | None = None
+    score: np.ndarray,
+    docs: np.ndarray,
+    cos: np.ndarray,
+    read: np.ndarray | None = None,
+    lead: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """A new order of candidates (`score`: their answer scores, best first;
     `docs`: each one's article; `cos`: each one's cosine to the question with
     its names as "it", see `unnamed_question`; `read`: the reader's logit of
-    each, NaN where it did not read, see `read_slots`) in which the best SUBJECT_DEPTH that share
+    each, NaN where it did not read, see `read_slots`; `lead`: which are the
+    first sentence of a long article, see `long_leads`) in which the best SUBJECT_DEPTH that share
     the best one's article change places among themselves by score, cosine and
     reader, the others keeping theirs; None: the order stands.  A function of
     arrays, so the SQuAD suite's product metric applies it as `ask` does."""
@@ -232,6 +243,8 @@ def within_article_order(
         return None
     slots = np.flatnonzero(same)
     key = np.log(np.maximum(score[slots], 1e-6)) + SUBJECT_WEIGHT * cos[slots]
+    if lead is not None:
+        key = key - LEAD_PENALTY * lead[slots]
     if read is not None and not np.isnan(read[slots]).all():
         r = read[slots]
         # the ones it did not read rank as though read as badly as the worst one it did
@@ -242,6 +255,15 @@ def within_article_order(
     order = np.arange(len(score))
     order[slots] = mine
     return order
+
+
+def long_leads(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
+    """1.0 where the sentence is the first of an article with at least
+    LEAD_MIN_SENTENCES sentences (the `lead` of `within_article_order`), else 0.0."""
+    first = doc_map.prev_sent[ids] < 0
+    docs = doc_map.sent_docs[doc_map.sent_doc_ptr[ids]]
+    long = np.diff(doc_map.doc_sent_ptr)[docs] >= LEAD_MIN_SENTENCES
+    return (first & long).astype(np.float64)
 
 
 def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray:
@@ -791,7 +813,7 @@ class Engine:
         v = self._embed([unnamed])[0]
         cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
         read = None if self.reader is None else read_logits(self.reader, question, texts, score[:n], docs, cos)
-        order = within_article_order(score[:n], docs, cos, read)
+        order = within_article_order(score[:n], docs, cos, read, long_leads(self.docs, ids[:n]))
         return None if order is None else np.r_[order, np.arange(n, len(ids))]
 
     @property

@@ -170,7 +170,7 @@ def collect(engine, qs: list[Question]) -> list[dict]:
     Candidate sets do not depend on the fusion weights, so one pass serves
     fitting and every scoring variant.
     """
-    from qa.engine import unnamed_question
+    from qa.engine import long_leads, unnamed_question
     from qa.followup import resolve
     from qa.fusion import question_type
 
@@ -218,6 +218,7 @@ def collect(engine, qs: list[Question]) -> list[dict]:
             # what `Engine._within_article` reads: each candidate's article and cosine to the unnamed question
             "docs": engine.docs.sent_docs[engine.docs.sent_doc_ptr[ids]],
             "ucos": None if uvec is None else np.asarray(vecs, dtype=np.float32) @ uvec,
+            "long_lead": long_leads(engine.docs, ids),
             # and the reader's logits of the ones it reads (NaN: not read), as the engine's own fusion ranks them
             "wread": None
             if uvec is None or engine.reader is None
@@ -308,7 +309,7 @@ def _order(model, r: dict, rerank=None) -> np.ndarray:
         scores = model.answer_scores(prob[order], r["X"][order], r["qtype"])
         wread = r.get("wread")
         inside = within_article_order(
-            scores, r["docs"][order], r["ucos"][order], None if wread is None else wread[order]
+            scores, r["docs"][order], r["ucos"][order], None if wread is None else wread[order], r["long_lead"][order]
         )
         if inside is not None:
             order = order[inside]
