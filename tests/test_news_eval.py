@@ -127,6 +127,10 @@ def test_reader_training_questions_stay_off_the_evaluation(gold) -> None:
     train = json.loads(NEWS_TRAIN.read_text(encoding="utf-8"))
     arts = train["articles"]
     assert len(arts) >= 400 and len(train["questions"]) >= 1000 and len(train["conversations"]) >= 60
+    # unanswerable questions for abstention on news, half of them at least near the topic of one of its articles
+    un = train["unanswerable"]
+    assert len(un) >= 150 and sum(u["near"] is not None for u in un) >= len(un) / 2
+    assert {u["half"] for u in un} == {"train", "fit"}
     assert set(arts.values()) == {"train", "fit"}
     # "fit" (kept out of training) is chosen by the id's hash, fixed before any training
     assert all(int(hashlib.sha1(d.encode()).hexdigest(), 16) % 4 == 0 for d, h in arts.items() if h == "fit")
