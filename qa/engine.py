@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from qa import query as qmod
+from qa.answer_kind import kind_flags
 from qa.answers import Answer, Context, Result, Source
 from qa.diversify import mmr
 from qa.doc_map import DocMap, build_doc_map, max_per
@@ -199,6 +200,11 @@ READ_MOST = 4  # candidates it reads, the best by score and cosine (docs/evaluat
 # a fact of its own and often answers (docs/evaluation.md, "The lead sentence of a long article").
 LEAD_PENALTY = 2.0
 LEAD_MIN_SENTENCES = 10
+# log-score units for a candidate there that holds something new of the kind asked: a name the question does not
+# hold for "who", a place for "where", a number, date or measure for "how many", "when", "how long"
+# (qa.answer_kind).  In long articles only, as the lead penalty: on the SQuAD dev half (paragraph-sized texts) it
+# cost 0.001 R@1 everywhere and nothing in long articles only (docs/evaluation.md, "The kind of thing asked")
+KIND_BONUS = 4.0
 # a run of capitalised words not at the question's start ("Bharrat Ramdehol", "Lake Berryessa", "Aisha's Salon
 # and Spa"), with a possessive
 _NAME_RUN = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|von)\s+)?[A-Z][\w'’.-]*)*(?:['’]s\b)?")
@@ -226,12 +232,14 @@ def within_article_order(
     cos: np.ndarray,
     read: np.ndarray | None = None,
     lead: np.ndarray | None = None,
+    kind: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """A new order of candidates (`score`: their answer scores, best first;
     `docs`: each one's article; `cos`: each one's cosine to the question with
     its names as "it", see `unnamed_question`; `read`: the reader's logit of
     each, NaN where it did not read, see `read_slots`; `lead`: which are the
-    first sentence of a long article, see `long_leads`) in which the best SUBJECT_DEPTH that share
+    first sentence of a long article, see `long_leads`; `kind`: which hold
+    something new of the kind asked, see `qa.answer_kind.kind_flags`) in which the best SUBJECT_DEPTH that share
     the best one's article change places among themselves by score, cosine and
     reader, the others keeping theirs; None: the order stands.  A function of
     arrays, so the SQuAD suite's product metric applies it as `ask` does."""
@@ -245,6 +253,8 @@ def within_article_order(
     key = np.log(np.maximum(score[slots], 1e-6)) + SUBJECT_WEIGHT * cos[slots]
     if lead is not None:
         key = key - LEAD_PENALTY * lead[slots]
+    if kind is not None:
+        key = key + KIND_BONUS * kind[slots]
     if read is not None and not np.isnan(read[slots]).all():
         r = read[slots]
         # the ones it did not read rank as though read as badly as the worst one it did
@@ -264,6 +274,20 @@ def long_leads(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
     docs = doc_map.sent_docs[doc_map.sent_doc_ptr[ids]]
     long = np.diff(doc_map.doc_sent_ptr)[docs] >= LEAD_MIN_SENTENCES
     return (first & long).astype(np.float64)
+
+
+def in_long_articles(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
+    """1.0 where the sentence's first article has at least LEAD_MIN_SENTENCES sentences, else 0.0."""
+    docs = doc_map.sent_docs[doc_map.sent_doc_ptr[ids]]
+    return (np.diff(doc_map.doc_sent_ptr)[docs] >= LEAD_MIN_SENTENCES).astype(np.float64)
+
+
+def kinds_asked(question: str, texts: list[str], long: np.ndarray) -> np.ndarray | None:
+    """The `kind` of `within_article_order`: `qa.answer_kind.kind_flags`, in
+    long articles only (`long`: `in_long_articles` of the same candidates).  A
+    paragraph-sized text's fused ranking already weighs every sentence of it."""
+    flags = kind_flags(question, texts)
+    return None if flags is None else flags * long[: len(flags)]
 
 
 def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray:
@@ -813,7 +837,8 @@ class Engine:
         v = self._embed([unnamed])[0]
         cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
         read = None if self.reader is None else read_logits(self.reader, question, texts, score[:n], docs, cos)
-        order = within_article_order(score[:n], docs, cos, read, long_leads(self.docs, ids[:n]))
+        kind = kinds_asked(question, texts[:n], in_long_articles(self.docs, ids[:n]))
+        order = within_article_order(score[:n], docs, cos, read, long_leads(self.docs, ids[:n]), kind)
         return None if order is None else np.r_[order, np.arange(n, len(ids))]
 
     @property

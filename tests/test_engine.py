@@ -254,7 +254,7 @@ def test_seeds_gold_holds_its_ground(seed_index: Path) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 3 targets not reached yet: seeds hit@1 0.84 (>= 0.93), hit@3 0.93 (1.0), "
+    reason="issue 3 targets not reached yet: seeds hit@1 0.84 (>= 0.93), hit@3 0.95 (1.0), "
     "5 answerable questions refused (0), 2 unanswerable answered (0), follow-ups 9/11 (11/11)",
 )
 def test_seeds_gold_targets(seed_index: Path) -> None:
@@ -484,8 +484,55 @@ def test_a_long_articles_first_sentence_gives_way_to_the_detail_asked(tmp_path, 
         return out
 
     assert all(answered()), answered()
+    monkeypatch.setattr(qa.engine, "KIND_BONUS", 0.0)  # three of them ask for a kind of thing: the penalty alone
+    assert all(answered()), answered()
     monkeypatch.setattr(qa.engine, "LEAD_PENALTY", 0.0)
     assert sum(answered()) <= 1  # without the penalty the lead answers them: what the rule is for
+
+
+# Reader questions (qa/reader_news_questions.json, "train" articles: no suite reports them) whose answer, inside its
+# article, is the one sentence that holds something new of the kind asked; (article, question, the answer's words)
+_KIND_ASKED = [
+    ("business/146", "Who wrote the report assessing the EU's progress on the Lisbon targets?", "Wim Kok"),
+    ("tech/096", "Who approved California's spyware legislation?", "Governor Arnold Schwarzenegger"),
+    ("entertainment/307", "Where did Carry On actress Patsy Rowlands die?", "died in Hove"),
+    ("business/219", "How long will Borussia Dortmund's interest payments be frozen?", "until 2007"),
+]
+
+
+def test_inside_the_article_the_sentence_with_the_kind_of_thing_asked_wins(tmp_path, monkeypatch) -> None:
+    """"Who ...?" is answered by the sentence naming someone the question does not, "Where ...?" by the one
+    that places it, "How long ...?" by the one with a span: inside the article, such a sentence gets
+    KIND_BONUS.  Real BBC articles, with 30 others around them."""
+    import qa.engine
+    from qa.answer_kind import asked_kind, kind_flags
+
+    assert [asked_kind(q) for q in ("And who wrote it?", "Where was he?", "How many died?", "Why did he go?")] == [
+        "person", "place", "number", None,
+    ]  # fmt: skip
+    # a run of two new capitalised words names someone; an institution ("White House") or a name the
+    # question holds does not
+    flags = kind_flags(
+        "Who told NBC News about Hamas's response?",
+        ["The White House said earlier on Sunday that it spoke to NBC News.",
+         "A senior official, John Kirby, told NBC News about the response."],
+    )  # fmt: skip
+    assert flags is not None and flags.tolist() == [0.0, 1.0]
+    where = kind_flags("Where did Patsy Rowlands die?", ["Patsy Rowlands has died.", "Rowlands died in Hove."])
+    assert where is not None and where.tolist() == [0.0, 1.0]
+
+    engine = _bbc_index(tmp_path, [a for a, _, _ in _KIND_ASKED])
+
+    def answered() -> list[bool]:
+        out = []
+        for article, q, answer in _KIND_ASKED:
+            top = engine.ask(q).answers[0]
+            out.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))
+        return out
+
+    assert all(answered()), answered()
+    monkeypatch.setattr(qa.engine, "KIND_BONUS", 0.0)
+    assert sum(answered()) <= 1  # without the bonus the sentence that names the subject answers: what it is for
 
 
 def test_within_article_order_moves_only_the_best_answers_article() -> None:
@@ -505,3 +552,6 @@ def test_within_article_order_moves_only_the_best_answers_article() -> None:
     lead = np.array([0.0, 1.0, 0.0, 0.0])
     assert within_article_order(score, docs, cos, lead=lead).tolist() == [3, 0, 2, 1]
     assert within_article_order(score, docs, cos, np.full(4, np.nan)).tolist() == [3, 1, 2, 0]  # none read
+    # a candidate holding something new of the kind asked gains KIND_BONUS: candidate 1 moves ahead of 3
+    kind = np.array([0.0, 1.0, 0.0, 0.0])
+    assert within_article_order(score, docs, cos, kind=kind).tolist() == [1, 3, 2, 0]

@@ -170,7 +170,7 @@ def collect(engine, qs: list[Question]) -> list[dict]:
     Candidate sets do not depend on the fusion weights, so one pass serves
     fitting and every scoring variant.
     """
-    from qa.engine import long_leads, unnamed_question
+    from qa.engine import in_long_articles, long_leads, unnamed_question
     from qa.followup import resolve
     from qa.fusion import question_type
 
@@ -219,6 +219,7 @@ def collect(engine, qs: list[Question]) -> list[dict]:
             "docs": engine.docs.sent_docs[engine.docs.sent_doc_ptr[ids]],
             "ucos": None if uvec is None else np.asarray(vecs, dtype=np.float32) @ uvec,
             "long_lead": long_leads(engine.docs, ids),
+            "long_doc": in_long_articles(engine.docs, ids),
             # and the reader's logits of the ones it reads (NaN: not read), as the engine's own fusion ranks them
             "wread": None
             if uvec is None or engine.reader is None
@@ -298,7 +299,7 @@ def _order(model, r: dict, rerank=None) -> np.ndarray:
     """The engine's order of a row's candidates (fused, then the second stage),
     and the re-ranking inside the best answer's article, as `Engine._ask`
     applies it (qa.engine.within_article_order)."""
-    from qa.engine import within_article_order
+    from qa.engine import SUBJECT_DEPTH, kinds_asked, within_article_order
 
     prob = model.score(r["X"])
     order = np.argsort(-prob, kind="stable")
@@ -308,8 +309,15 @@ def _order(model, r: dict, rerank=None) -> np.ndarray:
     if r.get("ucos") is not None:
         scores = model.answer_scores(prob[order], r["X"][order], r["qtype"])
         wread = r.get("wread")
+        top = order[:SUBJECT_DEPTH]
+        kind = kinds_asked(r["q"].text, [r["texts"][i] for i in top], r["long_doc"][top])
         inside = within_article_order(
-            scores, r["docs"][order], r["ucos"][order], None if wread is None else wread[order], r["long_lead"][order]
+            scores,
+            r["docs"][order],
+            r["ucos"][order],
+            None if wread is None else wread[order],
+            r["long_lead"][order],
+            None if kind is None else np.r_[kind, np.zeros(len(order) - len(kind))],
         )
         if inside is not None:
             order = order[inside]
