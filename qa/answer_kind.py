@@ -37,12 +37,13 @@ _NOT_PEOPLE = frozenset(
     "services club league university college street road airport station news post times group company corporation "
     "inc ltd plc board commission authority government parliament assembly senate congress".split()
 )
-_CAPITALISED = re.compile(r"[A-Z][\w'’.-]*")
 _TOKEN = re.compile(r"[\w'’.-]+|[^\w\s]")
 _WORD = re.compile(r"\w+")
+# a capital letter of the Latin, Greek or Cyrillic alphabets ("Östersund", "Ødegaard"): `re` has no \p{Lu}
+_UPPER = "[" + "".join(re.escape(chr(c)) for c in range(0x530) if chr(c).isupper()) + "]"
 # a preposition of place, then a capitalised word within three lower-case ones ("in the northern city of Harbin")
 _PLACED = re.compile(
-    r"\b(?:in|at|near|outside|inside|from|to|into|across|around)\s+(?:the\s+)?(?:[a-z]+\s+){0,3}?([A-Z][\w'’.-]+)"
+    rf"\b(?:in|at|near|outside|inside|from|to|into|across|around)\s+(?:the\s+)?(?:[a-z]+\s+){{0,3}}?({_UPPER}[\w'’.-]*)"
 )
 
 
@@ -76,7 +77,7 @@ def names_someone_new(sentence: str, asked: set[str]) -> bool:
     holds: one word alone is too often a place, a brand or a sentence's start."""
     run: list[str] = []
     for tok in [*_TOKEN.findall(sentence), "."]:
-        if _CAPITALISED.fullmatch(tok) and tok.lower().strip(".") not in _NOT_NAMES:
+        if tok[0].isupper() and tok.lower().strip(".") not in _NOT_NAMES:
             run.append(tok)
             continue
         if len(run) >= 2 and all(_new(w, asked) for w in run) and run[-1].lower().rstrip("'’s") not in _NOT_PEOPLE:

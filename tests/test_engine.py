@@ -518,8 +518,15 @@ def test_inside_the_article_the_sentence_with_the_kind_of_thing_asked_wins(tmp_p
          "A senior official, John Kirby, told NBC News about the response."],
     )  # fmt: skip
     assert flags is not None and flags.tolist() == [0.0, 1.0]
-    where = kind_flags("Where did Patsy Rowlands die?", ["Patsy Rowlands has died.", "Rowlands died in Hove."])
-    assert where is not None and where.tolist() == [0.0, 1.0]
+    where = kind_flags(
+        "Where did Patsy Rowlands die?",
+        ["Patsy Rowlands has died.", "Rowlands died in Hove.", "She died in the morning.", "She died in Östersund."],
+    )
+    assert where is not None and where.tolist() == [0.0, 1.0, 0.0, 1.0]  # a capital of any script places
+    who = kind_flags("Who scored the winner?", ["Martin Ødegaard scored it.", "The team won it late on."])
+    assert who is not None and who.tolist() == [1.0, 0.0]
+    number = kind_flags("How many MPs took part in 2004?", ["Some 83 MPs took part.", "It was in 2004."])
+    assert number is not None and number.tolist() == [1.0, 0.0]  # a number the question does not hold
 
     engine = _bbc_index(tmp_path, [a for a, _, _ in _KIND_ASKED])
 
