@@ -501,7 +501,7 @@ _KIND_ASKED = [
 
 
 def test_inside_the_article_the_sentence_with_the_kind_of_thing_asked_wins(tmp_path, monkeypatch) -> None:
-    """"Who ...?" is answered by the sentence naming someone the question does not, "Where ...?" by the one
+    """A "Who ...?" question is answered by the sentence naming someone the question does not, "Where ...?" by the one
     that places it, "How long ...?" by the one with a span: inside the article, such a sentence gets
     KIND_BONUS.  Real BBC articles, with 30 others around them."""
     import qa.engine
