@@ -367,6 +367,16 @@ def _bbc_index(tmp_path: Path, articles: list[str], extra: dict[str, str] | None
     return qa.load(tmp_path / "index", warm=False)
 
 
+def _answered_first(engine, cases: list[tuple[str, str, str]]) -> list[bool]:  # noqa: ANN001
+    """For each (article, question, the answer's words): is `ask`'s first answer that sentence, cited to that
+    article (built by `_bbc_index`, "sport/455" saved as "sport-455")?"""
+    out = []
+    for article, q, answer in cases:
+        top = engine.ask(q).answers[0]
+        out.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))
+    return out
+
+
 # Questions of the news suite's tune half (qa/eval/news_gold.json) whose answer the fused order puts behind a
 # sentence of the same article that only names the subject; (article, question, the answer's words)
 _NAMED_SUBJECT = [
@@ -477,11 +487,7 @@ def test_a_long_articles_first_sentence_gives_way_to_the_detail_asked(tmp_path, 
     assert LEAD_MIN_SENTENCES > 5
 
     def answered() -> list[bool]:
-        out = []
-        for article, q, answer in _DETAIL_BEHIND_THE_LEAD:
-            top = engine.ask(q).answers[0]
-            out.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))
-        return out
+        return _answered_first(engine, _DETAIL_BEHIND_THE_LEAD)
 
     assert all(answered()), answered()
     monkeypatch.setattr(qa.engine, "KIND_BONUS", 0.0)  # three of them ask for a kind of thing: the penalty alone
@@ -531,11 +537,7 @@ def test_inside_the_article_the_sentence_with_the_kind_of_thing_asked_wins(tmp_p
     engine = _bbc_index(tmp_path, [a for a, _, _ in _KIND_ASKED])
 
     def answered() -> list[bool]:
-        out = []
-        for article, q, answer in _KIND_ASKED:
-            top = engine.ask(q).answers[0]
-            out.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))
-        return out
+        return _answered_first(engine, _KIND_ASKED)
 
     assert all(answered()), answered()
     monkeypatch.setattr(qa.engine, "KIND_BONUS", 0.0)
