@@ -62,10 +62,6 @@ def asked_kind(question: str) -> str | None:
     return qtype if qtype in _COUNTED else None
 
 
-def _asked_words(question: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(question.split("?")[0])}
-
-
 def _new(word: str, asked: set[str]) -> bool:
     w = word.lower().rstrip("'’s")
     return w not in asked and w.rstrip("s") not in asked
@@ -94,13 +90,12 @@ def places_something_new(sentence: str, asked: set[str]) -> bool:
 def kind_flags(question: str, sentences: Sequence[str]) -> np.ndarray | None:
     """1.0 where a sentence holds something new of the kind `question` asks
     for, else 0.0; None when the question asks for no such kind."""
-    kind = asked_kind(question)
+    q = question.split("?")[0]
+    kind = asked_kind(q)
     if kind is None:
         return None
-    asked = _asked_words(question)
-    if kind == "person":
-        return np.array([float(names_someone_new(s, asked)) for s in sentences])
-    if kind == "place":
-        return np.array([float(places_something_new(s, asked)) for s in sentences])
-    q = question.split("?")[0]
+    if kind in ("person", "place"):
+        asked = {w.lower() for w in _WORD.findall(q)}
+        has = names_someone_new if kind == "person" else places_something_new
+        return np.array([float(has(s, asked)) for s in sentences])
     return type_match([typed_tokens(s, kind) for s in sentences], q)

@@ -267,19 +267,16 @@ def within_article_order(
     return order
 
 
-def long_leads(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
-    """1.0 where the sentence is the first of an article with at least
-    LEAD_MIN_SENTENCES sentences (the `lead` of `within_article_order`), else 0.0."""
-    first = doc_map.prev_sent[ids] < 0
-    docs = doc_map.sent_docs[doc_map.sent_doc_ptr[ids]]
-    long = np.diff(doc_map.doc_sent_ptr)[docs] >= LEAD_MIN_SENTENCES
-    return (first & long).astype(np.float64)
-
-
 def in_long_articles(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
     """1.0 where the sentence's first article has at least LEAD_MIN_SENTENCES sentences, else 0.0."""
     docs = doc_map.sent_docs[doc_map.sent_doc_ptr[ids]]
     return (np.diff(doc_map.doc_sent_ptr)[docs] >= LEAD_MIN_SENTENCES).astype(np.float64)
+
+
+def long_leads(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
+    """1.0 where the sentence is the first of an article with at least
+    LEAD_MIN_SENTENCES sentences (the `lead` of `within_article_order`), else 0.0."""
+    return in_long_articles(doc_map, ids) * (doc_map.prev_sent[ids] < 0)
 
 
 def kinds_asked(question: str, texts: list[str], long: np.ndarray) -> np.ndarray | None:

@@ -70,7 +70,15 @@ def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved
     join the re-ranking there, as `within_article_order` says: `ask` and the
     function agree on a real index, and the logits change the order."""
     import qa
-    from qa.engine import SUBJECT_DEPTH, long_leads, read_slots, unnamed_question, within_article_order
+    from qa.engine import (
+        SUBJECT_DEPTH,
+        in_long_articles,
+        kinds_asked,
+        long_leads,
+        read_slots,
+        unnamed_question,
+        within_article_order,
+    )
 
     q = "How long did Biden's Thursday phone call with Netanyahu last?"
     engine = qa.load(seed_index, warm=False)
@@ -81,7 +89,8 @@ def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved
     v = engine._embed([unnamed_question(resolved.asked)])[0]
     cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / np.linalg.norm(v))
     lead = long_leads(engine.docs, ids[:n])
-    without = within_article_order(score[:n], docs, cos, lead=lead)
+    kind = kinds_asked(resolved.asked, texts[:n], in_long_articles(engine.docs, ids[:n]))  # as `ask` reads it
+    without = within_article_order(score[:n], docs, cos, lead=lead, kind=kind)
     plain = [a.text for a in engine.ask(q, k=5).answers]
 
     rd = reader_mod.load_reader(saved_reader[0], precision="fp32")
@@ -90,7 +99,7 @@ def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved
     assert 2 <= len(slots) <= 4 and (docs[slots] == docs[0]).all()  # the best of the top answer's article
     read = np.full(n, np.nan, dtype=np.float32)
     read[slots] = rd.score(resolved.asked, [texts[i] for i in slots])
-    order = within_article_order(score[:n], docs, cos, read, lead)
+    order = within_article_order(score[:n], docs, cos, read, lead, kind)
     assert order is not None and (without is None or list(order) != list(without)), "the logits changed nothing"
     expected = [texts[i] for i in order]
     got = [a.text for a in engine.ask(q, k=5).answers]

@@ -317,7 +317,7 @@ def _order(model, r: dict, rerank=None) -> np.ndarray:
             r["ucos"][order],
             None if wread is None else wread[order],
             r["long_lead"][order],
-            None if kind is None else np.r_[kind, np.zeros(len(order) - len(kind))],
+            kind,
         )
         if inside is not None:
             order = order[inside]
