@@ -226,6 +226,19 @@ def unnamed_question(question: str, followup: bool = False) -> str | None:
     return q if followup and content_words(q) else None
 
 
+def within_question(resolved: Resolved) -> str | None:
+    """What the within-article step compares candidates with: the question
+    with its names as "it" (`unnamed_question`), except for an "And X?"
+    follow-up rewritten into the previous question's frame: there it is the
+    follow-up as typed ("And Bill Clinton?"), since its new name is all that
+    tells its answer from the previous one, and with the names as "it" the
+    rewrite ("How many Grammys did it win?") points back at that answer
+    (docs/evaluation.md, "Follow-ups")."""
+    if resolved.followup and resolved.asked != resolved.question:
+        return resolved.question
+    return unnamed_question(resolved.asked, resolved.followup)
+
+
 def within_article_order(
     score: np.ndarray,
     docs: np.ndarray,
@@ -674,7 +687,7 @@ class Engine:
         k = qmod.check_k(k)
         docs_ok, allowed = self._filter_masks(filters) if filters else (None, None)
         resolved = self.resolve(q, qmod.user_turns(history))
-        unnamed = unnamed_question(resolved.asked, resolved.followup)
+        unnamed = within_question(resolved)
         if unnamed is not None:  # encoded beside the question, in one batch (`_within_article` reads it)
             self._embed([*resolved.dense_texts, unnamed])
         ids, score, vecs, texts = self._scored(resolved, allowed)
@@ -804,7 +817,7 @@ class Engine:
         (docs/evaluation.md, follow-up memory)."""
         prev = resolve(turns[-1], turns[:-1])
         ids, score, vecs, texts = self._scored(prev)
-        order = self._within_article(unnamed_question(prev.asked, prev.followup), prev.asked, ids, score, vecs, texts)
+        order = self._within_article(within_question(prev), prev.asked, ids, score, vecs, texts)
         if order is not None:
             texts = [texts[i] for i in order]
         order = _agree_years(turns[-1], texts)

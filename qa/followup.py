@@ -317,6 +317,31 @@ def _name_spans(tokens: list[str]) -> list[tuple[int, int]]:
     return spans
 
 
+_PREPOSITIONS = {"in", "at", "on", "of", "for", "from", "to", "by", "with", "outside", "inside", "near", "during"}
+
+
+def _focus_span(spans: list[tuple[int, int]], tokens: list[str], x: str) -> tuple[int, int]:
+    """Which name of the previous question "And X?" replaces: X is another
+    participant ("Who will Oldham play in the FA Cup fourth round?" + "And
+    Arsenal?" swaps Oldham), not the setting a preposition introduces, unless
+    every name is in one ("... died of the virus in Italy?" + "What about
+    Spain?"); a possessive X swaps a possessive name ("the Scissor Sisters'
+    single" + "And Kasabian's?").  The last such name: the question's focus
+    comes late ("How many nominations did The Aviator get?")."""
+
+    def in_setting(a: int) -> bool:
+        k = a - 1 if a > 0 and tokens[a - 1].lower() == "the" else a
+        return k > 0 and tokens[k - 1].lower() in _PREPOSITIONS
+
+    def possessive(span: tuple[int, int]) -> bool:
+        return any(t.endswith(("'s", "’s", "'", "’")) for t in tokens[span[0] : span[1]])
+
+    pool = [sp for sp in spans if not in_setting(sp[0])] or spans
+    if re.search(r"['’]s\b|s['’](?!\w)", x):
+        pool = [sp for sp in pool if possessive(sp)] or pool
+    return pool[-1]
+
+
 def _swap_slot(question: str, previous: str) -> tuple[str, list[str]] | None:
     """The previous question with the follow-up's focus in place of its own,
     and the words that were replaced: "And on Sunday?" + "How long did the
@@ -348,7 +373,7 @@ def _swap_slot(question: str, previous: str) -> tuple[str, list[str]] | None:
         spans = _name_spans([w if w else "x" for w in clean])
         if not spans:
             return None
-        a, b = spans[-1]
+        a, b = _focus_span(spans, clean, x)
         if a > 0 and clean[a - 1].lower() == "the":
             a -= 1
         gone = clean[a:b]
@@ -360,14 +385,47 @@ def _swap_slot(question: str, previous: str) -> tuple[str, list[str]] | None:
         for i, w in enumerate(ptoks):
             if w.lower() == det and i + 1 < len(ptoks):
                 j = i + 1
-                while j < len(ptoks) and ptoks[j].lower().strip("?,.") not in stop and j - i <= 3:
+                while (
+                    j < len(ptoks) and ptoks[j].lower().strip("?,.") not in stop and ptoks[j].islower() and j - i <= 3
+                ):
                     j += 1
                 if j == i + 1:
                     continue
                 gone = [w.strip("?,.") for w in ptoks[i + 1 : j]]
                 rewritten = " ".join(ptoks[:i] + words_x + ptoks[j:])
                 return rewritten.rstrip("?") + "?", gone
-    return None
+    return _swap_shared(words_x, ptoks)
+
+
+def _swap_shared(words_x: list[str], ptoks: list[str]) -> tuple[str, list[str]] | None:
+    """ "And best screenplay?" after "Who won best actress at the awards?":
+    X shares a content word with the previous question ("best") and swaps the
+    phrase it heads there ("best actress" -> "best screenplay"); from the
+    first shared word to the last when X shares more than one ("for best
+    supporting actor" in place of "best actor")."""
+    stop = _stopwords()
+    low = [w.lower().strip("?,.;:") for w in ptoks]
+    xl = [w.lower().strip("?,.;:") for w in words_x]
+    shared = [k for k, w in enumerate(xl) if w not in stop and w not in _DETERMINERS and len(w) > 2 and w in low]
+    if not shared or len(shared) == len([w for w in xl if w not in stop]):
+        return None  # nothing in common, or nothing new
+    first, last = shared[0], shared[-1]
+    i = low.index(xl[first])
+    if last > first:
+        j = next((m for m in range(i + 1, len(low)) if low[m] == xl[last]), None)
+        if j is None:
+            return None
+        j += 1
+    else:
+        # the shared word and the content words that follow it there, as many as follow it in X
+        j, want = i + 1, len(xl) - first - 1
+        while j < len(low) and want > 0 and low[j] not in stop:
+            j, want = j + 1, want - 1
+        if j == i + 1:
+            return None
+    gone = [w.strip("?,.;:") for w in ptoks[i:j] if w.lower().strip("?,.;:") not in xl]
+    rewritten = " ".join(ptoks[:i] + words_x[first:] + ptoks[j:])
+    return rewritten.rstrip("?") + "?", gone
 
 
 def resolve(question: str, history: list[str], answers: list[str | None] | None = None) -> Resolved:
@@ -379,7 +437,11 @@ def resolve(question: str, history: list[str], answers: list[str | None] | None 
     recent = history[-MAX_TURNS:][::-1]  # most recent first
     answers = list(answers or [])
     last_answer = answers[len(history) - 1] if len(answers) >= len(history) else None
-    swap = _swap_slot(question, recent[0])
+    frame = recent[0]
+    if len(history) > 1 and frame.strip().lower().startswith(_ELLIPSIS):
+        # "What about David Blunkett?" after "And Robin Cook?": the frame is what that turn asked
+        frame = resolve(history[-1], history[:-1]).asked
+    swap = _swap_slot(question, frame)
     swapped, replaced = swap if swap else (None, [])
     have = {t.lower() for t in _tokens(swapped or question)} | {t.lower() for t in replaced}
     carried: list[str] = []

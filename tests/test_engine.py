@@ -544,6 +544,43 @@ def test_inside_the_article_the_sentence_with_the_kind_of_thing_asked_wins(tmp_p
     assert sum(answered()) <= 1  # without the bonus the sentence that names the subject answers: what it is for
 
 
+# Reader conversations (qa/reader_news_questions.json; no suite reports them): "And X?" after a question about one
+# participant; (article, earlier turns, follow-up, the answer's words)
+_AND_X = [
+    ("entertainment/034", ["Who won best actress at the Evening Standard British Film Awards?"], "And best screenplay?",
+     "Pawlikowski won the best screenplay statuette"),
+    ("entertainment/234", ["At what position did the Scissor Sisters' Filthy/Gorgeous enter the UK singles chart?"],
+     "And Kasabian's Cut Off?", "Kasabian who are at number eight"),
+    ("tech/020", ["What share of browser users does Firefox have?"], "And what about Internet Explorer?",
+     "a share of about 90%"),
+    ("business/406", ["How much did Wal-Mart's December sales rise?"], "And Costco?", "8% jump in same store sales"),
+    ("entertainment/008", ["Who are the best actress nominees at the Evening Standard Theatre Awards?",
+                           "And for best actor?"], "And best director?", "Luc Bondy for Cruel and Tender"),
+]  # fmt: skip
+
+
+def test_and_x_follow_ups_are_answered_with_the_new_focus(tmp_path, monkeypatch) -> None:
+    """ "And Costco?" is the previous question with Costco in Wal-Mart's place, and inside the article the
+    sentence that names Costco answers it, not the one that answered Wal-Mart.  Real BBC articles, with
+    30 others around them."""
+    import qa.engine
+
+    engine = _bbc_index(tmp_path, sorted({a for a, _, _, _ in _AND_X}))
+
+    def answered() -> list[bool]:
+        out = []
+        for article, history, q, answer in _AND_X:
+            top = engine.ask(q, history).answers[0]
+            out.append(answer in top.text and top.sources[0].doc_id == article.replace("/", "-"))
+        return out
+
+    assert all(answered()), answered()
+    # inside the article, the rewrite with its names as "it" ("How much did it sales rise?") points back
+    # at the previous answer: what comparing with the follow-up as typed is for
+    monkeypatch.setattr(qa.engine, "within_question", lambda r: qa.engine.unnamed_question(r.asked, r.followup))
+    assert sum(answered()) <= 3
+
+
 def test_within_article_order_moves_only_the_best_answers_article() -> None:
     from qa.engine import within_article_order
 

@@ -176,6 +176,34 @@ def test_inscit_turns_take_gold_passages_from_direct_answers_only() -> None:
             "How many people have died of the virus in Italy?",
             "How many people have died of the virus in Spain?",
         ),
+        # X is another participant, not the setting a preposition introduces
+        (
+            "And Arsenal?",
+            "Who will Oldham play in the FA Cup fourth round?",
+            "Who will Arsenal play in the FA Cup fourth round?",
+        ),
+        (
+            "And Robin Cook?",
+            "How much does Michael Portillo earn outside Parliament?",
+            "How much does Robin Cook earn outside Parliament?",
+        ),
+        # a possessive X swaps the possessive name
+        (
+            "And Kasabian's Cut Off?",
+            "At what position did the Scissor Sisters' Filthy/Gorgeous enter the UK singles chart?",
+            "At what position did Kasabian's Cut Off enter the UK singles chart?",
+        ),
+        # a word X shares with the frame anchors the phrase it replaces
+        (
+            "And best screenplay?",
+            "Who won best actress at the Evening Standard British Film Awards?",
+            "Who won best screenplay at the Evening Standard British Film Awards?",
+        ),
+        (
+            "And for best supporting actor?",
+            "Who do bookmakers make favourite for the best actor Oscar?",
+            "Who do bookmakers make favourite for the best supporting actor Oscar?",
+        ),
     ],
 )
 def test_ellipsis_puts_the_new_focus_in_the_previous_frame(question: str, previous: str, standalone: str) -> None:
@@ -184,6 +212,19 @@ def test_ellipsis_puts_the_new_focus_in_the_previous_frame(question: str, previo
     # what was swapped out is not carried back in
     old = set(previous.split()) - set(standalone.split())
     assert not old & set(r.lexical.split()), r.lexical
+
+
+def test_an_ellipsis_after_an_ellipsis_takes_the_frame_that_turn_asked() -> None:
+    """ "What about David Blunkett?" after "And Robin Cook?" swaps Robin Cook in the rewritten turn, not in the
+    bare "And Robin Cook?"; "the" before a name is not a noun phrase of its own to swap ("And the comedy
+    prize?" does not replace "the Evening Standard")."""
+    history = ["How much does Michael Portillo earn outside Parliament?", "And Robin Cook?"]
+    assert (
+        resolve("What about David Blunkett?", history).query == "How much does David Blunkett earn outside Parliament?"
+    )
+    history = ["Who won best actress at the Evening Standard British Film Awards?", "And best screenplay?"]
+    r = resolve("And the comedy prize?", history)
+    assert r.followup and "Evening Standard" in r.query and "comedy prize Film" not in r.query
 
 
 @pytest.mark.parametrize(
