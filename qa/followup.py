@@ -204,10 +204,19 @@ _POINTS_BACK = re.compile(
 )
 
 
+# "this year", "these days": the speaker's own time, not a pointer back into the conversation
+_NOW = re.compile(
+    r"\b(?:this|these)\s+(?:year|week|month|weekend|season|morning|afternoon|evening|summer|winter|spring|autumn|days)"
+    r"(?:['’]s)?\b",
+    re.I,
+)
+
+
 def is_followup(question: str) -> bool:
     """Whether the question leans on the conversation: a pronoun, a
     determiner that points back ("that deal"), an opener ("And on
     Sunday?"), or too few words of its own to name a subject."""
+    question = _NOW.sub(" ", question)
     q = question.strip().lower()
     if _POINTS_BACK.search(question):
         return True

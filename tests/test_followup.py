@@ -37,6 +37,9 @@ def test_context_dependent_questions_are_followups(question: str) -> None:
         "Is it possible to be addicted to sweetened beverages?",
         "What were the remarks that Vicente Fox Quesada made?",
         "Do other languages have an abbreviation for OJ?",
+        # "this year", "these days": the asker's own time, not a pointer back
+        "Who presented this year's Golden Joystick awards?",
+        "Who runs Aisha's Salon and Spa these days?",
     ],
 )
 def test_self_contained_questions_stand_alone(question: str) -> None:
