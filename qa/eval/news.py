@@ -316,7 +316,7 @@ def split_names(gold: dict[str, Any]) -> tuple[str, ...]:
 def run(halves: tuple[str, ...] | None = None, gold_path: Path = GOLD) -> dict[str, Any]:
     """Every number of a gold file's `halves` (default: all of them).  Any
     file in the suite's format can be asked: the reader's training questions
-    (qa/reader_news_questions.json) are a tune set seven times the size of
+    (qa/reader_news_questions.json) are a tune set 28 times the size of
     the suite's tune half."""
     import qa
 
