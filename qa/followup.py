@@ -415,7 +415,7 @@ def _swap_shared(words_x: list[str], ptoks: list[str]) -> tuple[str, list[str]] 
     stop = _stopwords()
     low = [w.lower().strip("?,.;:") for w in ptoks]
     xl = [w.lower().strip("?,.;:") for w in words_x]
-    shared = [k for k, w in enumerate(xl) if w not in stop and w not in _DETERMINERS and len(w) > 2 and w in low]
+    shared = [k for k, w in enumerate(xl) if w not in stop and len(w) > 2 and w in low]
     if not shared or len(shared) == len([w for w in xl if w not in stop]):
         return None  # nothing in common, or nothing new
     first, last = shared[0], shared[-1]
@@ -449,7 +449,7 @@ def resolve(question: str, history: list[str], answers: list[str | None] | None 
     frame = recent[0]
     if len(history) > 1 and frame.strip().lower().startswith(_ELLIPSIS):
         # "What about David Blunkett?" after "And Robin Cook?": the frame is what that turn asked
-        frame = resolve(history[-1], history[:-1]).asked
+        frame = resolve(history[-1], history[-MAX_TURNS:-1]).asked  # within the memory: a chain costs no more
     swap = _swap_slot(question, frame)
     swapped, replaced = swap if swap else (None, [])
     have = {t.lower() for t in _tokens(swapped or question)} | {t.lower() for t in replaced}
