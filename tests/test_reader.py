@@ -160,3 +160,72 @@ def test_the_second_stage_reorders_the_read_candidates(seed_index, saved_reader)
     assert list(ids[:n]) == list(base_ids[:n][::-1])
     assert list(ids[n:]) == list(base_ids[n:])
     assert len(FEATURES) == len(same.coef)
+
+
+def test_a_distilled_reader_starts_as_the_teachers_spaced_layers(tmp_path) -> None:
+    """`--teacher`: the student is the teacher's embeddings, head and layers
+    0, 2, 4, so before any step it scores as a network built from exactly
+    those; it saves and loads back as a 3-layer reader."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from qa.reader_train import _base_model_path, student_from
+
+    base = _base_model_path()
+    torch.manual_seed(0)
+    teacher = reader_mod.reader_net(AutoModel.from_pretrained(base, add_pooling_layer=False))
+    torch.nn.init.normal_(teacher.head.weight, std=1.0)
+    teacher.eval()
+    student = student_from(teacher, 3)
+    assert student.bert.config.num_hidden_layers == 3 and len(student.bert.encoder.layer) == 3
+    assert teacher.bert.config.num_hidden_layers == 6 and len(teacher.bert.encoder.layer) == 6  # untouched
+    for s, t in zip(student.bert.encoder.layer, (0, 2, 4)):
+        assert torch.equal(s.output.dense.weight, teacher.bert.encoder.layer[t].output.dense.weight)
+        assert s.output.dense.weight.data_ptr() != teacher.bert.encoder.layer[t].output.dense.weight.data_ptr()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    b = tokenizer([QUESTION] * 3, SENTENCES, padding=True, return_tensors="pt")
+    by_hand = reader_mod.reader_net(AutoModel.from_pretrained(base, num_hidden_layers=3, add_pooling_layer=False))
+    state = {k: v for k, v in teacher.state_dict().items() if ".layer." not in k}
+    for i, t in enumerate((0, 2, 4)):
+        prefix = f"bert.encoder.layer.{t}."
+        state |= {
+            k.replace(prefix, f"bert.encoder.layer.{i}."): v
+            for k, v in teacher.state_dict().items()
+            if k.startswith(prefix)
+        }
+    by_hand.load_state_dict(state)
+    by_hand.eval()
+    with torch.inference_mode():
+        got, want, full = student(**b), by_hand(**b), teacher(**b)
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, full, atol=1e-3)
+    reader_mod.save_reader(student, tokenizer, tmp_path, {"layers": 3, "max_length": reader_mod.MAX_LENGTH})
+    back = reader_mod.load_reader(tmp_path, precision="fp32")
+    assert back.model.bert.config.num_hidden_layers == 3
+    assert np.allclose(back.score(QUESTION, SENTENCES), got.numpy(), atol=0.01 * float(got.std()) + 1e-3)
+
+
+def test_distilling_trains_a_smaller_reader_from_a_saved_one(saved_reader, tmp_path) -> None:
+    """Two steps of `train(..., teacher_dir=...)` on real groups: the loss
+    with the teacher's scores runs, and the kept checkpoint is a reader of
+    the student's size that loads and scores."""
+    from qa.reader_train import GROUP, Group, train
+
+    negatives = [
+        "The council meets again next month.",
+        "Shares in the firm fell 3% on Monday.",
+        "The match ended in a draw.",
+        "Officials did not say when it would reopen.",
+        "The bridge, which opened in 1932, carries about 40,000 cars a day.",
+        "Traffic was sent through the town centre instead.",
+        "Heavy rain is forecast for the weekend.",
+    ]
+    assert len(negatives) >= GROUP - 1
+    groups = [Group(QUESTION, [SENTENCES[0]], negatives, "news-train", 2.0, meta={"answers": ["cracks"]})] * 4
+    out = tmp_path / "student"
+    result = train(
+        groups, groups[:1], out, layers=1, steps=2, lr=5e-5, seed=0, log=lambda m: None, teacher_dir=saved_reader[0]
+    )
+    assert result["best"]["step"] == 2 and np.isfinite(result["history"][-1]["loss"])
+    rd = reader_mod.load_reader(out, precision="fp32")
+    assert rd.model.bert.config.num_hidden_layers == 1
+    assert rd.score(QUESTION, SENTENCES).shape == (3,)
