@@ -193,7 +193,7 @@ SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed quest
 # log-score units per logit of the learned reader (qa.reader), which reads the question with each of those
 # candidates: chosen on the reader's held-out "fit" questions and the news tune half (docs/evaluation.md)
 READ_WEIGHT = 1.6
-READ_MOST = 4  # candidates it reads, the best by score and cosine (docs/evaluation.md: 4 vs 5 vs 10, and the cost)
+READ_MOST = 3  # candidates it reads, the best by score and cosine (docs/evaluation.md: 2, 3, 4, 5, 10 and the cost)
 # A long article's first sentence names everything the story is about, so inside the article it outranks the
 # sentence that answers; it gives up LEAD_PENALTY log-score units there.  Only in an article of at least
 # LEAD_MIN_SENTENCES sentences: the first sentence of a paragraph-sized text (a SQuAD paragraph has about 5) states
@@ -342,8 +342,8 @@ class Engine:
         self.data = data
         self.encoder = encoder
         self.fusion = fusion or load_model()
-        # the reader re-reads the best answer's article (`_within_article`); the
-        # second stage (qa.rerank, none ships) needs it too
+        # the reader (qa/models/reader ships) re-reads the best answer's article
+        # (`_within_article`); the second stage (qa.rerank, none ships) needs it too
         self.reader: Reader | None = reader
         self.rerank: RerankModel | None = rerank if reader is not None else None
         self.manifest = data.manifest
@@ -421,8 +421,8 @@ class Engine:
         `warm=False` skips the background warm-up of the per-sentence memos
         (a one-question command would only share its CPU with it).
         `store`: the manifest's vector store reached at another address
-        (qa.vector_store).  A learned reader installed in qa/models/reader
-        (trained here by `python -m qa.reader_train`; none ships) re-reads the
+        (qa.vector_store).  The learned reader in qa/models/reader (trained
+        here by `python -m qa.reader_train`; it ships) re-reads the
         best answer's article, and a fitted second stage
         (qa/rerank_weights.json; none ships) re-reads the fused ranking;
         `reader=False` leaves both out."""
