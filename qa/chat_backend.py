@@ -214,7 +214,13 @@ class ChatBackend:
             m = data.manifest
             if enc.model_id == m.model and enc.dim == m.dimension:
                 try:
-                    engine = Engine(data, replace(enc, precision=QUERY_PRECISION))
+                    # the model, the reader and its second stage stay loaded: a new index does not change them
+                    engine = Engine(
+                        data,
+                        replace(enc, precision=QUERY_PRECISION),
+                        reader=previous.reader,
+                        rerank=previous.rerank,
+                    )
                     engine.warm()
                     return engine
                 except TypeError:  # the constructor changed: fall back to a full load

@@ -346,7 +346,10 @@ def test_a_question_naming_a_year_is_answered_by_that_years_sentence(tmp_path) -
 
 def _bbc_index(tmp_path: Path, articles: list[str], extra: dict[str, str] | None = None):  # noqa: ANN202
     """An engine over real BBC articles (ids like "sport/455", saved as "sport-455.txt"), 30 others
-    around them (the first 6 of each topic) and `extra` texts by file name, built with the real builder."""
+    around them (the first 6 of each topic) and `extra` texts by file name, built with the real builder.
+    Without the learned reader: the tests that use it measure one within-article rule against that rule
+    switched off, and the reader re-ranks inside the article too (its own gains and losses, measured on the
+    held-out suites, are in docs/evaluation.md; tests/test_reader.py tests it)."""
     import shutil
 
     import qa
@@ -364,7 +367,7 @@ def _bbc_index(tmp_path: Path, articles: list[str], extra: dict[str, str] | None
     for name, text in (extra or {}).items():
         (src / name).write_text(text, encoding="utf-8")
     build([src], tmp_path / "index", BuildConfig(progress=False), log=lambda m: None)
-    return qa.load(tmp_path / "index", warm=False)
+    return qa.load(tmp_path / "index", warm=False, reader=False)
 
 
 def _answered_first(engine, cases: list[tuple[str, str, str]]) -> list[bool]:  # noqa: ANN001
