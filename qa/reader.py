@@ -102,10 +102,10 @@ def load_reader(path: str | Path | None = None, precision: str = "auto") -> Read
     no measurable cost in ranking (docs/performance.md); bf16 is faster still
     where the CPU has AMX and slower where it has not (measured: 16.7 against
     12.2 ms for 4 news pairs on AVX512-BF16 without AMX).  "auto" picks by
-    the CPU: bf16 with AMX, int8 elsewhere.  Not timed at load: a choice
-    that a timing race can flip would rank differently in two processes of
-    one machine (a chat server and its reference in tests/test_reliability.py
-    did).  Raises ModelUnavailableError when no reader is there.
+    the CPU: bf16 with AMX, int8 elsewhere.  Not timed at load: a near-tie
+    in timing could give two processes on one machine different precisions,
+    and so different orders where scores are close.  Raises
+    ModelUnavailableError when no reader is there.
     """
     p = Path(path) if path is not None else READER_DIR
     if not available(p):
