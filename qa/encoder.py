@@ -44,13 +44,23 @@ def resolve_model(name: str | None) -> tuple[str, str]:
 
 
 @lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is not there)."""
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return frozenset()
+
+
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def cpu_has_amx() -> bool:
+    """True on CPUs with AMX tiles for bf16: where bf16 beats int8 for the
+    reader's few short sequences (qa.reader)."""
+    return "amx_bf16" in cpu_flags()
 
 
 @dataclass

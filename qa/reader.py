@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from qa.encoder import cpu_has_amx
 from qa.errors import ModelUnavailableError
 
 READER_DIR = Path(__file__).with_name("models") / "reader"
@@ -160,12 +161,3 @@ def _int8(model):  # noqa: ANN001, ANN202
         # asking a question should not read about them on every load
         warnings.simplefilter("ignore", UserWarning)
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-@lru_cache(maxsize=1)
-def cpu_has_amx() -> bool:
-    """True on CPUs with AMX tiles for bf16 (where bf16 beats int8 here)."""
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
