@@ -6,6 +6,7 @@ are written into the index manifest, so the retriever never has to guess.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,13 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = REPO_ROOT / "seeds"
 DEFAULT_INDEX = Path("index")
+
+
+def cache_root() -> Path:
+    """Where source-qa keeps what it can rebuild (the evaluation's indexes, the
+    reader's ONNX graph): $SOURCE_QA_CACHE, else ~/.cache/source-qa."""
+    return Path(os.environ.get("SOURCE_QA_CACHE", Path.home() / ".cache" / "source-qa"))
+
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 # files of many articles, one a row or feed item (index_build.dumps)

