@@ -193,6 +193,11 @@ SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed quest
 # log-score units per logit of the learned reader (qa.reader), which reads the question with each of those
 # candidates: chosen on the reader's held-out "fit" questions and the news tune half (docs/evaluation.md)
 READ_WEIGHT = 1.6
+# With the reader, the step can cover every article's candidates among the best SUBJECT_DEPTH, not only the best
+# one's (the reader reads the question's names too).  Measured and not on (docs/evaluation.md, "Reading across
+# articles"): reading 6 across, the reader questions' fit half gained 0.044 at rank 1 and SQuAD's dev half 0.010,
+# but the news tune half lost 0.026, and it costs 3.4-3.7x the bare encode (budget 3x)
+ACROSS_ARTICLES = False
 READ_MOST = 3  # candidates it reads, the best by score and cosine (docs/evaluation.md: 2, 3, 4, 5, 10 and the cost)
 # A long article's first sentence names everything the story is about, so inside the article it outranks the
 # sentence that answers; it gives up LEAD_PENALTY log-score units there.  Only in an article of at least
@@ -253,16 +258,15 @@ def within_article_order(
     each, NaN where it did not read, see `read_slots`; `lead`: which are the
     first sentence of a long article, see `long_leads`; `kind`: which hold
     something new of the kind asked, see `qa.answer_kind.kind_flags`) in which the best SUBJECT_DEPTH that share
-    the best one's article change places among themselves by score, cosine and
-    reader, the others keeping theirs; None: the order stands.  A function of
+    the best one's article (with ACROSS_ARTICLES and the reader's logits, all of them: `rerank_slots`) change places among themselves by
+    score, cosine and reader, the others keeping theirs; None: the order stands.  A function of
     arrays, so the SQuAD suite's product metric applies it as `ask` does."""
     n = min(len(score), SUBJECT_DEPTH)
     if n < 2 or SUBJECT_WEIGHT <= 0:
         return None
-    same = docs[:n] == docs[0]
-    if same.sum() < 2:
+    slots = rerank_slots(docs, n, read is not None and not np.isnan(read[:n]).all())
+    if len(slots) < 2:
         return None
-    slots = np.flatnonzero(same)
     key = np.log(np.maximum(score[slots], 1e-6)) + SUBJECT_WEIGHT * cos[slots]
     if lead is not None:
         key = key - LEAD_PENALTY * lead[slots]
@@ -278,6 +282,13 @@ def within_article_order(
     order = np.arange(len(score))
     order[slots] = mine
     return order
+
+
+def rerank_slots(docs: np.ndarray, n: int, read: bool) -> np.ndarray:
+    """Which of the first `n` candidates (`docs`: each one's article) the
+    step above re-ranks: with the reader's logits (`read`) and
+    ACROSS_ARTICLES, all of them; else those of the best one's article."""
+    return np.arange(n) if read and ACROSS_ARTICLES else np.flatnonzero(docs[:n] == docs[0])
 
 
 def in_long_articles(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
@@ -302,10 +313,10 @@ def kinds_asked(question: str, texts: list[str], long: np.ndarray) -> np.ndarray
 
 def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray:
     """The candidates the reader reads (as in `within_article_order`): of the
-    best SUBJECT_DEPTH, the READ_MOST of the best one's article that rank
-    highest by score and cosine."""
+    best SUBJECT_DEPTH (of the best one's article unless ACROSS_ARTICLES), the
+    READ_MOST that rank highest by score and cosine."""
     n = min(len(score), SUBJECT_DEPTH)
-    same = np.flatnonzero(docs[:n] == docs[0])
+    same = rerank_slots(docs, n, True)
     key = np.log(np.maximum(score[same], 1e-6)) + SUBJECT_WEIGHT * cos[same]
     return same[np.argsort(-key, kind="stable")[:READ_MOST]]
 
@@ -342,7 +353,7 @@ class Engine:
         self.data = data
         self.encoder = encoder
         self.fusion = fusion or load_model()
-        # the reader (qa/models/reader ships) re-reads the best answer's article
+        # the reader (qa/models/reader ships) re-reads the best candidates
         # (`_within_article`); the second stage (qa.rerank, none ships) needs it too
         self.reader: Reader | None = reader
         self.rerank: RerankModel | None = rerank if reader is not None else None
@@ -423,7 +434,7 @@ class Engine:
         `store`: the manifest's vector store reached at another address
         (qa.vector_store).  The learned reader in qa/models/reader (trained
         here by `python -m qa.reader_train`; it ships) re-reads the
-        best answer's article, and a fitted second stage
+        best candidates, and a fitted second stage
         (qa/rerank_weights.json; none ships) re-reads the fused ranking;
         `reader=False` leaves both out."""
         import faiss
@@ -835,14 +846,14 @@ class Engine:
         texts: list[str],
     ) -> np.ndarray | None:
         """`within_article_order` of these candidates for the question read as
-        `unnamed` (`unnamed_question`), the reader reading `question` with each
-        candidate of the best one's article; None when there is no unnamed
-        question, or the order stands."""
+        `unnamed` (`unnamed_question`), the reader reading `question` with the
+        best of them (`read_slots`); None when there is no unnamed question, or
+        the order stands."""
         n = min(len(ids), SUBJECT_DEPTH)
         if n < 2 or unnamed is None:
             return None
         docs = self.docs.sent_docs[self.docs.sent_doc_ptr[ids[:n]]]
-        if (docs == docs[0]).sum() < 2:
+        if len(rerank_slots(docs, n, self.reader is not None)) < 2:
             return None
         v = self._embed([unnamed])[0]
         cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))

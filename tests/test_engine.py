@@ -584,7 +584,8 @@ def test_and_x_follow_ups_are_answered_with_the_new_focus(tmp_path, monkeypatch)
     assert sum(answered()) <= 3
 
 
-def test_within_article_order_moves_only_the_best_answers_article() -> None:
+def test_within_article_order_moves_only_the_best_answers_article(monkeypatch) -> None:
+    import qa.engine
     from qa.engine import within_article_order
 
     score = np.array([0.9, 0.3, 0.2, 0.1])
@@ -597,6 +598,11 @@ def test_within_article_order_moves_only_the_best_answers_article() -> None:
     # the reader's logits join in (NaN: not read, ranked as the worst one read); here they undo the cosine's move
     read = np.array([5.0, np.nan, 0.0, 0.0])
     assert within_article_order(score, docs, cos, read).tolist() == [0, 3, 2, 1]
+    # with ACROSS_ARTICLES (measured, not on), every article's candidates change places once the reader has read
+    monkeypatch.setattr(qa.engine, "ACROSS_ARTICLES", True)
+    assert within_article_order(score, docs, cos, read).tolist() == [2, 0, 3, 1]
+    assert within_article_order(score, docs, cos).tolist() == [3, 1, 2, 0]  # without its logits, as before
+    monkeypatch.setattr(qa.engine, "ACROSS_ARTICLES", False)
     # a long article's first sentence gives up LEAD_PENALTY log-score units: candidate 1, flagged, falls behind 0
     lead = np.array([0.0, 1.0, 0.0, 0.0])
     assert within_article_order(score, docs, cos, lead=lead).tolist() == [3, 0, 2, 1]
