@@ -258,9 +258,9 @@ def within_article_order(
     each, NaN where it did not read, see `read_slots`; `lead`: which are the
     first sentence of a long article, see `long_leads`; `kind`: which hold
     something new of the kind asked, see `qa.answer_kind.kind_flags`) in which the best SUBJECT_DEPTH that share
-    the best one's article (with ACROSS_ARTICLES and the reader's logits, all of them: `rerank_slots`) change places among themselves by
-    score, cosine and reader, the others keeping theirs; None: the order stands.  A function of
-    arrays, so the SQuAD suite's product metric applies it as `ask` does."""
+    the best one's article (all of them with ACROSS_ARTICLES and the reader's logits: `rerank_slots`) change
+    places among themselves by score, cosine and reader, the others keeping theirs; None: the order stands.
+    A function of arrays, so the SQuAD suite's product metric applies it as `ask` does."""
     n = min(len(score), SUBJECT_DEPTH)
     if n < 2 or SUBJECT_WEIGHT <= 0:
         return None

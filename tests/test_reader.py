@@ -170,6 +170,18 @@ def test_the_onnx_graph_is_exported_once_per_weights_and_reused(saved_reader, tm
     assert [f.name for f in first.parent.iterdir()] == [first.name]  # no temporary left behind
 
 
+def test_a_damaged_cached_graph_is_exported_again(saved_reader, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SOURCE_QA_CACHE", str(tmp_path / "cache"))
+    path = saved_reader[0]
+    file = reader_mod.onnx_file(path)
+    file.write_bytes(file.read_bytes()[:1000])  # cut short, as by a full disk
+    reader_mod._load.cache_clear()
+    rd = reader_mod.load_reader(path)
+    assert rd.precision == reader_mod.ONNX_INT8 and file.stat().st_size > 1000
+    assert np.argmax(rd.score(QUESTION, SENTENCES)) == np.argmax(saved_reader[1])
+    reader_mod._load.cache_clear()
+
+
 def test_without_a_writable_cache_the_reader_runs_in_torch(saved_reader, tmp_path, monkeypatch, caplog) -> None:
     """Nothing is lost when the graph cannot be cached (a read-only home):
     the reader still loads, in torch, and says why once in the log."""
