@@ -72,8 +72,11 @@ def test_the_shipped_reader_loads_offline_and_the_engine_reads_with_it(seed_inde
     assert int(np.argmax(s)) == 0, s  # the cause, not the bridge's traffic or the detour
     # the int8 graph scores as the trained fp32 network does, within 5% of the scores' spread (torch's int8
     # misses by 9% here)
-    fp32 = reader_mod.load_reader(precision="fp32").score(QUESTION, SENTENCES)
+    trained = reader_mod.load_reader(precision="fp32")
+    assert trained.model.bert.config.num_hidden_layers == rd.info["layers"] == 6
+    fp32 = trained.score(QUESTION, SENTENCES)
     assert np.abs(s - fp32).max() < 0.05 * np.ptp(fp32), (s, fp32)
+    assert list(np.argsort(s)) == list(np.argsort(fp32)), (s, fp32)  # the trained network's order, all of it
     assert load_model() is None, "qa/rerank_weights.json ships: no second stage was fitted for this reader"
     engine = qa.load(seed_index, warm=False)
     assert engine.reader is not None and engine.rerank is None
