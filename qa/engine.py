@@ -193,11 +193,14 @@ SUBJECT_WEIGHT = 16.0  # log-score units per unit of cosine to the unnamed quest
 # log-score units per logit of the learned reader (qa.reader), which reads the question with each of those
 # candidates: chosen on the reader's held-out "fit" questions and the news tune half (docs/evaluation.md)
 READ_WEIGHT = 1.6
-# With the reader, the step can cover every article's candidates among the best SUBJECT_DEPTH, not only the best
-# one's (the reader reads the question's names too).  Measured and not on (docs/evaluation.md, "Reading across
-# articles"): reading 6 across, the reader questions' fit half gained 0.044 at rank 1 and SQuAD's dev half 0.010,
-# but the news tune half lost 0.026, and it costs 3.4-3.7x the bare encode (budget 3x)
-ACROSS_ARTICLES = False
+# With the reader, the step covers every article's candidates among the best SUBJECT_DEPTH, not only the best
+# one's (the reader reads the question's names too, so it can tell a right article's sentence from a wrong one's), and
+# the best one's article keeps SAME_ARTICLE_BONUS log-score units: another article's sentence must read better by
+# that much to take first place.  Chosen on the reader questions' fit half, the news tune half and SQuAD's dev half
+# (docs/evaluation.md, "Reading across articles, the best answer's article first"); without the bonus, reading
+# across gained on the first and lost on the second.
+ACROSS_ARTICLES = True
+SAME_ARTICLE_BONUS = 3.0
 READ_MOST = 3  # candidates it reads, the best by score and cosine (docs/evaluation.md: 2, 3, 4, 5, 10 and the cost)
 # A long article's first sentence names everything the story is about, so inside the article it outranks the
 # sentence that answers; it gives up LEAD_PENALTY log-score units there.  Only in an article of at least
@@ -251,6 +254,7 @@ def within_article_order(
     read: np.ndarray | None = None,
     lead: np.ndarray | None = None,
     kind: np.ndarray | None = None,
+    across: bool | None = None,
 ) -> np.ndarray | None:
     """A new order of candidates (`score`: their answer scores, best first;
     `docs`: each one's article; `cos`: each one's cosine to the question with
@@ -258,13 +262,15 @@ def within_article_order(
     each, NaN where it did not read, see `read_slots`; `lead`: which are the
     first sentence of a long article, see `long_leads`; `kind`: which hold
     something new of the kind asked, see `qa.answer_kind.kind_flags`) in which the best SUBJECT_DEPTH that share
-    the best one's article (all of them with ACROSS_ARTICLES and the reader's logits: `rerank_slots`) change
-    places among themselves by score, cosine and reader, the others keeping theirs; None: the order stands.
+    the best one's article (all of them with ACROSS_ARTICLES and the reader's logits, the best one's article
+    SAME_ARTICLE_BONUS ahead, unless `across` is False: `rerank_slots`) change places among themselves by score,
+    cosine and reader, the others keeping theirs; None: the order stands.
     A function of arrays, so the SQuAD suite's product metric applies it as `ask` does."""
     n = min(len(score), SUBJECT_DEPTH)
     if n < 2 or SUBJECT_WEIGHT <= 0:
         return None
-    slots = rerank_slots(docs, n, read is not None and not np.isnan(read[:n]).all())
+    across = reads_across() if across is None else across
+    slots = rerank_slots(docs, n, across and read is not None and not np.isnan(read[:n]).all())
     if len(slots) < 2:
         return None
     key = np.log(np.maximum(score[slots], 1e-6)) + SUBJECT_WEIGHT * cos[slots]
@@ -276,6 +282,7 @@ def within_article_order(
         r = read[slots]
         # the ones it did not read rank as though read as badly as the worst one it did
         key = key + READ_WEIGHT * np.where(np.isnan(r), np.nanmin(r), r)
+        key = key + SAME_ARTICLE_BONUS * (docs[slots] == docs[0])
     mine = slots[np.argsort(-key, kind="stable")]
     if (mine == slots).all():
         return None
@@ -284,11 +291,21 @@ def within_article_order(
     return order
 
 
-def rerank_slots(docs: np.ndarray, n: int, read: bool) -> np.ndarray:
+def reads_across(followup: bool = False) -> bool:
+    """Whether the reader's step covers every article's candidates:
+    ACROSS_ARTICLES, for a question that stands on its own.  A follow-up is
+    read as typed ("What happened next?"), without the story that tells its
+    article from the others (on CANARD's dev half, reading its candidates
+    across articles cost 0.055 answer@5)."""
+    return ACROSS_ARTICLES and not followup
+
+
+def rerank_slots(docs: np.ndarray, n: int, across: bool) -> np.ndarray:
     """Which of the first `n` candidates (`docs`: each one's article) the
-    step above re-ranks: with the reader's logits (`read`) and
-    ACROSS_ARTICLES, all of them; else those of the best one's article."""
-    return np.arange(n) if read and ACROSS_ARTICLES else np.flatnonzero(docs[:n] == docs[0])
+    step above re-ranks: `across` (the reader's logits at hand and
+    `reads_across`), all of them; else those of the best one's article (the
+    cosine to the unnamed question alone cannot tell articles apart)."""
+    return np.arange(n) if across else np.flatnonzero(docs[:n] == docs[0])
 
 
 def in_long_articles(doc_map: DocMap, ids: np.ndarray) -> np.ndarray:
@@ -311,22 +328,28 @@ def kinds_asked(question: str, texts: list[str], long: np.ndarray) -> np.ndarray
     return None if flags is None else flags * long[: len(flags)]
 
 
-def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray) -> np.ndarray:
+def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray, across: bool | None = None) -> np.ndarray:
     """The candidates the reader reads (as in `within_article_order`): of the
-    best SUBJECT_DEPTH (of the best one's article unless ACROSS_ARTICLES), the
-    READ_MOST that rank highest by score and cosine."""
+    best SUBJECT_DEPTH (of the best one's article unless `across`, by default
+    `reads_across()`), the READ_MOST that rank highest by score and cosine."""
     n = min(len(score), SUBJECT_DEPTH)
-    same = rerank_slots(docs, n, True)
+    same = rerank_slots(docs, n, reads_across() if across is None else across)
     key = np.log(np.maximum(score[same], 1e-6)) + SUBJECT_WEIGHT * cos[same]
     return same[np.argsort(-key, kind="stable")[:READ_MOST]]
 
 
 def read_logits(
-    reader: Reader, question: str, texts: list[str], score: np.ndarray, docs: np.ndarray, cos: np.ndarray
+    reader: Reader,
+    question: str,
+    texts: list[str],
+    score: np.ndarray,
+    docs: np.ndarray,
+    cos: np.ndarray,
+    across: bool | None = None,
 ) -> np.ndarray:
     """The `read` of `within_article_order`: `reader`'s logit of each candidate
     it reads (`read_slots`), NaN for the rest.  The SQuAD suite calls it too."""
-    slots = read_slots(score, docs, cos)
+    slots = read_slots(score, docs, cos, across)
     out = np.full(len(score), np.nan, dtype=np.float32)
     out[slots] = reader.score(question, [texts[i] for i in slots])
     return out
@@ -702,7 +725,7 @@ class Engine:
         if unnamed is not None:  # encoded beside the question, in one batch (`_within_article` reads it)
             self._embed([*resolved.dense_texts, unnamed])
         ids, score, vecs, texts = self._scored(resolved, allowed)
-        order = self._within_article(unnamed, resolved.asked, ids, score, vecs, texts)
+        order = self._within_article(unnamed, resolved.asked, ids, score, vecs, texts, resolved.followup)
         if order is not None:  # the scores stay in rank order, as below
             ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
         order = _agree_years(q, texts)
@@ -828,7 +851,7 @@ class Engine:
         (docs/evaluation.md, follow-up memory)."""
         prev = resolve(turns[-1], turns[:-1])
         ids, score, vecs, texts = self._scored(prev)
-        order = self._within_article(within_question(prev), prev.asked, ids, score, vecs, texts)
+        order = self._within_article(within_question(prev), prev.asked, ids, score, vecs, texts, prev.followup)
         if order is not None:
             texts = [texts[i] for i in order]
         order = _agree_years(turns[-1], texts)
@@ -844,22 +867,27 @@ class Engine:
         score: np.ndarray,
         vecs: np.ndarray,
         texts: list[str],
+        followup: bool = False,
     ) -> np.ndarray | None:
         """`within_article_order` of these candidates for the question read as
         `unnamed` (`unnamed_question`), the reader reading `question` with the
-        best of them (`read_slots`); None when there is no unnamed question, or
-        the order stands."""
+        best of them (`read_slots`; every article's unless it is a `followup`:
+        `reads_across`); None when there is no unnamed question, or the order
+        stands."""
         n = min(len(ids), SUBJECT_DEPTH)
         if n < 2 or unnamed is None:
             return None
         docs = self.docs.sent_docs[self.docs.sent_doc_ptr[ids[:n]]]
-        if len(rerank_slots(docs, n, self.reader is not None)) < 2:
+        across = self.reader is not None and reads_across(followup)
+        if len(rerank_slots(docs, n, across)) < 2:
             return None
         v = self._embed([unnamed])[0]
         cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
-        read = None if self.reader is None else read_logits(self.reader, question, texts, score[:n], docs, cos)
+        read = None
+        if self.reader is not None:
+            read = read_logits(self.reader, question, texts, score[:n], docs, cos, across)
         kind = kinds_asked(question, texts[:n], in_long_articles(self.docs, ids[:n]))
-        order = within_article_order(score[:n], docs, cos, read, long_leads(self.docs, ids[:n]), kind)
+        order = within_article_order(score[:n], docs, cos, read, long_leads(self.docs, ids[:n]), kind, across)
         return None if order is None else np.r_[order, np.arange(n, len(ids))]
 
     @property

@@ -595,14 +595,21 @@ def test_within_article_order_moves_only_the_best_answers_article(monkeypatch) -
     assert within_article_order(score, docs, cos).tolist() == [3, 1, 2, 0]
     assert within_article_order(score, np.array([1, 2, 3, 4]), cos) is None  # nothing else from its article
     assert within_article_order(score, docs, np.zeros(4)) is None  # nothing to move
-    # the reader's logits join in (NaN: not read, ranked as the worst one read); here they undo the cosine's move
+    # the reader's logits join in (NaN: not read, ranked as the worst one read), and with them every article's
+    # candidates change places (ACROSS_ARTICLES, on), the best one's article SAME_ARTICLE_BONUS ahead
     read = np.array([5.0, np.nan, 0.0, 0.0])
-    assert within_article_order(score, docs, cos, read).tolist() == [0, 3, 2, 1]
-    # with ACROSS_ARTICLES (measured, not on), every article's candidates change places once the reader has read
-    monkeypatch.setattr(qa.engine, "ACROSS_ARTICLES", True)
+    assert qa.engine.ACROSS_ARTICLES and qa.engine.SAME_ARTICLE_BONUS > 0
     assert within_article_order(score, docs, cos, read).tolist() == [2, 0, 3, 1]
+    close = np.array([0.0, 0.1, 0.75, 0.3])  # 2 now reads 2.5 units above 0, 0.5 below it with the bonus
+    assert within_article_order(score, docs, close, read).tolist() == [0, 2, 3, 1]
+    monkeypatch.setattr(qa.engine, "SAME_ARTICLE_BONUS", 0.0)
+    assert within_article_order(score, docs, close, read).tolist() == [2, 0, 3, 1]
     assert within_article_order(score, docs, cos).tolist() == [3, 1, 2, 0]  # without its logits, as before
+    # a follow-up (across=False), or with ACROSS_ARTICLES off: its own article only; the logits undo the cosine's move
+    assert qa.engine.reads_across() and not qa.engine.reads_across(followup=True)
+    assert within_article_order(score, docs, cos, read, across=False).tolist() == [0, 3, 2, 1]
     monkeypatch.setattr(qa.engine, "ACROSS_ARTICLES", False)
+    assert within_article_order(score, docs, cos, read).tolist() == [0, 3, 2, 1]
     # a long article's first sentence gives up LEAD_PENALTY log-score units: candidate 1, flagged, falls behind 0
     lead = np.array([0.0, 1.0, 0.0, 0.0])
     assert within_article_order(score, docs, cos, lead=lead).tolist() == [3, 0, 2, 1]

@@ -90,14 +90,16 @@ def test_the_shipped_reader_loads_offline_and_the_engine_reads_with_it(seed_inde
     assert "Prime Minister Benjamin Netanyahu" not in plain.ask(q, k=3).answers[0].text
 
 
-def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved_reader) -> None:
-    """The reader's logits of the best candidates of the top answer's article
-    join the re-ranking there, as `within_article_order` says: `ask` and the
-    function agree on a real index, and the logits change the order."""
+def test_an_installed_reader_re_reads_the_best_candidates(seed_index, saved_reader) -> None:
+    """The reader's logits of the best candidates (of every article, the best
+    answer's article first by SAME_ARTICLE_BONUS) join the re-ranking, as
+    `within_article_order` says: `ask` and the function agree on a real
+    index, and the logits change the order."""
     import qa
     from qa.engine import (
         READ_MOST,
         SUBJECT_DEPTH,
+        SUBJECT_WEIGHT,
         in_long_articles,
         kinds_asked,
         long_leads,
@@ -122,7 +124,9 @@ def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved
     rd = reader_mod.load_reader(saved_reader[0], precision="fp32")
     engine.reader = rd
     slots = read_slots(score[:n], docs, cos)
-    assert 2 <= len(slots) <= READ_MOST and (docs[slots] == docs[0]).all()  # the best of the top answer's article
+    # the READ_MOST best by score and cosine, of every article's candidates (ACROSS_ARTICLES)
+    key = np.log(np.maximum(score[:n], 1e-6)) + SUBJECT_WEIGHT * cos
+    assert len(slots) == min(READ_MOST, n) and sorted(slots) == sorted(np.argsort(-key, kind="stable")[:READ_MOST])
     read = np.full(n, np.nan, dtype=np.float32)
     read[slots] = rd.score(resolved.asked, [texts[i] for i in slots])
     order = within_article_order(score[:n], docs, cos, read, lead, kind)
@@ -130,6 +134,36 @@ def test_an_installed_reader_re_reads_the_best_answers_article(seed_index, saved
     expected = [texts[i] for i in order]
     got = [a.text for a in engine.ask(q, k=5).answers]
     assert got[0] == expected[0] and got != plain, (got, expected, plain)
+
+
+def test_a_question_is_read_across_articles_a_follow_up_inside_its_own(seed_index, monkeypatch) -> None:
+    """`ask` with the shipped reader: a question that stands on its own has
+    its best candidates read whatever their article, the best answer's
+    article SAME_ARTICLE_BONUS ahead; a follow-up ("What did he say about
+    it?", read as typed) only those of its best answer's article."""
+    import qa
+    import qa.engine
+
+    calls: list[tuple[bool, list[str], list[str]]] = []
+    real = qa.engine.read_logits
+
+    def spy(reader, question, texts, score, docs, cos, across=None):
+        out = real(reader, question, texts, score, docs, cos, across)
+        read = np.flatnonzero(~np.isnan(out))
+        calls.append((bool(across), [str(docs[i]) for i in read], [str(d) for d in docs]))
+        return out
+
+    monkeypatch.setattr(qa.engine, "read_logits", spy)
+    engine = qa.load(seed_index, warm=False)
+    q = "How long did Biden's Thursday phone call with Netanyahu last?"
+    engine.ask(q, k=5)
+    across, read_docs, docs = calls[-1]
+    assert across and len(read_docs) == qa.engine.READ_MOST and len(set(docs)) > 1
+    calls.clear()
+    engine.ask("What did he tell him about the hostages?", history=[q], k=5)
+    assert len(calls) == 2, calls  # the previous turn asked again (for its answer), then the follow-up
+    assert not calls[1][0] and set(calls[1][1]) == {calls[1][2][0]}, calls[1]
+    assert calls[0][0], "the previous turn, asked again for its answer, is read as it was: across"
 
 
 def test_a_missing_reader_names_the_command_that_trains_one(tmp_path) -> None:
