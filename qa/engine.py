@@ -219,19 +219,26 @@ _NAME_RUN = re.compile(r"(?<!^)\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|v
 
 
 def unnamed_question(question: str, followup: bool = False) -> str | None:
-    """`question` (its first sentence: a follow-up's query carries terms after it) with each name as "it";
-    None when it names nothing or too little is left to ask.  A `followup` that names nothing (or too
-    little to ask without its names) is read as typed, without the terms carried from earlier turns:
-    its pronouns already stand for the subject ("How old is he?", "Has she regained custody of her
-    daughter?"), while the carried terms pull back to the sentence that answered the last turn
-    (docs/evaluation.md, "Follow-ups")."""
+    """`question` (its first sentence: a follow-up's query carries terms after it) with each name as "it".
+    A question that names nothing (two content words at least: "How many schools have asked for the
+    pack?"), or that asks one thing beyond its names ("Who wrote The Vagina Monologues?"), is read as
+    typed, so that its best candidates still change places by what it asks and the reader still reads
+    them (docs/evaluation.md, "Reading across articles"); None when it asks nothing beyond its names
+    ("Who was Charlie Bell?": the sentence that names him answers) or too little at all.  A `followup`
+    that names nothing (or too little to ask without its names) is read as typed too, without the terms
+    carried from earlier turns: its pronouns already stand for the subject ("How old is he?", "Has she
+    regained custody of her daughter?"), while the carried terms pull back to the sentence that answered
+    the last turn (docs/evaluation.md, "Follow-ups"); None when it holds no content word."""
     q = question.strip()
     end = q.find("?")
     q = q[: end + 1] if end > 0 else q
     out = _NAME_RUN.sub("it", q)
-    if out != q and len(content_words(out)) >= 2:
+    left = len(content_words(out))
+    if out != q and left >= 2:
         return out
-    return q if followup and content_words(q) else None
+    if followup:
+        return q if content_words(q) else None
+    return q if left >= (1 if out != q else 2) else None
 
 
 def within_question(resolved: Resolved) -> str | None:

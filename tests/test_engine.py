@@ -406,7 +406,11 @@ def test_inside_the_article_the_sentence_that_answers_beats_the_one_that_names(t
     assert unnamed_question("Where was Yoshiaki Tsutsumi picked up by the authorities?") == (
         "Where was it picked up by the authorities?"
     )
-    assert unnamed_question("How many people live there?") is None  # no name: the question stands as it is
+    # no name, or one thing asked beyond them: read as typed (so the reader still reads its candidates)
+    assert unnamed_question("How many people live there?") == "How many people live there?"
+    assert unnamed_question("Who wrote The Vagina Monologues?") == "Who wrote The Vagina Monologues?"
+    assert unnamed_question("Who was Charlie Bell?") is None  # nothing asked beyond the name: its lead answers
+    assert unnamed_question("Who won?") is None  # too little to read
     # a follow-up's own words, without the terms carried after its "?": its pronouns are the unnamed subject
     assert unnamed_question("How old is he? Duncan Bannatyne venture", followup=True) == "How old is he?"
     assert unnamed_question("Why did he quit UKIP? Kilroy-Silk", followup=True) == "Why did he quit UKIP?"

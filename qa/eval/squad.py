@@ -244,8 +244,8 @@ def collect(engine, qs: list[Question]) -> list[dict]:
 
 
 def _read(engine, question: str, ids: np.ndarray, X: np.ndarray, ucos: np.ndarray, texts: list[str]) -> np.ndarray:
-    """The reader's logit of each candidate it reads inside the best one's
-    article (qa.engine.read_logits), NaN for the rest."""
+    """The reader's logit of each candidate it reads (qa.engine.read_logits:
+    every article's best, as `ask` reads a question), NaN for the rest."""
     from qa.engine import read_logits
     from qa.fusion import question_type
 
