@@ -202,6 +202,11 @@ READ_WEIGHT = 1.6
 ACROSS_ARTICLES = True
 SAME_ARTICLE_BONUS = 3.0
 READ_MOST = 3  # candidates it reads, the best by score and cosine (docs/evaluation.md: 2, 3, 4, 5, 10 and the cost)
+# A follow-up's answer is by its nature not what the story's carried words find first (that was the previous
+# answer, or the lead), so the reader reads more of its article's candidates: on the tune sets 3 / 5 / 8 read gave
+# follow-ups fit 0.566 / 0.574 / 0.581, news tune 0.522 / 0.565 / 0.565, CANARD dev 0.704 / - / 0.712.  Follow-ups
+# only: a question that stands alone would go over the speed budget (docs/evaluation.md, "A follow-up reads more").
+READ_MOST_FOLLOWUP = 8
 # A long article's first sentence names everything the story is about, so inside the article it outranks the
 # sentence that answers; it gives up LEAD_PENALTY log-score units there.  Only in an article of at least
 # LEAD_MIN_SENTENCES sentences: the first sentence of a paragraph-sized text (a SQuAD paragraph has about 5) states
@@ -335,14 +340,22 @@ def kinds_asked(question: str, texts: list[str], long: np.ndarray) -> np.ndarray
     return None if flags is None else flags * long[: len(flags)]
 
 
-def read_slots(score: np.ndarray, docs: np.ndarray, cos: np.ndarray, across: bool | None = None) -> np.ndarray:
+def read_count(followup: bool = False) -> int:
+    """How many candidates the reader reads: READ_MOST, READ_MOST_FOLLOWUP for a follow-up."""
+    return READ_MOST_FOLLOWUP if followup else READ_MOST
+
+
+def read_slots(
+    score: np.ndarray, docs: np.ndarray, cos: np.ndarray, across: bool | None = None, most: int | None = None
+) -> np.ndarray:
     """The candidates the reader reads (as in `within_article_order`): of the
     best SUBJECT_DEPTH (of the best one's article unless `across`, by default
-    `reads_across()`), the READ_MOST that rank highest by score and cosine."""
+    `reads_across()`), the `most` (by default READ_MOST, see `read_count`)
+    that rank highest by score and cosine."""
     n = min(len(score), SUBJECT_DEPTH)
     same = rerank_slots(docs, n, reads_across() if across is None else across)
     key = np.log(np.maximum(score[same], 1e-6)) + SUBJECT_WEIGHT * cos[same]
-    return same[np.argsort(-key, kind="stable")[:READ_MOST]]
+    return same[np.argsort(-key, kind="stable")[: READ_MOST if most is None else most]]
 
 
 def read_logits(
@@ -353,10 +366,11 @@ def read_logits(
     docs: np.ndarray,
     cos: np.ndarray,
     across: bool | None = None,
+    most: int | None = None,
 ) -> np.ndarray:
     """The `read` of `within_article_order`: `reader`'s logit of each candidate
     it reads (`read_slots`), NaN for the rest.  The SQuAD suite calls it too."""
-    slots = read_slots(score, docs, cos, across)
+    slots = read_slots(score, docs, cos, across, most)
     out = np.full(len(score), np.nan, dtype=np.float32)
     out[slots] = reader.score(question, [texts[i] for i in slots])
     return out
@@ -879,7 +893,7 @@ class Engine:
         """`within_article_order` of these candidates for the question read as
         `unnamed` (`unnamed_question`), the reader reading `question` with the
         best of them (`read_slots`; every article's unless it is a `followup`:
-        `reads_across`); None when there is no unnamed question, or the order
+        `reads_across`; more of them for a follow-up: `read_count`); None when there is no unnamed question, or the order
         stands."""
         n = min(len(ids), SUBJECT_DEPTH)
         if n < 2 or unnamed is None:
@@ -892,7 +906,7 @@ class Engine:
         cos = np.asarray(vecs[:n], dtype=np.float32) @ (v / (np.linalg.norm(v) or 1.0))
         read = None
         if self.reader is not None:
-            read = read_logits(self.reader, question, texts, score[:n], docs, cos, across)
+            read = read_logits(self.reader, question, texts, score[:n], docs, cos, across, read_count(followup))
         kind = kinds_asked(question, texts[:n], in_long_articles(self.docs, ids[:n]))
         order = within_article_order(score[:n], docs, cos, read, long_leads(self.docs, ids[:n]), kind, across)
         return None if order is None else np.r_[order, np.arange(n, len(ids))]

@@ -621,3 +621,22 @@ def test_within_article_order_moves_only_the_best_answers_article(monkeypatch) -
     # a candidate holding something new of the kind asked gains KIND_BONUS: candidate 1 moves ahead of 3
     kind = np.array([0.0, 1.0, 0.0, 0.0])
     assert within_article_order(score, docs, cos, kind=kind).tolist() == [1, 3, 2, 0]
+
+
+def test_a_follow_up_has_more_of_its_articles_candidates_read() -> None:
+    """`read_slots`: a question's READ_MOST best by score and cosine, of every
+    article; a follow-up's READ_MOST_FOLLOWUP best, of its best answer's
+    article only (`read_count`)."""
+    from qa.engine import READ_MOST, READ_MOST_FOLLOWUP, read_count, read_slots
+
+    assert read_count() == READ_MOST < READ_MOST_FOLLOWUP == read_count(followup=True)
+    n = READ_MOST_FOLLOWUP + 2
+    score = np.linspace(0.9, 0.1, n)
+    docs = np.array([7, 3] + [7] * (n - 2))  # candidate 1 is another article's
+    cos = np.zeros(n)
+    cos[n - 1] = 1.0  # the last one is closest to the question by far
+    first = read_slots(score, docs, cos, across=True, most=read_count())
+    assert sorted(first.tolist()) == [0, 1, n - 1]
+    fu = read_slots(score, docs, cos, across=False, most=read_count(followup=True))
+    assert len(fu) == READ_MOST_FOLLOWUP and 1 not in fu and fu[0] == n - 1
+    assert sorted(fu.tolist()) == [0, *range(2, READ_MOST_FOLLOWUP), n - 1]

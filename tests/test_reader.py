@@ -138,17 +138,18 @@ def test_an_installed_reader_re_reads_the_best_candidates(seed_index, saved_read
 
 def test_a_question_is_read_across_articles_a_follow_up_inside_its_own(seed_index, monkeypatch) -> None:
     """`ask` with the shipped reader: a question that stands on its own has
-    its best candidates read whatever their article, the best answer's
-    article SAME_ARTICLE_BONUS ahead; a follow-up ("What did he say about
-    it?", read as typed) only those of its best answer's article."""
+    its best READ_MOST candidates read whatever their article, the best
+    answer's article SAME_ARTICLE_BONUS ahead; a follow-up ("What did he say
+    about it?", read as typed) up to READ_MOST_FOLLOWUP of its best answer's
+    article."""
     import qa
     import qa.engine
 
     calls: list[tuple[bool, list[str], list[str]]] = []
     real = qa.engine.read_logits
 
-    def spy(reader, question, texts, score, docs, cos, across=None):
-        out = real(reader, question, texts, score, docs, cos, across)
+    def spy(reader, question, texts, score, docs, cos, across=None, most=None):
+        out = real(reader, question, texts, score, docs, cos, across, most)
         read = np.flatnonzero(~np.isnan(out))
         calls.append((bool(across), [str(docs[i]) for i in read], [str(d) for d in docs]))
         return out
@@ -163,6 +164,9 @@ def test_a_question_is_read_across_articles_a_follow_up_inside_its_own(seed_inde
     engine.ask("What did he tell him about the hostages?", history=[q], k=5)
     assert len(calls) == 2, calls  # the previous turn asked again (for its answer), then the follow-up
     assert not calls[1][0] and set(calls[1][1]) == {calls[1][2][0]}, calls[1]
+    own = calls[1][2].count(calls[1][2][0])  # the best answer's article's candidates among those it could read
+    assert qa.engine.READ_MOST_FOLLOWUP > qa.engine.READ_MOST
+    assert len(calls[1][1]) == min(own, qa.engine.READ_MOST_FOLLOWUP) > qa.engine.READ_MOST, (own, calls[1])
     assert calls[0][0], "the previous turn, asked again for its answer, is read as it was: across"
 
 
