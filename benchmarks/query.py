@@ -72,6 +72,52 @@ def index_for(corpus: str) -> Path:
     return squad.build()
 
 
+def seed_conversations() -> list[tuple[str, str]]:
+    """(first question, follow-up) of each seeds gold conversation."""
+    gold = json.loads((REPO / "qa" / "eval" / "seeds_gold.json").read_text(encoding="utf-8"))
+    return [(c[0], c[1]) for c in gold["conversations"]]
+
+
+def followup_latency(index: Path, conversations: list[tuple[str, str]], passes: int = 3) -> dict:
+    """A follow-up costs more than a question on its own: the previous turn is
+    ranked again (for the answer it showed) and the reader reads more of the
+    article's candidates (qa.engine.READ_MOST_FOLLOWUP).  Each pass clears the
+    query cache and asks the first question untimed, as a chat would have;
+    then the follow-up with it as history is timed beside its bare encode,
+    alternating which goes first."""
+    import qa
+
+    engine = qa.load(index)
+    engine.wait_warm(600)
+    for first, follow in conversations[:3]:  # warm up every code path
+        engine.ask(follow + " warm", history=[first + " warm"])
+    ask_ms, enc_ms = [], []
+    for _ in range(max(1, passes)):
+        engine._cache.clear()
+        for i, (first, follow) in enumerate(conversations):
+            engine.ask(first)
+
+            def t_ask() -> None:
+                t = time.perf_counter()
+                engine.ask(follow, history=[first])
+                ask_ms.append(1000 * (time.perf_counter() - t))
+
+            def t_enc() -> None:
+                t = time.perf_counter()
+                engine.encoder.encode([follow])
+                enc_ms.append(1000 * (time.perf_counter() - t))
+
+            for f in (t_ask, t_enc) if i % 2 else (t_enc, t_ask):
+                f()
+    return {
+        "follow_ups": len(conversations),
+        "passes": max(1, passes),
+        "ask_p50_ms": round(pct(ask_ms, 50), 2),
+        "encode_p50_ms": round(pct(enc_ms, 50), 2),
+        "ratio_p50": round(pct(ask_ms, 50) / pct(enc_ms, 50), 2),
+    }
+
+
 def _timed(engine, questions: list[str]) -> tuple[list[float], list[float], list[float]]:
     """ask, engine encode and SentenceTransformer.encode times (ms) per question,
     each pair alternating which goes first."""
@@ -198,6 +244,12 @@ def load_times(index: Path, runs: int) -> dict:
     }
 
 
+def _read_most() -> str:
+    from qa.engine import READ_MOST_FOLLOWUP
+
+    return f"up to {READ_MOST_FOLLOWUP}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", nargs="*", default=["seeds", "squad"], choices=["seeds", "squad"])
@@ -213,6 +265,8 @@ def main() -> int:
         r = latency(index, qs, args.passes)
         r["corpus"] = corpus
         out["latency"].append(r)
+        if corpus == "seeds":
+            out["followups"] = followup_latency(index, seed_conversations(), args.passes)
     if args.load_runs > 0:
         out["load"] = load_times(index_for(args.corpus[0]), args.load_runs)
     out["load_average"] = os.getloadavg()
@@ -237,6 +291,13 @@ def main() -> int:
             f"  {r['corpus']:8} SentenceTransformer.encode p50 {r['st_encode_p50_ms']:.1f} ms: ask/that "
             f"{r['ratio_vs_st_encode_p50']:.2f}x;  before the memo warm-up ({r['warmup_s']:.1f} s in the "
             f"background after load): ask p50 {r['ask_cold_p50_ms']:.1f} ms = {r['ratio_cold_p50']:.2f}x encode"
+        )
+    fu = out.get("followups")
+    if fu:
+        print(
+            f"\nseeds follow-ups ({fu['follow_ups']} conversations x {fu['passes']} passes, with the first question as"
+            f" history): ask p50 {fu['ask_p50_ms']:.1f} ms, encode p50 {fu['encode_p50_ms']:.1f} ms ="
+            f" {fu['ratio_p50']:.2f}x (the previous turn ranked again, {_read_most()} candidates read)"
         )
     ld = out["load"]
     if ld:
