@@ -405,6 +405,9 @@ class Engine:
         self._db_lock = threading.Lock()
         self._filter_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # memo: the sentence a question asked on its own was answered with (`_previous_answer` of it alone), so
+        # the follow-up that comes next does not rank it again
+        self._shown: OrderedDict[str, str | None] = OrderedDict()
         self._cache_lock = threading.Lock()
         lex = data.manifest.lexical
         self.lexical = Lexical(
@@ -752,6 +755,9 @@ class Engine:
         order = _agree_years(q, texts)
         if order is not None:  # the scores stay in rank order, as below
             ids, vecs, texts = ids[order], vecs[order], [texts[i] for i in order]
+        if filters is None and q == question and not resolved.followup:
+            # what `_previous_answer([question])` would compute: the same ranking, before anything below
+            self._remember_shown(q, texts[0] if len(score) else None)
         if (
             DEMOTE_PREVIOUS
             and resolved.previous_answer
@@ -871,6 +877,11 @@ class Engine:
         was only a closest match: the user saw it all the same
         (docs/evaluation.md, follow-up memory)."""
         prev = resolve(turns[-1], turns[:-1])
+        if not prev.followup:  # ranked as it would be asked alone: perhaps it just was (`_ask`)
+            with self._cache_lock:
+                if turns[-1] in self._shown:
+                    self._shown.move_to_end(turns[-1])
+                    return self._shown[turns[-1]]
         ids, score, vecs, texts = self._scored(prev)
         order = self._within_article(within_question(prev), prev.asked, ids, score, vecs, texts, prev.followup)
         if order is not None:
@@ -878,7 +889,17 @@ class Engine:
         order = _agree_years(turns[-1], texts)
         if order is not None:
             texts = [texts[i] for i in order]
-        return texts[0] if len(score) else None
+        shown = texts[0] if len(score) else None
+        if not prev.followup:
+            self._remember_shown(turns[-1], shown)
+        return shown
+
+    def _remember_shown(self, question: str, answer: str | None) -> None:
+        with self._cache_lock:
+            self._shown[question] = answer
+            self._shown.move_to_end(question)
+            if len(self._shown) > _EMBED_CACHE:
+                self._shown.popitem(last=False)
 
     def _within_article(
         self,

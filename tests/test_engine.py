@@ -90,6 +90,37 @@ def test_a_followup_is_not_answered_with_the_sentence_just_shown(engine) -> None
     assert res.answers[0].score >= res.answers[1].score
 
 
+def test_a_follow_up_does_not_rank_the_question_just_asked_again(engine, monkeypatch) -> None:
+    """The sentence a question was just answered with is remembered for the
+    follow-up (`_previous_answer`), which then ranks only itself; the answers
+    are those it gets when it has to rank the previous turn again."""
+    first = "What did Biden and Netanyahu discuss on Thursday?"
+    follow = "How long did the call last?"
+    calls: list[str] = []
+    real = engine._scored
+
+    def spy(resolved, allowed=None):
+        calls.append(resolved.query)
+        return real(resolved, allowed)
+
+    monkeypatch.setattr(engine, "_scored", spy)
+    engine._shown.clear()
+    engine.ask(first)
+    calls.clear()
+    remembered = engine.ask(follow, history=[first])
+    assert remembered.followup and len(calls) == 1, calls
+    engine._shown.clear()
+    calls.clear()
+    again = engine.ask(follow, history=[first])
+    assert len(calls) == 2 and calls[0] == first, calls  # the previous turn ranked again, then the follow-up
+    assert [a.text for a in again.answers] == [a.text for a in remembered.answers]
+    assert again.query == remembered.query
+    # remembered under the text as the history will hold it: a question the engine tidies first is not
+    engine._shown.clear()
+    engine.ask(f"  {first}  ")
+    assert not engine._shown
+
+
 def test_new_topic_is_not_dragged_back(engine) -> None:
     res = engine.ask(
         "What is the capital of France?", history=["How long did the Thursday call between Biden and Netanyahu last?"]
