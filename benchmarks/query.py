@@ -87,6 +87,7 @@ def followup_latency(index: Path, conversations: list[tuple[str, str]], passes: 
     does not rank that turn again); then the follow-up with it as history is
     timed beside its bare encode, alternating which goes first."""
     import qa
+    from qa.engine import READ_MOST_FOLLOWUP
 
     engine = qa.load(index)
     engine.wait_warm(600)
@@ -114,6 +115,7 @@ def followup_latency(index: Path, conversations: list[tuple[str, str]], passes: 
     return {
         "follow_ups": len(conversations),
         "passes": max(1, passes),
+        "read_at_most": READ_MOST_FOLLOWUP,
         "ask_p50_ms": round(pct(ask_ms, 50), 2),
         "encode_p50_ms": round(pct(enc_ms, 50), 2),
         "ratio_p50": round(pct(ask_ms, 50) / pct(enc_ms, 50), 2),
@@ -246,12 +248,6 @@ def load_times(index: Path, runs: int) -> dict:
     }
 
 
-def _read_most() -> str:
-    from qa.engine import READ_MOST_FOLLOWUP
-
-    return f"up to {READ_MOST_FOLLOWUP}"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", nargs="*", default=["seeds", "squad"], choices=["seeds", "squad"])
@@ -299,7 +295,7 @@ def main() -> int:
         print(
             f"\nseeds follow-ups ({fu['follow_ups']} conversations x {fu['passes']} passes, with the first question as"
             f" history): ask p50 {fu['ask_p50_ms']:.1f} ms, encode p50 {fu['encode_p50_ms']:.1f} ms ="
-            f" {fu['ratio_p50']:.2f}x ({_read_most()} candidates read)"
+            f" {fu['ratio_p50']:.2f}x (up to {fu['read_at_most']} candidates read)"
         )
     ld = out["load"]
     if ld:

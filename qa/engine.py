@@ -914,8 +914,8 @@ class Engine:
         """`within_article_order` of these candidates for the question read as
         `unnamed` (`unnamed_question`), the reader reading `question` with the
         best of them (`read_slots`; every article's unless it is a `followup`:
-        `reads_across`; more of them for a follow-up: `read_count`); None when there is no unnamed question, or the order
-        stands."""
+        `reads_across`; more of them for a follow-up: `read_count`); None
+        when there is no unnamed question, or the order stands."""
         n = min(len(ids), SUBJECT_DEPTH)
         if n < 2 or unnamed is None:
             return None
